@@ -1,0 +1,21 @@
+"""Test-session setup: 8 fake CPU devices, set before JAX is imported anywhere.
+
+Every test session sees the same (2, 4)-capable device set, so mesh and sharding code runs in
+ordinary unit tests on a laptop or CI machine without accelerators.
+"""
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests must never reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import jax  # noqa: E402
+
+assert jax.device_count() == 8, (
+    "tests/conftest.py must run before anything imports jax; got "
+    f"{jax.device_count()} devices")

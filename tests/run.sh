@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the test suite on a fresh machine that has only python3 and pip.
+# Creates ./.venv (or $VENV) on first use, installs the pinned requirements into it
+# (again only when a requirements file changed), then runs pytest with any extra arguments:
+#   bash tests/run.sh                      # whole suite
+#   bash tests/run.sh tests/rewards -k delta
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+stamp="$VENV/.requirements.sha256"
+want="$(cat requirements.txt tests/requirements.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -r requirements.txt -r tests/requirements.txt
+  echo "$want" > "$stamp"
+fi
+# Two workers match the 2-core machines this suite is sized for; override with PYTEST_WORKERS.
+exec "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
