@@ -1,0 +1,34 @@
+"""Timing helpers shared by the benchmark scripts (which print one JSON object each)."""
+
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def time_fn(fn, *args, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall seconds of ``fn(*args)``, blocking on the result; compile excluded by warmup."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def matmul_peak_flops(n: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
+    """This machine's achieved fp32 matmul FLOP/s through XLA (an n^3 matmul), the roofline's roof."""
+    a = jnp.ones((n, n), dtype)
+    b = jnp.ones((n, n), dtype)
+    seconds = time_fn(jax.jit(jnp.matmul), a, b, repeats=repeats)
+    return 2 * n**3 / seconds
+
+
+def memory_bandwidth(nbytes: int = 256 << 20, repeats: int = 5) -> float:
+    """Achieved bytes/s of an XLA elementwise pass (one read + one write of an nbytes array)."""
+    x = jnp.ones((nbytes // 4,), jnp.float32)
+    seconds = time_fn(jax.jit(lambda v: v * 2.0 + 1.0), x, repeats=repeats)
+    return 2 * nbytes / seconds

@@ -1,0 +1,279 @@
+"""The edge between ``ml_collections`` configs and the code: frozen, validated dataclasses.
+
+Config files (``configs/*.py``) build a ``ConfigDict`` that users override from the command line
+(``--config.reward.prm_transform=clip``). It is converted once, here, into the dataclasses below;
+everything past this point takes those or explicit arguments, never the ConfigDict. Validation runs
+before anything is compiled, and every error names the config key and the offending value.
+
+    python -m rl.config --config=configs/smoke.py --config.reward.prm_weight=0.5
+
+prints the resolved, validated configuration as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import ml_collections
+
+from rewards.shaping import KL_ESTIMATORS, PRM_TRANSFORMS
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key and the value."""
+
+
+def _fail(key: str, value: Any, why: str) -> None:
+    raise ConfigError(f"config.{key}={value!r}: {why}")
+
+
+def _positive(key: str, value: Any, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        _fail(key, value, "must be a finite number " + (">= 0" if allow_zero else "> 0"))
+
+
+def _int_at_least(key: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        _fail(key, value, f"must be an integer >= {low}")
+
+
+def _unit_interval(key: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        _fail(key, value, "must be in [0, 1]")
+
+
+def _one_of(key: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        _fail(key, value, f"must be one of {choices}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """Which reward the policy is trained on (DESIGN.md, "One PPO iteration", step 5).
+
+    r_t = success_weight*SR*[t=last] + orm_weight*ORM*[t=last] + prm_weight*shape(PRM)_t
+          + implicit_prm_weight*implicit_t - kl_coef*KL_t
+    """
+
+    success_weight: float = 1.0
+    orm_weight: float = 0.0
+    prm_weight: float = 0.0
+    prm_transform: str = "raw"
+    prm_eta: float = 0.5
+    implicit_prm_weight: float = 0.0
+    implicit_prm_beta: float = 0.05
+    gated: bool = False
+    gate_threshold: float = 1.0
+    kl_coef: float = 0.0
+    kl_estimator: str = "k1"
+    kl_in: str = "reward"
+    success_flip_prob: float = 0.0
+
+    def validate(self, prefix: str = "reward") -> RewardConfig:
+        for name in ("success_weight", "orm_weight", "prm_weight", "implicit_prm_weight", "kl_coef"):
+            _positive(f"{prefix}.{name}", getattr(self, name), allow_zero=True)
+        _one_of(f"{prefix}.prm_transform", self.prm_transform, PRM_TRANSFORMS)
+        _unit_interval(f"{prefix}.prm_eta", self.prm_eta)
+        _positive(f"{prefix}.implicit_prm_beta", self.implicit_prm_beta)
+        _one_of(f"{prefix}.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        _one_of(f"{prefix}.kl_in", self.kl_in, ("reward", "loss"))
+        _unit_interval(f"{prefix}.success_flip_prob", self.success_flip_prob)
+        if not isinstance(self.gated, bool):
+            _fail(f"{prefix}.gated", self.gated, "must be True or False")
+        return self
+
+    @property
+    def uses_prm(self) -> bool:
+        return self.prm_weight > 0
+
+    @property
+    def uses_orm(self) -> bool:
+        return self.orm_weight > 0
+
+    @property
+    def uses_implicit_prm(self) -> bool:
+        return self.implicit_prm_weight > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip_eps: float = 0.2
+    dual_clip: float = 0.0  # 0 disables; otherwise c > 1 bounds the loss of negative advantages
+    value_clip: float = 0.2
+    vf_coef: float = 0.5
+    entropy_coef: float = 0.0
+    epochs: int = 2
+    minibatches: int = 2
+    microbatches: int = 1
+    whiten_advantages: bool = True
+
+    def validate(self, prefix: str = "ppo") -> PPOConfig:
+        _unit_interval(f"{prefix}.gamma", self.gamma)
+        _unit_interval(f"{prefix}.lam", self.lam)
+        _positive(f"{prefix}.clip_eps", self.clip_eps)
+        if self.dual_clip != 0 and not (isinstance(self.dual_clip, (int, float)) and self.dual_clip > 1):
+            _fail(f"{prefix}.dual_clip", self.dual_clip, "must be 0 (off) or a number > 1")
+        for name in ("value_clip", "vf_coef", "entropy_coef"):
+            _positive(f"{prefix}.{name}", getattr(self, name), allow_zero=True)
+        for name in ("epochs", "minibatches", "microbatches"):
+            _int_at_least(f"{prefix}.{name}", getattr(self, name), 1)
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    learning_rate: float = 1e-6
+    critic_learning_rate: float = 5e-6
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.95
+
+    def validate(self, prefix: str = "optim") -> OptimConfig:
+        _positive(f"{prefix}.learning_rate", self.learning_rate)
+        _positive(f"{prefix}.critic_learning_rate", self.critic_learning_rate)
+        _one_of(f"{prefix}.schedule", self.schedule, ("constant", "cosine"))
+        _int_at_least(f"{prefix}.warmup_steps", self.warmup_steps, 0)
+        _positive(f"{prefix}.max_grad_norm", self.max_grad_norm)
+        _positive(f"{prefix}.weight_decay", self.weight_decay, allow_zero=True)
+        _unit_interval(f"{prefix}.b1", self.b1)
+        _unit_interval(f"{prefix}.b2", self.b2)
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables
+    stop_strings: tuple[str, ...] = ()
+
+    def validate(self, prefix: str = "rollout") -> RolloutConfig:
+        _int_at_least(f"{prefix}.max_new_tokens", self.max_new_tokens, 1)
+        _positive(f"{prefix}.temperature", self.temperature, allow_zero=True)
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            _fail(f"{prefix}.top_p", self.top_p, "must be in (0, 1]")
+        _int_at_least(f"{prefix}.top_k", self.top_k, 0)
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "gsm8k"
+    split: str = "train"
+    prompts_per_batch: int = 8
+    samples_per_prompt: int = 4
+    max_prompt_len: int = 256
+    step_separator: str = "\n\n"
+
+    def validate(self, prefix: str = "data") -> DataConfig:
+        _one_of(f"{prefix}.dataset", self.dataset, ("gsm8k", "math", "math500", "toy"))
+        _int_at_least(f"{prefix}.prompts_per_batch", self.prompts_per_batch, 1)
+        _int_at_least(f"{prefix}.samples_per_prompt", self.samples_per_prompt, 1)
+        _int_at_least(f"{prefix}.max_prompt_len", self.max_prompt_len, 1)
+        if not isinstance(self.step_separator, str) or not self.step_separator:
+            _fail(f"{prefix}.step_separator", self.step_separator, "must be a non-empty string")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Mesh axes ("data", "fsdp", "tensor"); one entry may be -1: all remaining devices."""
+
+    shape: tuple[int, int, int] = (1, -1, 1)
+
+    def validate(self, prefix: str = "mesh") -> MeshConfig:
+        s = self.shape
+        if (len(s) != 3 or any(not isinstance(x, int) or (x < 1 and x != -1) for x in s)
+                or list(s).count(-1) > 1):
+            _fail(f"{prefix}.shape", s, "must be 3 integers >= 1 (data, fsdp, tensor), at most one -1")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 100
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 3
+    eval_every: int = 0  # 0 disables periodic evaluation
+    max_bad_updates: int = 5  # consecutive non-finite updates tolerated before stopping
+
+    def validate(self, prefix: str = "train") -> TrainConfig:
+        _int_at_least(f"{prefix}.iterations", self.iterations, 1)
+        _int_at_least(f"{prefix}.checkpoint_every", self.checkpoint_every, 1)
+        _int_at_least(f"{prefix}.keep_checkpoints", self.keep_checkpoints, 1)
+        _int_at_least(f"{prefix}.eval_every", self.eval_every, 0)
+        _int_at_least(f"{prefix}.max_bad_updates", self.max_bad_updates, 1)
+        return self
+
+
+def section(cls: type, cd: Mapping[str, Any] | None, prefix: str):
+    """Builds dataclass ``cls`` from a ConfigDict section, naming unknown keys; then validates it."""
+    values = dict(cd.items()) if cd is not None else {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            _fail(f"{prefix}.{key}", values[key], f"unknown key; known keys: {sorted(fields)}")
+    for key, value in values.items():
+        if isinstance(value, list):
+            values[key] = tuple(value)
+    return cls(**values).validate(prefix)
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    """The validated sections that every RL entry point shares."""
+
+    seed: int
+    reward: RewardConfig
+    ppo: PPOConfig
+    optim: OptimConfig
+    rollout: RolloutConfig
+    data: DataConfig
+    mesh: MeshConfig
+    train: TrainConfig
+
+    @classmethod
+    def from_config_dict(cls, cfg: ml_collections.ConfigDict) -> RLConfig:
+        _int_at_least("seed", cfg.get("seed", 0), 0)
+        return cls(
+            seed=cfg.get("seed", 0),
+            reward=section(RewardConfig, cfg.get("reward"), "reward"),
+            ppo=section(PPOConfig, cfg.get("ppo"), "ppo"),
+            optim=section(OptimConfig, cfg.get("optim"), "optim"),
+            rollout=section(RolloutConfig, cfg.get("rollout"), "rollout"),
+            data=section(DataConfig, cfg.get("data"), "data"),
+            mesh=section(MeshConfig, cfg.get("mesh"), "mesh"),
+            train=section(TrainConfig, cfg.get("train"), "train"),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    try:
+        print(RLConfig.from_config_dict(_CONFIG.value).to_json())
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    from absl import app
+    from ml_collections import config_flags
+
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py[:ARG]).",
+                                              lock_config=True)
+    app.run(main)

@@ -1,0 +1,241 @@
+"""Reward transforms: hand-computed expectations and property tests (DESIGN.md semantics)."""
+
+import functools
+
+import hypothesis.extra.numpy as hnp
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rewards import shaping
+
+ETA = 0.5
+
+
+def _place(scores, ends, t):
+    """Scores s_1..s_K placed at token positions ``ends`` of a length-t sequence."""
+    s = np.zeros(t, np.float32)
+    m = np.zeros(t, bool)
+    s[list(ends)] = scores
+    m[list(ends)] = True
+    return jnp.asarray(s), jnp.asarray(m)
+
+
+def _at(rewards, ends):
+    return np.asarray(rewards)[list(ends)]
+
+
+# --- hand-computed expectations -------------------------------------------------------------
+
+def test_worked_example_delta():
+    s, m = _place([0.7, 0.2, 0.4, 0.8], [2, 5, 7, 11], 14)
+    out = np.asarray(shaping.delta(s, m))
+    np.testing.assert_allclose(_at(out, [2, 5, 7, 11]), [0.5, -0.2, 0.4, 0.0], atol=1e-6)
+    assert np.count_nonzero(out[[i for i in range(14) if i not in (2, 5, 7, 11)]]) == 0
+
+
+def test_raw_clip_clip_delta_hand_values():
+    ends = [1, 4, 6, 9]
+    s, m = _place([0.7, 0.2, 0.4, 0.8], ends, 12)
+    np.testing.assert_allclose(_at(shaping.raw(s, m), ends), [0.7, 0.2, 0.4, 0.8], atol=1e-6)
+    # min(s - 0.5, 0) = (0, -0.3, -0.1, 0)
+    np.testing.assert_allclose(_at(shaping.clip(s, m, ETA), ends), [0.0, -0.3, -0.1, 0.0], atol=1e-6)
+    # delta of c = (0, -0.3, -0.1, 0): (0 - -0.3, -0.3 - -0.1, c_3, 0) = (0.3, -0.2, -0.1, 0)
+    np.testing.assert_allclose(_at(shaping.clip_delta(s, m, ETA), ends), [0.3, -0.2, -0.1, 0.0],
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("fn", [shaping.raw, shaping.delta,
+                                functools.partial(shaping.clip, eta=ETA),
+                                functools.partial(shaping.clip_delta, eta=ETA)])
+def test_no_steps_gives_zeros(fn):
+    s = jnp.full((8,), 0.9)
+    m = jnp.zeros((8,), bool)
+    np.testing.assert_array_equal(fn(s, m), np.zeros(8))
+
+
+def test_single_step():
+    s, m = _place([0.9], [3], 6)
+    np.testing.assert_array_equal(shaping.delta(s, m), np.zeros(6))
+    np.testing.assert_array_equal(shaping.clip_delta(s, m, ETA), np.zeros(6))
+    np.testing.assert_allclose(shaping.raw(s, m), [0, 0, 0, 0.9, 0, 0], atol=1e-6)
+    s, m = _place([0.2], [3], 6)
+    np.testing.assert_allclose(shaping.clip(s, m, ETA), [0, 0, 0, -0.3, 0, 0], atol=1e-6)
+
+
+def test_two_steps_delta_puts_first_score_on_first_step():
+    s, m = _place([0.6, 0.9], [1, 3], 5)
+    np.testing.assert_allclose(shaping.delta(s, m), [0, 0.6, 0, 0, 0], atol=1e-6)
+
+
+def test_padding_after_response_and_step_ending_on_last_token():
+    # Response of 6 tokens then 4 padding tokens whose (garbage) scores must be ignored;
+    # the last step ends on the last token of the whole array in the second case.
+    s = jnp.asarray([0, 0.7, 0, 0.2, 0, 0.4, 5.0, 5.0, 5.0, 5.0], jnp.float32)
+    m = jnp.asarray([0, 1, 0, 1, 0, 1, 0, 0, 0, 0], bool)
+    np.testing.assert_allclose(shaping.delta(s, m), [0, 0.5, 0, 0.2, 0, 0, 0, 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(shaping.clip(s, m, ETA), [0, 0, 0, -0.3, 0, -0.1, 0, 0, 0, 0], atol=1e-6)
+    s2, m2 = _place([0.7, 0.2, 0.4, 0.8], [0, 3, 6, 9], 10)
+    np.testing.assert_allclose(_at(shaping.delta(s2, m2), [0, 3, 6, 9]), [0.5, -0.2, 0.4, 0.0],
+                               atol=1e-6)
+
+
+def test_gated():
+    s, m = _place([0.7, 0.2], [1, 3], 5)
+    np.testing.assert_allclose(shaping.gated(s, m, 1.0, 0.5), [0, 0.7, 0, 0.2, 0], atol=1e-6)
+    np.testing.assert_array_equal(shaping.gated(s, m, 0.0, 0.5), np.zeros(5))
+    # Threshold is inclusive: R_outcome >= tau.
+    np.testing.assert_allclose(shaping.gated(s, m, 0.5, 0.5), [0, 0.7, 0, 0.2, 0], atol=1e-6)
+
+
+def test_shape_prm_dispatch_and_error():
+    s, m = _place([0.7, 0.2, 0.4, 0.8], [1, 4, 6, 9], 12)
+    np.testing.assert_allclose(shaping.shape_prm(s, m, "clip_delta", ETA),
+                               shaping.clip_delta(s, m, ETA))
+    with pytest.raises(ValueError, match="transform.*'clipdelta'"):
+        shaping.shape_prm(s, m, "clipdelta", ETA)
+
+
+def test_implicit_prm_sums_step_log_ratios():
+    logp = jnp.asarray([-1.0, -2.0, -0.5, -0.1, -3.0, -0.2, -9.0])
+    ref = jnp.asarray([-1.5, -1.0, -0.5, -0.4, -2.0, -0.1, -1.0])
+    # log-ratios: 0.5, -1.0, 0.0, 0.3, -1.0, -0.1, (padding)
+    resp = jnp.asarray([1, 1, 1, 1, 1, 1, 0], bool)
+    ends = jnp.asarray([0, 1, 0, 1, 0, 0, 0], bool)  # steps: tokens 0-1, 2-3; tokens 4-5 no step
+    out = shaping.implicit_prm(logp, ref, ends, resp, beta=0.1)
+    np.testing.assert_allclose(out, [0, 0.1 * (0.5 - 1.0), 0, 0.1 * 0.3, 0, 0, 0], atol=1e-6)
+
+
+def test_kl_estimators():
+    logp = jnp.asarray([-1.0, -2.0, -0.5])
+    ref = jnp.asarray([-1.5, -1.0, -7.0])
+    resp = jnp.asarray([1, 1, 0], bool)
+    np.testing.assert_allclose(shaping.kl_penalty(logp, ref, resp, "k1"), [0.5, -1.0, 0], atol=1e-6)
+    k1 = np.array([0.5, -1.0])
+    np.testing.assert_allclose(shaping.kl_penalty(logp, ref, resp, "k3"),
+                               np.r_[np.exp(-k1) - 1 + k1, 0], rtol=1e-6)
+    with pytest.raises(ValueError, match="estimator.*'k2'"):
+        shaping.kl_penalty(logp, ref, resp, "k2")
+
+
+def test_combine_hand_values():
+    resp = jnp.asarray([1, 1, 1, 1, 0, 0], bool)
+    prm = jnp.asarray([0, 0.5, 0, -0.2, 0, 0])
+    kl = jnp.asarray([0.1, 0.2, 0.0, -0.1, 0.3, 0.3])
+    r = shaping.combine(resp, success=1.0, orm=0.6, prm_T=prm, kl_T=kl, orm_weight=0.5,
+                        prm_weight=2.0, kl_coef=0.1)
+    # last token 3: 1 + 0.5*0.6 + 2*(-0.2) - 0.1*(-0.1) = 0.91
+    np.testing.assert_allclose(r, [-0.01, 0.98, 0.0, 0.91, 0, 0], atol=1e-6)
+    np.testing.assert_array_equal(shaping.combine(jnp.zeros(4, bool), success=1.0), np.zeros(4))
+
+
+def test_flip_success_is_seeded_and_has_the_right_rate():
+    sr = jnp.tile(jnp.asarray([0.0, 1.0]), 20000)
+    key = jax.random.key(3)
+    a = shaping.flip_success(sr, key, 0.4)
+    np.testing.assert_array_equal(a, shaping.flip_success(sr, key, 0.4))
+    assert abs(float(jnp.mean(a != sr)) - 0.4) < 0.01
+    np.testing.assert_array_equal(shaping.flip_success(sr, key, 0.0), sr)
+    np.testing.assert_array_equal(shaping.flip_success(sr, key, 1.0), 1.0 - sr)
+
+
+# --- properties -----------------------------------------------------------------------------
+
+T = 24
+
+
+@st.composite
+def sequences(draw, t=T):
+    mask = draw(hnp.arrays(bool, t))
+    scores = draw(hnp.arrays(np.float32, t, elements=st.floats(0, 1, width=32)))
+    return jnp.asarray(scores), jnp.asarray(mask)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sequences(), st.floats(0, 1))
+def test_clip_rewards_are_never_positive(seq, eta):
+    s, m = seq
+    assert np.all(np.asarray(shaping.clip(s, m, eta)) <= 0)
+    assert np.all(np.asarray(shaping.clip_delta(s, m, eta))[np.asarray(~m)] == 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sequences())
+def test_delta_return_from_step_k_equals_s_k(seq):
+    s, m = seq
+    d = np.asarray(shaping.delta(s, m))
+    ends = np.flatnonzero(np.asarray(m))
+    s_k = np.asarray(s)[ends]
+    for k in range(len(ends) - 1):  # every step k < K
+        np.testing.assert_allclose(d[ends[k]:].sum(), s_k[k], atol=1e-5)
+    if len(ends):
+        assert d[ends[-1]] == 0
+
+
+def _returns_with_repeats(base_scores, repeated_score, n_repeats, eta):
+    """Returns of each transform for a response whose last correct step is repeated n times.
+
+    Token layout: one token per step, the final answer step last (as in a real response, where the
+    repeated steps come before the answer).
+    """
+    scores = list(base_scores[:-1]) + [repeated_score] * n_repeats + [base_scores[-1]]
+    k = len(scores)
+    s, m = _place(scores, range(k), k)
+    return {name: float(jnp.sum(f(s, m))) for name, f in [
+        ("raw", shaping.raw), ("delta", shaping.delta),
+        ("clip", functools.partial(shaping.clip, eta=eta)),
+        ("clip_delta", functools.partial(shaping.clip_delta, eta=eta))]}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 1, width=32), min_size=1, max_size=5), st.floats(0.015625, 1, width=32),
+       st.floats(0, 1))
+def test_repeated_steps_grow_raw_linearly_but_never_the_bounded_returns(base, rep, eta):
+    rets = [_returns_with_repeats(base, rep, n, eta) for n in range(6)]
+    raws = np.array([r["raw"] for r in rets])
+    np.testing.assert_allclose(np.diff(raws), rep, atol=1e-5)  # linear growth, slope = score
+    best_single = max(base + [rep])
+    for r in rets:
+        assert r["clip"] <= 1e-6
+        assert r["clip_delta"] <= 1e-6
+        assert r["delta"] <= best_single + 1e-5
+    # Clip never rewards adding steps.
+    clips = np.array([r["clip"] for r in rets])
+    assert np.all(np.diff(clips) <= 1e-6)
+
+
+_RESP = jnp.ones((T,), bool)
+_ROW_FNS = {
+    "raw": shaping.raw,
+    "clip": lambda s, m: shaping.clip(s, m, ETA),
+    "delta": shaping.delta,
+    "clip_delta": lambda s, m: shaping.clip_delta(s, m, ETA),
+    "gated": lambda s, m: shaping.gated(s, m, s[0], 0.5),
+    "implicit": lambda s, m: shaping.implicit_prm(jnp.log(s + 0.1), jnp.log(0.5), m, _RESP, 0.1),
+    "combine": lambda s, m: shaping.combine(_RESP, success=1.0, prm_T=shaping.delta(s, m),
+                                            prm_weight=1.0, kl_T=s, kl_coef=0.1),
+}
+# Compiled once for the module, so hypothesis examples do not each pay compilation.
+_JIT_VMAP = {name: jax.jit(jax.vmap(f)) for name, f in _ROW_FNS.items()}
+_JIT = {name: jax.jit(f) for name, f in _ROW_FNS.items()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(hnp.arrays(bool, (4, T)), hnp.arrays(np.float32, (4, T), elements=st.floats(0, 1, width=32)))
+def test_vmap_and_jit_equal_row_by_row(mask, scores):
+    s, m = jnp.asarray(scores), jnp.asarray(mask)
+    for name, f in _ROW_FNS.items():
+        rows = np.stack([np.asarray(f(s[i], m[i])) for i in range(4)])
+        np.testing.assert_allclose(_JIT_VMAP[name](s, m), rows, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(_JIT[name](s[0], m[0]), rows[0], atol=1e-6, err_msg=name)
+
+
+def test_transforms_do_not_sync_with_host():
+    """Tracing under jit must not need concrete values (no Python branching on arrays)."""
+    s, m = _place([0.7, 0.2], [1, 3], 5)
+    with jax.transfer_guard("disallow"):
+        for f in (shaping.raw, shaping.delta, lambda s, m: shaping.clip_delta(s, m, ETA)):
+            jax.jit(f).lower(s, m)
