@@ -1,7 +1,7 @@
 """Answer strings: extraction and the cheap, deterministic normalization in front of math-verify.
 
-Everything here is plain string work (regular expressions without nested quantifiers, iterative
-scans, no recursion), so it runs in time linear in the input and cannot be made to execute code or
+Everything here is plain string work (regular expressions that cannot backtrack catastrophically,
+iterative scans, no recursion), so it runs in time about linear in the input and cannot be made to execute code or
 to hang. ``rewards.verify`` decides most comparisons here (equal keys, two plain numbers, two
 plain-text answers) and hands only the rest to math-verify's LaTeX-to-SymPy path, after
 ``symbolic_hazard`` has ruled out inputs that make SymPy compute astronomically large numbers.
@@ -15,13 +15,17 @@ Normalization policy (each rule says why it is safe for a reward):
   wrong scale for a "what percent" question is wrong, and a policy cannot hedge between scales.
 * Thousands separators go only when the whole answer is one number grouped in threes
   (``1,234,567``, ``10,\\!080``); ``(1,2)``, ``1,2`` and ``12,34`` keep their commas.
-* Units: a trailing ``\\text{...}``/``\\mbox{...}``/``\\mathrm{...}`` block after a value is dropped
-  (``5\\text{ cm}``, ``864 \\mbox{ inches}^2``), as are trailing words of two or more letters after
-  a plain number (``5 dollars``, ``5 apples``); ``5x`` and ``5 x`` stay algebra.
+* Units: a trailing ``\\text{...}``/``\\mbox{...}``/``\\mathrm{...}`` block holding a word of two or
+  more letters is dropped after a value (``5\\text{ cm}``, ``864 \\mbox{ inches}^2``; not
+  ``2\\mathrm{i}``), as are trailing words of two or more letters after a plain number
+  (``5 dollars``, ``5 apples``); ``5x`` and ``5 x`` stay algebra. math-verify's own unit rule, which
+  also deletes one-letter "units" (``5t`` would equal ``5``), is switched off in ``rewards.verify``.
+* ``x = 5`` is ``5`` when the other answer is not an equation; ``x = 5`` and ``y = 5`` differ.
 * A whole-answer text block is unwrapped (``\\text{Evelyn}`` is ``Evelyn``); answers made only of
   words of two or more letters compare as case-insensitive text and never go to SymPy, which would
   read ``no`` and ``on`` as the same product ``n*o``.
-* Unicode minus is ``-``. Multiple choice: ``(A)`` is ``A``. Single letters keep their case (``e`` is Euler's number).
+* Unicode minus is ``-``. Multiple choice: ``(A)`` is ``A``. Single letters keep their case
+  (``e`` is Euler's number).
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ _INTEGER_LITERAL = re.compile(r"\d+")
 _COMMAND = re.compile(r"\\(?:[A-Za-z]+|.|$)", re.DOTALL)
 _EXPONENT_TOKEN = re.compile(r"\\[A-Za-z]+|\d+|.", re.DOTALL)
 _BOX_TOKEN = re.compile(r"[^\s$]+")
+# Unevaluated big operators are not final answers, and SymPy's evaluation of them is unbounded.
+_BIG_OPERATOR = re.compile(r"\\(?:sum|prod|int|iint|iiint|oint|lim)(?![A-Za-z])")
 _OPENERS = "{(["
 _CLOSERS = "})]"
 
@@ -101,7 +107,7 @@ def matching_brace(text: str, open_index: int) -> int | None:
 
 
 def _box_content(text: str, command_end: int) -> str | None:
-    """Argument of a ``\\boxed``/``\\fbox`` whose name ends at ``command_end``: ``{...}`` or ``\\boxed x``."""
+    """Argument of the ``\\boxed``/``\\fbox`` ending at ``command_end``: ``{...}`` or ``\\boxed x``."""
     i = command_end
     while i < len(text) and text[i] in " \t":
         i += 1
@@ -269,9 +275,12 @@ def symbolic_hazard(normalized: str) -> str | None:
     literal has its own digit count, ``b^e`` has ``digits(b) * e`` with ``e`` bounded by the product
     of the literals in the exponent. Nested groups multiply, so ``(10^{99})^{9999}`` is caught as
     well as the tower ``9^{9^{9^{9}}}``, while ``x^8 + x^7 + ...`` and ``2^{2005}`` pass.
+    Sums, products, integrals and limits are refused outright (no MATH answer contains one).
     """
     if len(normalized) > MAX_ANSWER_CHARS:
         return "longer than MAX_ANSWER_CHARS"
+    if _BIG_OPERATOR.search(normalized):
+        return "sum, product, integral or limit"
     if ("\\binom" in normalized or "\\choose" in normalized) and (
             _literal_digits(normalized) > MAX_BINOMIAL_LITERAL_DIGITS):
         return "binomial of a large literal"

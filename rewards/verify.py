@@ -16,17 +16,19 @@ A check goes through three stages, cheapest first, and stops at the first that c
 
 Safety. Model text is never evaluated as Python: stage 3 uses only math-verify's ANTLR LaTeX parser
 (``sympy.sympify``, which calls ``eval``, is never reached with model text). Answers longer than
-``MAX_ANSWER_CHARS`` and answers that would make SymPy build astronomically large integers (power
-towers such as ``9^{9^{9^{9}}}``, huge factorials, deep nesting; see ``_normalize.symbolic_hazard``)
-are compared only as normalized strings, because Python big-integer arithmetic runs in C where no
-signal can interrupt it.
+``_normalize.MAX_ANSWER_CHARS`` (1000) and answers that would make SymPy build astronomically large
+integers (power towers such as ``9^{9^{9^{9}}}``, huge factorials, deep nesting, unevaluated sums;
+see ``_normalize.symbolic_hazard``) are compared only as normalized strings, because Python
+big-integer arithmetic runs in C where no signal can interrupt it.
 
 Timeouts. ``is_correct`` runs in the calling process. On the main thread it arms a ``SIGALRM``
-deadline (``DEFAULT_TIMEOUT_S``) around the whole check; on other threads signals are unavailable and
-the pre-screens above are what bound its running time. math-verify's own timeouts are disabled because
+deadline (``DEFAULT_TIMEOUT_S``) around the check. No signal reaches other threads, so there the
+pre-screens are its only bound: the known pathological inputs are refused, but a legitimately heavy
+symbolic comparison can still take tens of seconds. math-verify's own timeouts are disabled because
 they also use ``signal.alarm`` (they raise off the main thread and would cancel our deadline).
-``Verifier`` / ``is_correct_batch`` add the hard guarantee: checks run in spawned worker processes,
-and a worker that misses its deadline is killed and replaced, so it cannot wedge later batches.
+``Verifier`` / ``is_correct_batch`` give the hard guarantee: comparisons run in spawned worker
+processes, and a worker that misses its deadline is killed and replaced, so it cannot wedge later
+batches.
 """
 
 from __future__ import annotations
@@ -43,17 +45,20 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+import math_verify
 import numpy as np
-from latex2sympy2_extended.latex2sympy2 import NormalizationConfig as _NormalizationConfig
 
 from rewards import _normalize
-from rewards._normalize import MAX_ANSWER_CHARS
 
 DEFAULT_TIMEOUT_S = 5.0
 # A worker that has not answered this long after its own SIGALRM deadline is stuck in C code: kill it.
 KILL_GRACE_S = 1.0
 # A spawned worker imports SymPy and math-verify; on a loaded machine that can take a while.
 WORKER_START_TIMEOUT_S = 120.0
+# Address space a worker may add to its post-import size. SymPy expanding ``(x+1)^{99999}`` takes
+# ~0.6 GB within a 5 s deadline and keeps growing; past the cap it gets a MemoryError instead of
+# pushing the host (and the trainer beside it) out of memory.
+WORKER_MEMORY_HEADROOM_BYTES = 2 << 30
 
 _CORRECT, _WRONG, _TIMEOUT, _ERROR = "correct", "wrong", "timeout", "error"
 
@@ -160,25 +165,39 @@ class Verifier:
 
     def check_batch(self, responses: Sequence[str], answers: Sequence[str], *,
                     timeout_s: float | None = None) -> BatchResult:
-        """``is_correct(responses[i], answers[i])`` for every i, with at most ``timeout_s`` per check."""
+        """``is_correct(responses[i], answers[i])`` for every i, with at most ``timeout_s`` per check.
+
+        Answers are extracted here, in linear-time string scans, so workers receive only the two
+        final answers: messages stay far below a pipe's buffer and a send never blocks. Pairs with
+        an answer over ``MAX_ANSWER_CHARS`` are string comparisons only and are decided here too.
+        """
         if self._closed:
             raise RuntimeError("check_batch called on a closed Verifier")
         _check_batch_args(responses, answers)
         timeout_s = self._timeout_s if timeout_s is None else _check_timeout(timeout_s)
         outcomes: list[str | None] = [None] * len(responses)
-        pending = collections.deque(range(len(responses)))
+        final_answers = [_final_answers(r, a) for r, a in zip(responses, answers)]
+        pending = collections.deque()
+        for index, pair in enumerate(final_answers):
+            if pair is None:
+                outcomes[index] = _WRONG
+            elif max(map(len, pair)) > _normalize.MAX_ANSWER_CHARS:
+                outcomes[index] = _CORRECT if _answers_equal(*pair) else _WRONG
+            else:
+                pending.append(index)
         while pending or any(worker.task is not None for worker in self._workers):
             for worker in self._workers:
-                if worker.ready and worker.task is None and pending:
+                if worker.ready and worker.task is None and not worker.failed and pending:
                     index = pending.popleft()
-                    worker.assign(index, (index, responses[index], answers[index], timeout_s),
-                                  deadline=time.monotonic() + timeout_s + KILL_GRACE_S)
+                    if not worker.assign(index, (index, *final_answers[index], timeout_s),
+                                         deadline=time.monotonic() + timeout_s + KILL_GRACE_S):
+                        pending.appendleft(index)
             multiprocessing.connection.wait([w.conn for w in self._workers],
                                             timeout=self._seconds_to_next_deadline())
             for slot, worker in enumerate(self._workers):
-                finished = self._poll(worker, outcomes)
-                if finished is not None:
-                    self._workers[slot] = finished
+                replacement = self._poll(worker, outcomes)
+                if replacement is not None:
+                    self._workers[slot] = replacement
         return BatchResult(correct=[outcome == _CORRECT for outcome in outcomes],
                            num_timeouts=outcomes.count(_TIMEOUT),
                            num_errors=outcomes.count(_ERROR))
@@ -212,29 +231,31 @@ class Verifier:
         return max(0.0, min(deadlines) - now) if deadlines else 0.0
 
     def _poll(self, worker: _Worker, outcomes: list[str | None]) -> _Worker | None:
-        """Reads one worker's message or notices it died or overran; returns its replacement if any."""
-        try:
-            message = worker.conn.recv() if worker.conn.poll() else None
-        except (EOFError, OSError):
-            message = None
-            worker.process.join(timeout=1.0)
+        """Takes a worker's message, if any, and replaces the worker if it died or overran.
+
+        Returns the replacement, or None when the worker stays. A worker that dies before it is
+        ready means the environment is broken (e.g. an import fails), so that raises instead.
+        """
+        message = worker.receive()
         if message == "ready":
             worker.ready = True
         elif message is not None:
             index, outcome = message
             outcomes[index] = outcome
             worker.task = None
-        if worker.process.is_alive() and not worker.overdue():
+        dead = worker.failed or not worker.process.is_alive()
+        overdue = worker.overdue()
+        if not dead and not overdue:
             return None
-        if not worker.ready and worker.process.is_alive():
-            raise RuntimeError(f"a verifier worker did not start within {WORKER_START_TIMEOUT_S} s")
         if not worker.ready:
+            worker.kill()
             raise RuntimeError(
-                f"a verifier worker exited during start-up with code {worker.process.exitcode}")
+                f"a verifier worker failed to start within {WORKER_START_TIMEOUT_S} s "
+                f"(exit code {worker.process.exitcode})")
         if worker.task is not None:
-            outcomes[worker.task] = _TIMEOUT if worker.process.is_alive() else _ERROR
+            outcomes[worker.task] = _ERROR if dead else _TIMEOUT
             logger.warning("verifier worker %s %s on answer %d; replacing it", worker.process.pid,
-                           "timed out" if worker.process.is_alive() else "died", worker.task)
+                           "died" if dead else "timed out", worker.task)
         worker.kill()
         return self._start_worker()
 
@@ -247,12 +268,27 @@ class _Worker:
     conn: multiprocessing.connection.Connection
     started: float
     ready: bool = False
+    failed: bool = False
     task: int | None = None
     deadline: float = 0.0
 
-    def assign(self, index: int, message: tuple[int, str, str, float], deadline: float) -> None:
+    def assign(self, index: int, message: tuple[int, str, str, float], deadline: float) -> bool:
+        """Sends a check; False (and the worker marked failed) when the worker is gone."""
+        try:
+            self.conn.send(message)
+        except OSError:
+            self.failed = True
+            return False
         self.task, self.deadline = index, deadline
-        self.conn.send(message)
+        return True
+
+    def receive(self) -> object | None:
+        """The worker's next message, or None when it has none (or is gone: then marked failed)."""
+        try:
+            return self.conn.recv() if self.conn.poll() else None
+        except (EOFError, OSError):
+            self.failed = True
+            return None
 
     def overdue(self) -> bool:
         now = time.monotonic()
@@ -281,7 +317,8 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     Ctrl-C reaches the whole process group; the parent handles it, so workers ignore SIGINT.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _grade("\\boxed{\\sqrt{2}/2}", "\\frac{\\sqrt{2}}{2}", None)
+    _grade_answers("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}", None)
+    _cap_address_space(WORKER_MEMORY_HEADROOM_BYTES)
     conn.send("ready")
     while True:
         try:
@@ -290,13 +327,29 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
             return
         if message is None:
             return
-        index, response, answer, timeout_s = message
+        index, predicted, reference, timeout_s = message
         try:
-            outcome = _grade(response, answer, timeout_s)
+            outcome = _grade_answers(predicted, reference, timeout_s)
         except Exception:
             logger.exception("verifier check %d failed", index)
             outcome = _ERROR
         conn.send((index, outcome))
+
+
+def _cap_address_space(headroom_bytes: int) -> None:
+    """Limits this process's address space to its current size plus ``headroom_bytes`` (Linux)."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            current = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        soft = current + headroom_bytes
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    except (ImportError, OSError, ValueError):
+        logger.debug("cannot cap the verifier worker's memory", exc_info=True)
 
 
 class _DeadlineExceeded(BaseException):
@@ -334,20 +387,31 @@ def _deadline(timeout_s: float | None) -> Iterator[None]:
 
 def _grade(response: str, answer: str, timeout_s: float | None) -> str:
     """The outcome of one check: correct, wrong or timeout."""
+    pair = _final_answers(response, answer)
+    return _WRONG if pair is None else _grade_answers(*pair, timeout_s)
+
+
+def _final_answers(response: str, answer: str) -> tuple[str, str] | None:
+    """The response's final answer and the reference's (extracted if it has a box or ``####``)."""
+    predicted = _normalize.extract(response)
+    if predicted is None:
+        return None
+    reference = answer
+    if "\\boxed" in answer or "\\fbox" in answer or "####" in answer:
+        reference = _normalize.extract(answer) or answer
+    return predicted, reference
+
+
+def _grade_answers(predicted: str, reference: str, timeout_s: float | None) -> str:
     try:
         with _deadline(timeout_s):
-            return _CORRECT if _answers_match(response, answer) else _WRONG
+            return _CORRECT if _answers_equal(predicted, reference) else _WRONG
     except _DeadlineExceeded:
         return _TIMEOUT
 
 
-def _answers_match(response: str, answer: str) -> bool:
-    predicted = _normalize.extract(response)
-    if predicted is None:
-        return False
-    reference = answer
-    if "\\boxed" in answer or "\\fbox" in answer or "####" in answer:
-        reference = _normalize.extract(answer) or answer
+def _answers_equal(predicted: str, reference: str) -> bool:
+    """Stages 2 and 3 of the module docstring on two extracted answers."""
     predicted, reference = _normalize.normalize(predicted), _normalize.normalize(reference)
     if "=" not in reference:
         predicted = _normalize.drop_assignment(predicted)
@@ -367,8 +431,6 @@ def _answers_match(response: str, answer: str) -> bool:
 
 def _symbolically_equal(predicted: str, reference: str) -> bool:
     """math-verify on two pre-screened LaTeX answers; parser failures count as not equal."""
-    import math_verify
-
     config = [math_verify.LatexExtractionConfig(normalization_config=_LATEX_NORMALIZATION)]
     try:
         gold = math_verify.parse(f"${reference}$", extraction_config=config, parsing_timeout=None)
@@ -382,8 +444,8 @@ def _symbolically_equal(predicted: str, reference: str) -> bool:
 # math-verify's default LaTeX normalization minus ``units``: that rule deletes any trailing
 # ``\text{..}``/``\mathbf{..}`` and one-letter "units", so ``5t`` would equal ``5`` and
 # ``2\mathbf{i}+3\mathbf{j}`` would equal ``2``. Units are stripped, more narrowly, by ``_normalize``.
-_LATEX_NORMALIZATION = _NormalizationConfig(basic_latex=True, units=False, malformed_operators=True,
-                                            nits=True, boxed="all", equations=False)
+_LATEX_NORMALIZATION = math_verify.LatexNormalizationConfig(
+    basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False)
 
 
 def _require_str(name: str, value: object) -> None:
