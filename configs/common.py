@@ -6,9 +6,27 @@ The values mirror ``rl.config``'s dataclasses, where each field is documented an
 import ml_collections
 
 
+def model_section(**values) -> ml_collections.ConfigDict:
+    """path | preset (+ seed), dtypes, remat; reward models add kind (scalar | token_prob |
+    two_class) and, for token_prob, the good/bad tokens. ``overrides`` sets ModelConfig fields."""
+    base = dict(path="", preset="", seed=0, dtype="float32", param_dtype="float32", remat=False,
+                kind="scalar", good_token="", bad_token="", overrides={})
+    base.update(values)
+    return ml_collections.ConfigDict(base)
+
+
 def rl_base() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.tokenizer = ""  # a tokenizer directory; default: the policy checkpoint's, or the toy task's
+    c.data_dir = ""  # where TFDS builds are cached; default ~/.cache/rlreward/tfds
+    c.verifier_workers = 2
+
+    # Models: a Hugging Face directory (path) or a random-weight preset of configs/models.py.
+    c.policy = model_section()
+    c.prm = model_section(kind="scalar")
+    c.orm = model_section(kind="scalar")
+    c.implicit_prm = model_section()
 
     c.reward = ml_collections.ConfigDict(dict(
         success_weight=1.0,
@@ -38,7 +56,8 @@ def rl_base() -> ml_collections.ConfigDict:
     ))
     c.data = ml_collections.ConfigDict(dict(
         dataset="gsm8k", split="train", prompts_per_batch=64, samples_per_prompt=4,
-        max_prompt_len=256, step_separator="\n\n",
+        max_prompt_len=256, step_separator="\n\n", toy_seed=0, toy_train_size=20_000,
+        toy_test_size=512,
     ))
     c.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))
     c.train = ml_collections.ConfigDict(dict(

@@ -176,12 +176,25 @@ class DataConfig:
     samples_per_prompt: int = 4
     max_prompt_len: int = 256
     step_separator: str = "\n\n"
+    # The toy task is generated from a seed; these size it (other datasets ignore them).
+    toy_seed: int = 0
+    toy_train_size: int = 20_000
+    toy_test_size: int = 512
+
+    def builder_kwargs(self) -> dict:
+        if self.dataset != "toy":
+            return {}
+        return {"seed": self.toy_seed, "train_size": self.toy_train_size,
+                "test_size": self.toy_test_size}
 
     def validate(self, prefix: str = "data") -> DataConfig:
         _one_of(f"{prefix}.dataset", self.dataset, ("gsm8k", "math", "math500", "toy"))
         _int_at_least(f"{prefix}.prompts_per_batch", self.prompts_per_batch, 1)
         _int_at_least(f"{prefix}.samples_per_prompt", self.samples_per_prompt, 1)
         _int_at_least(f"{prefix}.max_prompt_len", self.max_prompt_len, 1)
+        _int_at_least(f"{prefix}.toy_seed", self.toy_seed, 0)
+        _int_at_least(f"{prefix}.toy_train_size", self.toy_train_size, 1)
+        _int_at_least(f"{prefix}.toy_test_size", self.toy_test_size, 1)
         if not isinstance(self.step_separator, str) or not self.step_separator:
             _fail(f"{prefix}.step_separator", self.step_separator, "must be a non-empty string")
         return self

@@ -34,6 +34,11 @@ class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return epath.Path(inspect.getfile(cls))
 
     def prepared(self) -> LocalBuilder:
-        """Builds the splits unless a build is already cached; returns self for chaining."""
+        """Builds the splits unless a build is already cached; returns self for chaining.
+
+        TFDS's progress bars are switched off: a build takes seconds, and the bars' carriage returns
+        would fill the training logs.
+        """
+        tfds.display_progress_bar(False)
         self.download_and_prepare()
         return self

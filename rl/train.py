@@ -1,0 +1,36 @@
+"""PPO training entry point.
+
+    python -m rl.train --config=configs/smoke.py --workdir=/tmp/smoke
+    python -m rl.train --config=configs/smoke.py --workdir=/tmp/smoke --config.reward.prm_transform=clip
+
+Re-running the same command resumes from the workdir's last checkpoint.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py[:ARG]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics).",
+                               required=True)
+
+
+def main(argv):
+    del argv
+    from rl.config import ConfigError
+    from rl.distributed import maybe_initialize
+    from rl.trainer import Trainer
+
+    maybe_initialize()
+    try:
+        trainer = Trainer(_CONFIG.value, _WORKDIR.value)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+
+
+if __name__ == "__main__":
+    app.run(main)
