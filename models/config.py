@@ -184,7 +184,8 @@ class ModelConfig:
         num_kv_heads=hf.get("num_key_value_heads") or num_heads,
         head_dim=hf.get("head_dim"),
         rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
-        tie_word_embeddings=bool(hf.get("tie_word_embeddings", model_type != "llama")),
+        # transformers' own default when the key is absent (Qwen2Config and LlamaConfig alike).
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
         attention_bias=qkv_bias,
         attention_out_bias=out_bias,
         max_position_embeddings=hf.get("max_position_embeddings", 4096),

@@ -111,14 +111,18 @@ class ValueModel(nnx.Module):
 
 
 class RewardModel(nnx.Module):
-  """Frozen ORM/PRM: backbone + one of the three heads; `__call__` gives scores_BxT (fp32)."""
+  """Frozen ORM/PRM: backbone + one of the three heads; `__call__` gives scores_BxT (fp32).
+
+  `backbone` reuses an existing `Decoder` (shared, not copied), e.g. several heads on one trunk.
+  """
 
   def __init__(self, config: ModelConfig, kind: str = "scalar", *, rngs: nnx.Rngs,
                good_token_id: int | None = None, bad_token_id: int | None = None,
-               sigmoid: bool = False, mlp_head: bool = False, head_bias: bool = False):
+               sigmoid: bool = False, mlp_head: bool = False, head_bias: bool = False,
+               backbone: Decoder | None = None):
     self.config = config
     self.head = RewardHead(kind, good_token_id, bad_token_id, sigmoid)
-    self.backbone = Decoder(config, rngs=rngs)
+    self.backbone = Decoder(config, rngs=rngs) if backbone is None else backbone
     if kind == "token_prob":
       for name, token in (("good_token_id", good_token_id), ("bad_token_id", bad_token_id)):
         if token >= config.vocab_size:

@@ -260,6 +260,8 @@ def load_causal_lm(path: str | Path, dtype: Any = jnp.float32, *, param_dtype: A
       sharding = flat_shardings[p].get_value()
       if name is None:
         if p[0] == "v_head":  # A fresh critic head: zeros, like ValueModel's own init.
+          log.info("load_causal_lm(%s): no value head in checkpoint; %s starts at 0", path,
+                   ".".join(map(str, p)))
           zeros = jax.jit(lambda s=var.shape: jnp.zeros(s, np_dtype), out_shardings=sharding)()
           loaded.append((p, var.replace(zeros)))
           continue

@@ -59,7 +59,8 @@ def logical_to_spec(logical_axes: Sequence[str | None], rules: Rules,
   """PartitionSpec for an array whose dims carry `logical_axes`, under `rules` on a mesh.
 
   Unknown logical names raise (a typo would otherwise silently replicate a weight). Mesh axes that the
-  mesh lacks are skipped, so the same rules serve 1-, 2- and 3-axis meshes.
+  mesh lacks or that have size 1 are skipped, so the same rules serve any mesh and specs stay in the
+  normal form XLA reports back.
   """
   table: dict[str, Any] = {}
   for name, target in rules:
@@ -74,7 +75,7 @@ def logical_to_spec(logical_axes: Sequence[str | None], rules: Rules,
       raise KeyError(f"logical axis {name!r} has no sharding rule; rules cover {sorted(table)}")
     target = table[name]
     axes = () if target is None else (target,) if isinstance(target, str) else tuple(target)
-    axes = tuple(a for a in axes if a in mesh_axis_sizes and a not in used)
+    axes = tuple(a for a in axes if mesh_axis_sizes.get(a, 1) > 1 and a not in used)
     if shape is not None:
       while axes and shape[i] % math.prod(mesh_axis_sizes[a] for a in axes):
         axes = axes[:-1]
