@@ -8,6 +8,7 @@ size and special-token ids from the run's tokenizer. Reward models add a head ``
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
@@ -103,6 +104,12 @@ def build_causal_lm(spec: ModelSpec, tokenizer: Any, mesh, rules) -> CausalLM:
 
 
 def build_reward_model(spec: ModelSpec, tokenizer: Any, mesh, rules) -> RewardModel:
+    """A frozen ORM/PRM. A directory written by ``rl.reward_training.save_reward_model`` says its
+    own head (kind, sigmoid) in ``reward_model.json``, which takes precedence over ``kind``."""
+    if spec.path and (Path(spec.path) / "reward_model.json").exists():
+        from rl.reward_training import load_reward_model
+        model, _ = load_reward_model(spec.path, dtype=jnp.dtype(spec.dtype), mesh=mesh, rules=rules)
+        return model
     head = _reward_head(spec, tokenizer)
     if spec.path:
         return hf_io.load_causal_lm(spec.path, jnp.dtype(spec.dtype),

@@ -6,7 +6,7 @@
 Re-running the same command resumes from the workdir's last checkpoint.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py[:ARG]).",
@@ -17,6 +17,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, met
 
 def main(argv):
     del argv
+    if not flags.FLAGS["verbosity"].present:
+        # Orbax and TFDS log every checkpoint and build at INFO; the progress lines are ours.
+        logging.set_verbosity(logging.WARNING)
     from rl.config import ConfigError
     from rl.distributed import maybe_initialize
     from rl.trainer import Trainer

@@ -111,6 +111,8 @@ class Trainer:
 
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if jax.process_index() == 0:
+            (self.workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
         self.mesh = make_mesh(self.cfg.mesh.shape)
         self.rules = tuple(cfg.get("sharding_rules", RULES))
         self.tokenizer = load_tokenizer(cfg.get("tokenizer", ""), self.specs["policy"], d.dataset)
@@ -130,7 +132,9 @@ class Trainer:
         reference = models_setup.frozen_copy(policy)
         critic = models_setup.build_critic(policy, mesh, rules)
         frozen = {"ref": reference}
-        if self.cfg.reward.uses_prm:
+        # A configured PRM is loaded even at weight 0: its return is then still logged
+        # (reward/prm_raw), which is how runs without a PRM reward are checked for hacking.
+        if self.specs["prm"].configured:
             frozen["prm"] = models_setup.build_reward_model(self.specs["prm"], tok, mesh, rules)
         if self.cfg.reward.uses_orm:
             frozen["orm"] = models_setup.build_reward_model(self.specs["orm"], tok, mesh, rules)
@@ -315,7 +319,17 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous)
             writer.close()
+        if not self._stop_requested and jax.process_index() == 0:
+            self.export_policy(self.workdir / "policy")
         return last_metrics
+
+    def export_policy(self, path: str | Path) -> Path:
+        """The current policy as a Hugging Face directory (config.json, safetensors, tokenizer):
+        loadable by ``models.hf_io.load_causal_lm``, ``rl.evaluate`` and transformers."""
+        from models.hf_io import save_causal_lm
+        save_causal_lm(nnx.merge(self.models.policy, self.state.policy), path,
+                       tokenizer=self.tokenizer)
+        return Path(path)
 
     def close(self):
         self.verifier.close()

@@ -6,16 +6,6 @@
 #   bash tests/run.sh tests/rewards -k delta
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${VENV:-.venv}"
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
-stamp="$VENV/.requirements.sha256"
-want="$(cat requirements.txt tests/requirements.txt | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -r requirements.txt -r tests/requirements.txt
-  echo "$want" > "$stamp"
-fi
+source launch/venv.sh requirements.txt tests/requirements.txt
 # Two workers match the 2-core machines this suite is sized for; override with PYTEST_WORKERS.
 exec "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
