@@ -400,8 +400,21 @@ def _natural_key(name: str) -> list:
   return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+_GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
 def load_tokenizer(path: str | Path):
-  """The checkpoint's tokenizer (and chat template) through transformers' AutoTokenizer."""
-  from transformers import AutoTokenizer  # Imported lazily: heavy, and only host-side code needs it.
+  """The checkpoint's tokenizer (and chat template), as the class it was saved as.
+
+  Through transformers' AutoTokenizer, except for a tokenizer saved as the generic fast class (such
+  as the toy task's): next to a Qwen2 `config.json`, AutoTokenizer would build a `Qwen2Tokenizer`
+  from its files, whose own pre-tokenizer drops spaces and newlines, so it is loaded as saved.
+  """
+  # Imported lazily: heavy, and only host-side code needs it.
+  from transformers import AutoTokenizer, PreTrainedTokenizerFast
+  config = Path(path) / "tokenizer_config.json"
+  saved_as = json.loads(config.read_text()).get("tokenizer_class") if config.exists() else None
+  if saved_as in _GENERIC_TOKENIZERS:
+    return PreTrainedTokenizerFast.from_pretrained(str(path))
   return AutoTokenizer.from_pretrained(str(path))
 
