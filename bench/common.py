@@ -32,3 +32,18 @@ def memory_bandwidth(nbytes: int = 256 << 20, repeats: int = 5) -> float:
     x = jnp.ones((nbytes // 4,), jnp.float32)
     seconds = time_fn(jax.jit(lambda v: v * 2.0 + 1.0), x, repeats=repeats)
     return 2 * nbytes / seconds
+
+
+def time_fn_all(fn, *args, repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Sorted wall seconds of ``repeats`` calls of ``fn(*args)`` (blocking), after ``warmup`` calls.
+
+    On a shared machine the minimum is the least disturbed run and the median the typical one.
+    """
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return sorted(times)

@@ -137,7 +137,7 @@ class Pipeline:
                 SamplerConfig(max_new_tokens=self.cfg.eval.max_new_tokens,
                               temperature=lc.temperature,
                               eos_ids=(self.tokenizer.eos_token_id,),
-                              pad_id=self.tokenizer.pad_token_id),
+                              pad_id=self.tokenizer.pad_token_id or 0),
                 max_prompt_len=self.cfg.sft.max_len, prompts_per_call=64, seed=seed)
             rng = np.random.default_rng([seed, 1])
             problems = [self.train[i] for i in rng.choice(len(self.train), lc.solutions,

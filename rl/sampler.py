@@ -9,14 +9,14 @@ Shape of the program (one `jax.jit`, compiled once per (B, P) and cached):
   1. **prefill**: the model's own `backbone.decode` over the left-padded prompts into a P-slot cache of
      B rows (the "prefix"); the LM head runs on the last position only.
   2. **decode**: `lax.while_loop` over new tokens for B·N rows, exiting as soon as every row is done.
-     Row b·N+n attends to (a) the prefix cache row b, read in place and never repeated, and (b) its own
-     per-sample cache of R-1 slots; one softmax over the concatenated scores. The step is assembled
-     from the model's own submodules (norms, `qkv` with RoPE, `o_proj`, MLP, head), so its numerics are
-     the model's; only the attention over the two caches is written here (the math of
-     `models.attention.attend`). Caches are created inside the program and updated in place by
-     `dynamic_update_slice` in the loop carry: nothing crosses the jit boundary, so nothing needs
-     donating, and the only per-step traffic is the new token's key/value.
-  3. **selection** (`rl.sampling`): greedy / temperature / top-k / top-p without sorting the vocabulary.
+     Row b·N+n attends to (a) the prefix cache row b, never repeated N times (one relayout for the
+     loop, made before it), and (b) its own per-sample cache of R-1 slots; one softmax over the
+     concatenated scores. The step is assembled from the model's own submodules (norms, `qkv` with
+     RoPE, `o_proj`, MLP, head), so its numerics are the model's; only the attention over the two
+     caches is written here (the math of `models.attention.attend`). Caches have fixed sizes, are
+     created inside the program and updated in place (`dynamic_update_slice` on the loop carry):
+     they never cross the jit boundary, so there is nothing to donate, and no step copies them.
+  3. **selection** (`rl.sampling`): greedy / temperature / top-k / top-p, never sorting the vocab.
 
 Outputs (`SampleOutput`), all [B·N, ...] sharded over the batch axes:
   * tokens [R]: response tokens, `pad_id` after the row stopped;
@@ -26,12 +26,16 @@ Outputs (`SampleOutput`), all [B·N, ...] sharded over the batch axes:
     renormalised); 0 for greedy and after the stop;
   * response_mask [R]: True for generated tokens, the EOS / stop-completing token included;
   * lengths: number of response tokens; finish_reason: `FinishReason` (EOS, STOP, LENGTH);
-  * steps: decode-loop iterations actually run (< max_new_tokens when all rows stopped early).
+  * steps: token positions the loop ran: max_new_tokens, or fewer when every row stopped earlier
+    (the loop exits as soon as all rows are done; then steps == max(lengths)).
 
-Stopping, per row: a token in `eos_ids`; or a stop string (see `stop_table`): the row stops at the
-token whose text completes the first occurrence of any stop string in the response text; that token is
-part of the response (its text may run past the stop string; cut the decoded text at the string if
-needed); or `max_new_tokens`. EOS wins when one token does both.
+Stopping, per row: a token in `eos_ids`; or a stop string; or `max_new_tokens`. Stop strings are
+matched exactly, inside the loop, on the response's text: the UTF-8 bytes of its tokens concatenated,
+special tokens contributing nothing (what `tokenizer.decode(ids, skip_special_tokens=True)` gives for
+byte-level BPE), the prompt not included, across any token boundaries (an automaton over bytes,
+precomputed per token: see `stop_table`). The row stops at the token whose bytes complete the first
+occurrence of any stop string; that token is part of the response (its text may run past the string's
+end: cut the decoded text at the string if needed). EOS wins when one token does both.
 
 Randomness: step t draws one uniform per row from `fold_in(key, t)`, so a fixed key reproduces the
 samples exactly, and row r's sample does not depend on how the batch is sharded (threefry keys are
@@ -61,7 +65,10 @@ from rl import sampling
 # As in `models.attention`: masked scores get the most negative fp32 (a fully masked row stays finite).
 _MASKED = float(np.finfo(np.float32).min)
 _ACT = ("batch", "length", "act_embed")
-_DECODE_KV_AXES = ("batch", "cache_length", "kv_heads", None)
+# Decode-time cache layouts (see `attend_shared`): keys [rows, K, Dh, slots], values
+# [rows, K, slots, Dh].
+_KT_AXES = ("batch", "kv_heads", None, "cache_length")
+_V_AXES = ("batch", "kv_heads", "cache_length", None)
 
 
 class FinishReason(enum.IntEnum):
@@ -144,8 +151,8 @@ class Prefix(NamedTuple):
 class _Carry(NamedTuple):
     t: jax.Array  # index of the token selected next
     last_BN: jax.Array  # token selected at t-1, fed at step t
-    k_dec: tuple[jax.Array, ...]  # per layer [B·N, S, K, Dh]
-    v_dec: tuple[jax.Array, ...]
+    k_dec: tuple[jax.Array, ...]  # per layer [B·N, K, Dh, S] (transposed keys)
+    v_dec: tuple[jax.Array, ...]  # per layer [B·N, K, S, Dh]
     done_BN: jax.Array
     stop_state_BN: jax.Array
     lengths_BN: jax.Array
@@ -170,50 +177,74 @@ def prefill(model: CausalLM, prompt_ids_BxP: jax.Array, prompt_mask_BxP: jax.Arr
     return Prefix(cache, positions_B, logits_BxV)
 
 
-def attend_shared(q_BNxHxDh, k_pre_BxPxKxDh, v_pre_BxPxKxDh, pre_valid_BxP,
-                  k_dec_BNxSxKxDh, v_dec_BNxSxKxDh, dec_valid_S) -> jax.Array:
+def attend_shared(q_BNxHxDh, kt_pre_BxKxDhxP, v_pre_BxKxPxDh, pre_valid_BxP,
+                  kt_dec_BNxKxDhxS, v_dec_BNxKxSxDh, dec_valid_S) -> jax.Array:
     """One query token per row over its prompt's shared prefix and its own decode slots.
 
     Same math as `models.attention.attend` (fp32 scores scaled after the product, masked with the most
-    negative float, fp32 softmax, probabilities cast to v's dtype) over the concatenation [prefix |
-    own slots]; the prefix is read through a [B, N] view of the rows, never copied N times.
+    negative float, fp32 softmax over the concatenation [prefix | own slots], probabilities cast to v's
+    dtype). The N samples of prompt b are batched against its single prefix copy: no repeat.
+
+    Layouts are chosen for the batched matmuls, not copied into them every step: keys are stored
+    transposed ([.., Dh, S]) so both products contract the lhs's last dim with the rhs's second-last;
+    XLA:CPU otherwise transposes the whole cache on every step (2-3x slower attention).
     """
-    b, p, kh, dh = k_pre_BxPxKxDh.shape
+    b, kh, dh, p = kt_pre_BxKxDhxP.shape
     bn, h, _ = q_BNxHxDh.shape
-    n, s = bn // b, k_dec_BNxSxKxDh.shape[1]
-    q = q_BNxHxDh.reshape(b, n, kh, h // kh, dh)
-    k_dec = k_dec_BNxSxKxDh.reshape(b, n, s, kh, dh)
-    v_dec = v_dec_BNxSxKxDh.reshape(b, n, s, kh, dh)
+    n, g = bn // b, h // kh
     scale = dh ** -0.5
-    pre_BxNxKxGxP = jnp.einsum("bnkgd,bpkd->bnkgp", q, k_pre_BxPxKxDh,
-                               preferred_element_type=jnp.float32) * scale
-    pre_BxNxKxGxP = jnp.where(pre_valid_BxP[:, None, None, None, :], pre_BxNxKxGxP, _MASKED)
-    dec_BxNxKxGxS = jnp.einsum("bnkgd,bnskd->bnkgs", q, k_dec,
-                               preferred_element_type=jnp.float32) * scale
-    dec_BxNxKxGxS = jnp.where(dec_valid_S, dec_BxNxKxGxS, _MASKED)
-    probs = jax.nn.softmax(jnp.concatenate([pre_BxNxKxGxP, dec_BxNxKxGxS], axis=-1), axis=-1)
-    probs = probs.astype(v_pre_BxPxKxDh.dtype)
-    out = (jnp.einsum("bnkgp,bpkd->bnkgd", probs[..., :p], v_pre_BxPxKxDh)
-           + jnp.einsum("bnkgs,bnskd->bnkgd", probs[..., p:], v_dec))
-    return out.reshape(bn, h, dh)
+
+    def by_prompt(x_BNxKxGxX):  # [B·N, K, G, X] -> [B, K, N·G, X]
+        x = x_BNxKxGxX.reshape(b, n, kh, g, -1).transpose(0, 2, 1, 3, 4)
+        return x.reshape(b, kh, n * g, x.shape[-1])
+
+    def by_row(x_BxKxNGxX):  # inverse of by_prompt
+        x = x_BxKxNGxX.reshape(b, kh, n, g, -1).transpose(0, 2, 1, 3, 4)
+        return x.reshape(bn, kh, g, x.shape[-1])
+
+    q_BNxKxGxDh = q_BNxHxDh.reshape(bn, kh, g, dh)
+    pre = jnp.einsum("bkqd,bkdp->bkqp", by_prompt(q_BNxKxGxDh), kt_pre_BxKxDhxP,
+                     preferred_element_type=jnp.float32) * scale
+    pre_BNxKxGxP = by_row(jnp.where(pre_valid_BxP[:, None, None, :], pre, _MASKED))
+    dec = jnp.einsum("rkgd,rkds->rkgs", q_BNxKxGxDh, kt_dec_BNxKxDhxS,
+                     preferred_element_type=jnp.float32) * scale
+    dec_BNxKxGxS = jnp.where(dec_valid_S, dec, _MASKED)
+    probs = jax.nn.softmax(jnp.concatenate([pre_BNxKxGxP, dec_BNxKxGxS], axis=-1), axis=-1)
+    probs = probs.astype(v_pre_BxKxPxDh.dtype)
+    # The two partial products are summed in fp32 and rounded once, like attend's single product.
+    out_pre = by_row(jnp.einsum("bkqp,bkpd->bkqd", by_prompt(probs[..., :p]), v_pre_BxKxPxDh,
+                                preferred_element_type=jnp.float32))
+    out_dec = jnp.einsum("rkgs,rksd->rkgd", probs[..., p:], v_dec_BNxKxSxDh,
+                         preferred_element_type=jnp.float32)
+    return (out_pre + out_dec).astype(v_pre_BxKxPxDh.dtype).reshape(bn, h, dh)
 
 
-def decode_step(model: CausalLM, tokens_BN, positions_BN, prefix: Prefix, k_dec, v_dec, slot):
+class _SharedCache(NamedTuple):
+    """The prefix cache in the layouts `attend_shared` reads (relaid once, before the loop)."""
+
+    kt_LxBxKxDhxP: jax.Array
+    v_LxBxKxPxDh: jax.Array
+    valid_BxP: jax.Array
+
+
+def decode_step(model: CausalLM, tokens_BN, positions_BN, prefix: _SharedCache, kt_dec, v_dec, slot):
     """Logits [B·N, V] of the next token after `tokens_BN`, whose k/v are written at `slot`."""
     x = constrain(model.backbone.embed_tokens(tokens_BN[:, None]), _ACT)
-    s = k_dec[0].shape[1]
+    s = v_dec[0].shape[2]
     dec_valid_S = jnp.arange(s, dtype=jnp.int32) <= slot
     new_k, new_v = [], []
     for i, layer in enumerate(model.backbone.layers):
         attn = layer.self_attn
-        q, k, v = attn.qkv(layer.input_layernorm(x), positions_BN[:, None])
-        k_i = jax.lax.dynamic_update_slice(k_dec[i], k.astype(k_dec[i].dtype), (0, slot, 0, 0))
-        v_i = jax.lax.dynamic_update_slice(v_dec[i], v.astype(v_dec[i].dtype), (0, slot, 0, 0))
-        out = attend_shared(q[:, 0], prefix.cache.k[i], prefix.cache.v[i], prefix.cache.mask,
-                            k_i, v_i, dec_valid_S)
+        q, k, v = attn.qkv(layer.input_layernorm(x), positions_BN[:, None])  # [B·N, 1, ., Dh]
+        kt_i = jax.lax.dynamic_update_slice(
+            kt_dec[i], k[:, 0, :, :, None].astype(kt_dec[i].dtype), (0, 0, 0, slot))
+        v_i = jax.lax.dynamic_update_slice(
+            v_dec[i], v.transpose(0, 2, 1, 3).astype(v_dec[i].dtype), (0, 0, slot, 0))
+        out = attend_shared(q[:, 0], prefix.kt_LxBxKxDhxP[i], prefix.v_LxBxKxPxDh[i],
+                            prefix.valid_BxP, kt_i, v_i, dec_valid_S)
         h = x + attn.o_proj(out[:, None])
         x = constrain(h + layer.mlp(layer.post_attention_layernorm(h)), _ACT)
-        new_k.append(k_i)
+        new_k.append(kt_i)
         new_v.append(v_i)
     logits = model.logits_from_hidden(model.backbone.norm(x))[:, 0]
     return logits, tuple(new_k), tuple(new_v)
@@ -258,12 +289,17 @@ def decode(model: CausalLM, prefix: Prefix, key: jax.Array, config: SamplerConfi
     def rows(x, axes=("batch", None)):
         return constrain(x, axes)
 
-    kv_shape = (bn, s, mc.num_kv_heads, mc.head_dim)
-    empty_kv = lambda: tuple(constrain(jnp.zeros(kv_shape, dtype), _DECODE_KV_AXES)
-                             for _ in range(mc.num_layers))
+    kh, dh = mc.num_kv_heads, mc.head_dim
+    empty = lambda shape, axes: tuple(constrain(jnp.zeros(shape, dtype), axes)
+                                      for _ in range(mc.num_layers))
+    shared = _SharedCache(
+        kt_LxBxKxDhxP=constrain(prefix.cache.k.transpose(0, 1, 3, 4, 2), ("layers",) + _KT_AXES),
+        v_LxBxKxPxDh=constrain(prefix.cache.v.transpose(0, 1, 3, 2, 4), ("layers",) + _V_AXES),
+        valid_BxP=prefix.cache.mask)
     zeros_BN = rows(jnp.zeros((bn,), jnp.int32), ("batch",))
     carry = _Carry(
-        t=jnp.zeros((), jnp.int32), last_BN=zeros_BN, k_dec=empty_kv(), v_dec=empty_kv(),
+        t=jnp.zeros((), jnp.int32), last_BN=zeros_BN, k_dec=empty((bn, kh, dh, s), _KT_AXES),
+        v_dec=empty((bn, kh, s, dh), _V_AXES),
         done_BN=zeros_BN.astype(bool), stop_state_BN=zeros_BN, lengths_BN=zeros_BN,
         finish_BN=zeros_BN + FinishReason.LENGTH,
         tokens_BNxR=rows(jnp.full((bn, r), config.pad_id, jnp.int32)),
@@ -276,7 +312,7 @@ def decode(model: CausalLM, prefix: Prefix, key: jax.Array, config: SamplerConfi
         return (c.t < r) & ~jnp.all(c.done_BN)
 
     def body(c: _Carry):
-        logits, k_dec, v_dec = decode_step(model, c.last_BN, positions_BN + c.t - 1, prefix,
+        logits, k_dec, v_dec = decode_step(model, c.last_BN, positions_BN + c.t - 1, shared,
                                            c.k_dec, c.v_dec, c.t - 1)
         return record(c._replace(k_dec=k_dec, v_dec=v_dec), select(logits, c.t))
 
@@ -314,19 +350,30 @@ class Sampler:
         self.mesh, self.rules = mesh, rules
         self.num_traces = 0
         self._stop_table = None
+        self._token_bytes = None
         if config.stop_strings:
             if token_bytes is None:
                 if tokenizer is None:
                     raise ValueError(f"SamplerConfig.stop_strings={config.stop_strings!r} needs "
                                      "Sampler(tokenizer=...) or token_bytes=...")
                 token_bytes = token_bytes_from_tokenizer(tokenizer)
-            table = stop_table(config.stop_strings, token_bytes, _vocab_size(model, token_bytes))
-            self._stop_table = (jnp.asarray(table) if mesh is None else
-                                jax.device_put(table, array_sharding((None, None), table.shape,
-                                                                     mesh, rules)))
+            self._token_bytes = list(token_bytes)
+            if isinstance(model, nnx.Module):
+                self._build_stop_table(model.config.vocab_size)
         self._generate = jax.jit(self._generate_fn)
         self._prefill = jax.jit(self._prefill_fn)
         self._decode = jax.jit(self._decode_fn)
+
+    def _build_stop_table(self, vocab_size: int) -> None:
+        table = stop_table(self.config.stop_strings, self._token_bytes,
+                           max(vocab_size, len(self._token_bytes)))
+        self._stop_table = (jnp.asarray(table) if self.mesh is None else jax.device_put(
+            table, array_sharding((None, None), table.shape, self.mesh, self.rules)))
+
+    def _stops(self, state) -> jax.Array | None:
+        if self._token_bytes is not None and self._stop_table is None:  # built from a GraphDef
+            self._build_stop_table(nnx.merge(self.graphdef, state).config.vocab_size)
+        return self._stop_table
 
     # Pure functions (traced under the mesh context in `_call`).
 
@@ -352,32 +399,28 @@ class Sampler:
         if isinstance(prompt_mask_BxP, np.ndarray) and not prompt_mask_BxP[:, -1].all():
             raise ValueError("Sampler: prompts must be left-padded (every row's last column is a real "
                              "token)")
-        ids = jnp.asarray(prompt_ids_BxP, jnp.int32)
-        mask = jnp.asarray(prompt_mask_BxP, jnp.bool_)
+        as_array = np.asarray if isinstance(prompt_ids_BxP, np.ndarray) else jnp.asarray
+        ids = as_array(prompt_ids_BxP).astype(np.int32)
+        mask = as_array(prompt_mask_BxP).astype(np.bool_)
         if ids.ndim != 2 or ids.shape != mask.shape:
             raise ValueError(f"Sampler: prompt ids {ids.shape} and mask {mask.shape} must be the same "
                              "[B, P] shape")
-        if self.mesh is not None:
+        if self.mesh is not None:  # Host arrays go straight to their shards.
             sharding = array_sharding(("batch", None), ids.shape, self.mesh, self.rules)
-            ids, mask = jax.device_put((ids, mask), sharding)
-        return ids, mask
+            return jax.device_put((ids, mask), sharding)
+        return jnp.asarray(ids), jnp.asarray(mask)
 
     def __call__(self, state: Any, prompt_ids_BxP, prompt_mask_BxP, key: jax.Array) -> SampleOutput:
         """B prompts → B·N samples (rows b·N .. b·N+N-1 belong to prompt b)."""
         ids, mask = self._prompts(prompt_ids_BxP, prompt_mask_BxP)
-        return self._call(self._generate, state, ids, mask, key, self._stop_table)
+        return self._call(self._generate, state, ids, mask, key, self._stops(state))
 
     def prefill(self, state: Any, prompt_ids_BxP, prompt_mask_BxP) -> Prefix:
         """Only the prefill (separately compiled); `decode` continues from it. For benchmarks/tools."""
         return self._call(self._prefill, state, *self._prompts(prompt_ids_BxP, prompt_mask_BxP))
 
     def decode(self, state: Any, prefix: Prefix, key: jax.Array) -> SampleOutput:
-        return self._call(self._decode, state, prefix, key, self._stop_table)
-
-
-def _vocab_size(model: Any, token_bytes: Sequence[bytes]) -> int:
-    config = getattr(model, "config", None)
-    return max(config.vocab_size if config is not None else 0, len(token_bytes))
+        return self._call(self._decode, state, prefix, key, self._stops(state))
 
 
 # --- Stop strings --------------------------------------------------------------------------------

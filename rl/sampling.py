@@ -1,14 +1,14 @@
-"""Choosing the next token from logits: greedy, temperature, top-k, top-p, without sorting the vocabulary.
+"""Choosing the next token from logits: greedy, temperature, top-k, top-p; never sorting the vocab.
 
-Why not the textbook version: on the CPU this project benchmarks on, with a 152k vocabulary, one step of
-`jax.random.categorical` (a Gumbel draw per vocabulary entry) costs several times the LM head's matmul,
-and a full sort for top-p costs ~50×. Here every step does O(V) work in a few fused passes:
+Why not the textbook version: on the CPU this project benchmarks on, with a 152k vocabulary, one
+step of `jax.random.categorical` (a Gumbel draw per vocabulary entry) costs about 3x the LM head's
+matmul, and a full sort for top-p ~50x. Here every step does O(V) work in a few fused passes:
 
-  * **sampling** is inverse-CDF in vocabulary order with ONE uniform per row: the vocabulary is viewed
-    as `nb` blocks of `bs` tokens; a block is found from the cumulative block masses, then a token inside
-    that one block. This is an exact draw from the (filtered, tempered) softmax.
-  * **top-k** keeps the tokens whose tempered logit is >= the k-th largest (`lax.top_k`), ties included,
-    as transformers' `TopKLogitsWarper` does.
+  * **sampling** is inverse-CDF in vocabulary order with ONE uniform per row: the vocabulary is
+    viewed as `nb` blocks of `bs` tokens; a block is found from the cumulative block masses, then a
+    token inside that one block. This is an exact draw from the (filtered, tempered) softmax.
+  * **top-k** keeps the tokens whose tempered logit is >= the k-th largest (`lax.top_k`), ties
+    included, as transformers' `TopKLogitsWarper` does.
   * **top-p** keeps the smallest set of most probable tokens whose mass reaches `top_p` (after top-k,
     renormalised over the top-k set as transformers does), expressed as a logit threshold: all tokens
     tied with the last kept one are kept too. The threshold comes from the `candidates` largest logits
@@ -56,15 +56,44 @@ def select(logits_BxV: jax.Array, key: jax.Array, *, temperature: float, top_k: 
 
 
 def greedy(logits_BxV: jax.Array) -> Selection:
-    """argmax (lowest index on ties, like torch.argmax) and its log-prob, in two passes over V.
+    """argmax (lowest index on ties, like torch.argmax) and its log-prob.
 
-    `lax.top_k(·, 1)` instead of `jnp.argmax`: XLA:CPU runs argmax's variadic (value, index) reduce
-    several times slower than its top-k; the max it returns doubles as the log-sum-exp shift.
+    Blocked: the big pass is a plain max over blocks of the vocabulary, then `argmax` runs over the
+    block maxima and inside the winning block only. On XLA:CPU a full-width `jnp.argmax` (a variadic
+    value/index reduce) or `lax.top_k(·, 1)` adds about a third of the LM head's time at 152k tokens;
+    the blocked form costs about one plain max pass. The log-sum-exp is a second pass (one exp per
+    logit): the price of returning log-probs.
     """
-    top_v_Bx1, top_i_Bx1 = jax.lax.top_k(logits_BxV, 1)
-    lse_B = _logsumexp(logits_BxV, top_v_Bx1[:, 0])
-    return Selection(top_i_Bx1[:, 0].astype(jnp.int32), top_v_Bx1[:, 0] - lse_B,
-                     jnp.zeros_like(lse_B))
+    b, v = logits_BxV.shape
+    l_BxNbxBs, bs = _blocks(logits_BxV)
+    max_BxNb = jnp.max(l_BxNbxBs, axis=-1)
+    blk_B = jnp.argmax(max_BxNb, axis=-1).astype(jnp.int32)
+    m_B = jnp.take_along_axis(max_BxNb, blk_B[:, None], axis=1)[:, 0]
+    in_block_BxBs = jnp.take_along_axis(l_BxNbxBs, blk_B[:, None, None], axis=1)[:, 0]
+    tokens_B = blk_B * bs + jnp.argmax(in_block_BxBs, axis=-1).astype(jnp.int32)
+    lse_B = _logsumexp(logits_BxV, m_B)
+    return Selection(tokens_B, m_B - lse_B, jnp.zeros_like(lse_B))
+
+
+def _top_k(x_BxV: jax.Array, k: int):
+    """`lax.top_k` behind an optimization barrier.
+
+    XLA:CPU implements TopK by a sort that its TopK rewriter turns back into the fast TopK kernel only
+    when the sort's outputs are used whole; slicing single columns out of them (as the threshold code
+    does) defeats the rewrite and leaves a full sort of the vocabulary (~1 s per step at 152k). The
+    barrier keeps the outputs whole.
+    """
+    return jax.lax.optimization_barrier(jax.lax.top_k(x_BxV, k))
+
+
+def _blocks(x_BxV: jax.Array):
+    """x viewed as [B, nb, bs] vocabulary blocks (padded with -inf when bs does not divide V)."""
+    b, v = x_BxV.shape
+    bs = block_size(v)
+    nb = -(-v // bs)
+    if nb * bs != v:
+        x_BxV = jnp.pad(x_BxV, ((0, 0), (0, nb * bs - v)), constant_values=-jnp.inf)
+    return x_BxV.reshape(b, nb, bs), bs
 
 
 def sample(logits_BxV: jax.Array, key: jax.Array, *, temperature: float, top_k: int = 0,
@@ -78,7 +107,7 @@ def sample(logits_BxV: jax.Array, key: jax.Array, *, temperature: float, top_k: 
     if filtered:
         # One extra candidate serves as a sentinel: everything outside the list is <= its value.
         k_c = min(v, (top_k or candidates) + 1)
-        cand_v_BxK, _ = jax.lax.top_k(z_BxV, k_c)
+        cand_v_BxK, _ = _top_k(z_BxV, k_c)
         m_B = cand_v_BxK[:, 0]
         if top_k:
             tau_B = cand_v_BxK[:, top_k - 1]
@@ -118,17 +147,12 @@ def block_size(v: int) -> int:
 def inverse_cdf(z_BxV: jax.Array, m_B: jax.Array, tau_B: jax.Array, u_B: jax.Array):
     """Token i with probability exp(z_i - m)·[z_i >= tau] / mass, chosen by the uniform u in [0, 1).
 
-    Vocabulary order: the smallest i whose inclusive cumulative mass exceeds u·mass. Two levels (blocks,
-    then inside one block) so that no cumulative sum runs over the whole vocabulary. Returns (token,
-    z[token], mass); tokens of zero weight are never returned (indices are clamped to the last
-    positive-weight block / token against rounding).
+    Vocabulary order: the smallest i whose inclusive cumulative mass exceeds u·mass. Two levels
+    (blocks, then inside one block) so that no cumulative sum runs over the whole vocabulary.
+    Returns (token, z[token], mass); tokens of zero weight are never returned (indices are clamped
+    to the last positive-weight block / token against rounding).
     """
-    b, v = z_BxV.shape
-    bs = block_size(v)
-    nb = -(-v // bs)
-    if nb * bs != v:
-        z_BxV = jnp.pad(z_BxV, ((0, 0), (0, nb * bs - v)), constant_values=-jnp.inf)
-    z_BxNbxBs = z_BxV.reshape(b, nb, bs)
+    z_BxNbxBs, bs = _blocks(z_BxV)
     m_Bx1x1, tau_Bx1x1 = m_B[:, None, None], tau_B[:, None, None]
     w_BxNb = jnp.sum(jnp.where(z_BxNbxBs >= tau_Bx1x1, jnp.exp(z_BxNbxBs - m_Bx1x1), 0.0), axis=-1)
     cum_BxNb = jnp.cumsum(w_BxNb, axis=-1)

@@ -1,0 +1,218 @@
+"""Decode throughput of `rl.sampler.Sampler` against its roofline and transformers' generate.
+
+    python bench/sampler.py --batch 16
+    python bench/sampler.py --batch 64
+    python bench/sampler.py --batch 1 --samples-per-prompt 64 --no-hf
+
+Model: a random Qwen2 of 4 layers, width 256, 4 heads / 2 KV heads of 64, MLP 1024, vocabulary
+151,936, tied embeddings, fp32 (created with transformers, saved, loaded through `hf_io`, so both
+implementations run the same weights). Prompts of 32 tokens, 128 new tokens, greedy, no EOS (every row
+runs to the end). --temperature/--top-k/--top-p switch to sampling (the head_* loops stay greedy).
+
+Prints ONE JSON object:
+  * tokens_per_s (median of --repeats full calls: prefill + decode, compile excluded) and
+    best_tokens_per_s;
+  * hf_tokens_per_s / hf_best_tokens_per_s: transformers' `generate` (PyTorch CPU, same weights and
+    prompts, --hf-repeats runs); speedup_vs_hf (medians) and best_speedup_vs_hf (best runs);
+  * matmul_peak_flops, memory_bandwidth (bench.common, this run) and the roofline: per decode step
+    max(flops / peak, bytes / bandwidth) with bytes = every parameter (the 155 MB embedding, read by
+    the tied LM head, dominates) + the KV cache read; roofline_tokens_per_s and roofline_fraction;
+  * where the time goes, per decode step (loops of the same length, min of repeats): head_ms (the LM
+    head matmul alone), head_select_ms (head + the sampler's greedy selection), step_ms (the
+    sampler: whole call / new tokens); head_bound_tokens_per_s = rows / head_ms is the bound PERF-NOTES
+    uses (XLA's own speed on the head), head_fraction = best_tokens_per_s / that (both sides'
+    least disturbed runs); cpu_load_1min says how shared the machine was;
+  * with --samples-per-prompt N > 1: shared_prefix_s (B prompts × N samples, one call, prefill
+    included) vs decode_only_s (B·N distinct rows decoding from an already prefilled cache), timed
+    in interleaved pairs (medians), shared_over_decode_ratio (target <= 1.1) and each pair's ratio.
+The machine is shared: every timing is taken in this run; compare ratios, not absolute numbers.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from bench.common import matmul_peak_flops, memory_bandwidth, time_fn_all  # noqa: E402
+from models.hf_io import load_causal_lm  # noqa: E402
+from rl import sampling  # noqa: E402
+from rl.sampler import Sampler, SamplerConfig  # noqa: E402
+
+HF_CONFIG = dict(vocab_size=151936, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
+                 max_position_embeddings=4096, rope_theta=10000.0)
+
+
+def build_models(workdir: str):
+    import torch
+    import transformers
+    torch.manual_seed(0)
+    hf = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**HF_CONFIG)).eval()
+    hf.save_pretrained(workdir)
+    return hf, load_causal_lm(workdir, jnp.float32)
+
+
+def head_loops(model, rows: int, steps: int):
+    """Jitted loops of `steps` LM-head matmuls (alone, and followed by greedy selection)."""
+    table = model.output_embedding()
+
+    def loop(select: bool):
+        @jax.jit
+        def run(table, x):
+            def body(_, x):
+                logits = jnp.einsum("bd,vd->bv", x, table, preferred_element_type=jnp.float32)
+                if select:
+                    sel = sampling.greedy(logits)
+                    feed = sel.logp_B + sel.tokens_B.astype(jnp.float32)
+                else:
+                    feed = logits[:, 0]
+                return x + 1e-9 * feed[:, None]  # a dependence, so steps cannot overlap or vanish
+            return jax.lax.fori_loop(0, steps, body, x)
+        return run
+
+    x = jnp.full((rows, table.shape[1]), 0.01, jnp.float32)
+    return loop(False), loop(True), (table, x)
+
+
+def hf_generate_seconds(hf, ids, mask, new_tokens: int, sampling_cfg: dict,
+                        repeats: int) -> list[float]:
+    import torch
+    ids_t, mask_t = torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
+    kw = dict(attention_mask=mask_t, eos_token_id=None, pad_token_id=0)
+    if sampling_cfg["temperature"] > 0:
+        kw.update(do_sample=True, temperature=sampling_cfg["temperature"],
+                  top_k=sampling_cfg["top_k"], top_p=sampling_cfg["top_p"])  # top_k=0: off
+    else:
+        kw.update(do_sample=False)
+    with torch.no_grad():
+        hf.generate(ids_t, max_new_tokens=4, **kw)  # warmup
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = hf.generate(ids_t, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kw)
+            times.append(time.perf_counter() - t0)
+            assert out.shape[1] == ids.shape[1] + new_tokens
+    return sorted(times)
+
+
+def roofline(cfg, rows: int, prompts: int, prompt_len: int, new_tokens: int, peak: float,
+             bandwidth: float) -> dict:
+    """Per decode step, averaged over the response: flops and the minimum bytes a step must read."""
+    d, v, layers = cfg.hidden_size, cfg.vocab_size, cfg.num_layers
+    h, k, dh, f = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size
+    layer_params = d * (h + 2 * k) * dh + h * dh * d + 3 * d * f
+    ctx = new_tokens / 2  # mean own decode slots read per step
+    attn_flops = 4 * rows * layers * h * dh * (prompt_len + ctx)
+    flops = 2 * rows * (layers * layer_params + v * d) + attn_flops
+    kv_bytes = 2 * layers * k * dh * 4 * (prompts * prompt_len + rows * ctx)
+    param_bytes = 4 * (layers * layer_params + v * d)
+    step_s = max(flops / peak, (param_bytes + kv_bytes) / bandwidth)
+    return dict(step_flops=flops, step_bytes=param_bytes + kv_bytes, roofline_step_ms=step_s * 1e3,
+                roofline_tokens_per_s=rows / step_s)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=16, help="prompts B")
+    parser.add_argument("--samples-per-prompt", type=int, default=1, help="samples N per prompt")
+    parser.add_argument("--prompt-len", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (the target run)")
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--no-hf", action="store_true", help="skip transformers' generate")
+    parser.add_argument("--hf-repeats", type=int, default=2)
+    args = parser.parse_args()
+    b, n, p, r = args.batch, args.samples_per_prompt, args.prompt_len, args.new_tokens
+    rows = b * n
+
+    with tempfile.TemporaryDirectory() as workdir:
+        hf, model = build_models(workdir)
+    cfg = model.config
+    state = nnx.state(model)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, cfg.vocab_size, (b, p)).astype(np.int32)
+    mask = np.ones_like(ids)
+    ids[1::2, :4] = 0  # half the prompts left-padded: real prompts come in different lengths
+    mask[1::2, :4] = 0
+
+    peak, bandwidth = matmul_peak_flops(), memory_bandwidth()
+    sampling_cfg = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    sampler = Sampler(model, SamplerConfig(max_new_tokens=r, samples_per_prompt=n, **sampling_cfg))
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(sampler(state, ids, mask, key))
+    compile_s = time.perf_counter() - t0
+    assert int(out.steps) == r and bool(out.response_mask.all())
+    times = time_fn_all(lambda: sampler(state, ids, mask, key), repeats=args.repeats, warmup=0)
+    seconds = times[len(times) // 2]
+    memory = sampler._generate.lower(state, jnp.asarray(ids), jnp.asarray(mask, bool), key,
+                                     None).compile().memory_analysis()
+
+    head, head_select, head_args = head_loops(model, rows, r - 1)
+    head_s = min(time_fn_all(head, *head_args, repeats=args.repeats))
+    head_select_s = min(time_fn_all(head_select, *head_args, repeats=args.repeats))
+
+    result = {
+        "benchmark": "sampler." + ("greedy" if args.temperature == 0 else "sample"),
+        "backend": jax.default_backend(), **sampling_cfg,
+        "batch": b, "samples_per_prompt": n, "rows": rows, "prompt_len": p, "new_tokens": r,
+        "tokens_per_s": rows * r / seconds, "best_tokens_per_s": rows * r / times[0],
+        "seconds": seconds, "compile_s": compile_s - seconds,
+        "step_ms": seconds / r * 1e3,
+        "head_ms": head_s / (r - 1) * 1e3, "head_select_ms": head_select_s / (r - 1) * 1e3,
+        "head_bound_tokens_per_s": rows * (r - 1) / head_s,
+        "matmul_peak_flops": peak, "memory_bandwidth": bandwidth,
+        **roofline(cfg, rows, b, p, r, peak, bandwidth),
+        "kv_cache_bytes": 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 4 * (b * p
+                                                                                     + rows * r),
+        "compiled_temp_bytes": getattr(memory, "temp_size_in_bytes", None),
+        "peers_tokens_per_s_batch16": {"transformers_generate": 413, "tunix_0.1.7": 561},
+    }
+    result["roofline_fraction"] = result["tokens_per_s"] / result["roofline_tokens_per_s"]
+    # Least-disturbed runs on both sides: the sampler's best call against the head loop's best.
+    result["head_fraction"] = result["best_tokens_per_s"] / result["head_bound_tokens_per_s"]
+
+    if n > 1:
+        # Interleaved (shared call, decode-only call) pairs, so both see the same machine load.
+        plain = Sampler(model, SamplerConfig(max_new_tokens=r, **sampling_cfg))
+        rows_ids = rng.integers(0, cfg.vocab_size, (rows, p)).astype(np.int32)
+        prefix = jax.block_until_ready(plain.prefill(state, rows_ids, np.ones_like(rows_ids)))
+        jax.block_until_ready(plain.decode(state, prefix, key))
+        pairs = [(time_fn_all(lambda: sampler(state, ids, mask, key), repeats=1, warmup=0)[0],
+                  time_fn_all(lambda: plain.decode(state, prefix, key), repeats=1, warmup=0)[0])
+                 for _ in range(args.repeats)]
+        shared_s = sorted(a for a, _ in pairs)[len(pairs) // 2]
+        decode_s = sorted(b for _, b in pairs)[len(pairs) // 2]
+        result.update(shared_prefix_s=shared_s, decode_only_s=decode_s,
+                      shared_over_decode_ratio=shared_s / decode_s,
+                      pair_ratios=[a / b for a, b in pairs])
+
+    if not args.no_hf:
+        import torch
+        hf_ids, hf_mask = np.repeat(ids, n, 0), np.repeat(mask, n, 0)
+        hf_times = hf_generate_seconds(hf, hf_ids, hf_mask, r, sampling_cfg, args.hf_repeats)
+        hf_s = hf_times[len(hf_times) // 2]
+        result.update(hf_tokens_per_s=rows * r / hf_s, hf_best_tokens_per_s=rows * r / hf_times[0],
+                      hf_seconds=hf_times, speedup_vs_hf=hf_s / seconds,
+                      best_speedup_vs_hf=hf_times[0] / times[0],
+                      torch_threads=torch.get_num_threads())
+    if rows == 16:
+        result["speedup_vs_tunix_reported"] = result["tokens_per_s"] / 561
+    result["cpu_load_1min"] = os.getloadavg()[0]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
