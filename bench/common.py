@@ -8,14 +8,7 @@ import jax.numpy as jnp
 
 def time_fn(fn, *args, repeats: int = 5, warmup: int = 1) -> float:
     """Median wall seconds of ``fn(*args)``, blocking on the result; compile excluded by warmup."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    times.sort()
+    times = time_fn_all(fn, *args, repeats=repeats, warmup=warmup)
     return times[len(times) // 2]
 
 

@@ -13,6 +13,7 @@ Prints one JSON object:
 """
 
 import argparse
+import contextlib
 import json
 import pathlib
 import sys
@@ -87,7 +88,8 @@ def bench_iteration(iterations: int) -> dict:
     cfg.rollout.max_new_tokens = 64
     cfg.train.iterations = iterations + 1
     cfg.train.checkpoint_every = 1000
-    with tempfile.TemporaryDirectory() as tmp:
+    # TFDS announces its build on stdout; keep stdout for the one JSON object.
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         cfg.data_dir = str(pathlib.Path(tmp) / "tfds")
         trainer = Trainer(cfg, pathlib.Path(tmp) / "run")
         from rl.data import PromptIterator
