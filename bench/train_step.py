@@ -39,7 +39,8 @@ from rl import update as upd  # noqa: E402
 from rl.config import OptimConfig, PPOConfig, RewardConfig  # noqa: E402
 
 
-def bench_update(batch: int, prompt: int, response: int, args_microbatches: int) -> dict:
+def bench_update(batch: int, prompt: int, response: int, args_microbatches: int,
+                 repeats: int) -> dict:
     cfg = ModelConfig.from_dict(presets.bench().to_dict())
     mesh = make_mesh((1, 1, 1), devices=jax.devices()[:1])
     policy = shard_model(CausalLM(cfg, rngs=nnx.Rngs(0)), mesh, RULES)
@@ -64,7 +65,7 @@ def bench_update(batch: int, prompt: int, response: int, args_microbatches: int)
             holder[0], metrics = step(holder[0], data)
         return metrics
 
-    seconds = time_fn(run, repeats=3)
+    seconds = time_fn(run, repeats=repeats)
     tokens = batch * s
     attention = 4 * batch * s * s * cfg.num_heads * cfg.head_dim * cfg.num_layers / 2  # causal
     flops = 2 * (6 * matmul_params(cfg) * tokens + 3 * attention)
@@ -120,9 +121,11 @@ def main():
     # 8 x 1024 tokens with a 32k vocabulary in one pass needs ~28 GB on CPU (fp32 logits, saved
     # attention); 4 microbatches of 2 rows keep it near 7 GB with the same global-mean gradient.
     parser.add_argument("--microbatches", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3, help="timed update steps (median)")
     args = parser.parse_args()
     result = {"benchmark": "ppo_train_step", "backend": jax.default_backend(),
-              "update": bench_update(args.batch, args.prompt, args.response, args.microbatches),
+              "update": bench_update(args.batch, args.prompt, args.response, args.microbatches,
+                                   args.repeats),
               "iteration": bench_iteration(args.iterations)}
     print(json.dumps(result))
 
