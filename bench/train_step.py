@@ -97,12 +97,14 @@ def bench_iteration(iterations: int) -> dict:
         it = PromptIterator(trainer.examples, cfg.data.prompts_per_batch, 0)
         trainer.iteration(0, next(it))  # compiles
         phases = {"rollout": [], "scoring": [], "shaping_gae": [], "update": []}
+        totals = []
         for i in range(iterations):
             t0 = time.perf_counter()
             metrics = trainer.iteration(i + 1, next(it))
             for k in phases:
                 phases[k].append(metrics[f"time/{k}"])
-            phases.setdefault("total", []).append(time.perf_counter() - t0)
+            totals.append(time.perf_counter() - t0)
+        phases["total"] = totals
         trainer.close()
     out = {k: float(np.median(v)) for k, v in phases.items()}
     out["fractions"] = {k: out[k] / out["total"] for k in ("rollout", "scoring", "shaping_gae",
@@ -123,9 +125,9 @@ def main():
     parser.add_argument("--microbatches", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="timed update steps (median)")
     args = parser.parse_args()
-    result = {"benchmark": "ppo_train_step", "backend": jax.default_backend(),
-              "update": bench_update(args.batch, args.prompt, args.response, args.microbatches,
-                                   args.repeats),
+    update = bench_update(args.batch, args.prompt, args.response, args.microbatches, args.repeats)
+    print(json.dumps({"update": update}), file=sys.stderr, flush=True)  # in case the rest fails
+    result = {"benchmark": "ppo_train_step", "backend": jax.default_backend(), "update": update,
               "iteration": bench_iteration(args.iterations)}
     print(json.dumps(result))
 
