@@ -224,7 +224,9 @@ class Trainer:
         with use_mesh(self.mesh, self.rules):
             params = {"policy": self.state.policy, "critic": self.state.critic,
                       **self.frozen_params}
-            scores = self.score_fn(params, seq, seq_mask, last_d)
+            # Blocking here costs nothing (shaping needs the scores next) and keeps the
+            # per-phase times honest under asynchronous dispatch.
+            scores = jax.block_until_ready(self.score_fn(params, seq, seq_mask, last_d))
             times["scoring"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             arrays, reward_metrics = self.shape_fn(scores, put(step_end), response_d, put(success))
