@@ -41,6 +41,7 @@ from typing import Any
 
 import flax
 import jax
+
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -51,6 +52,7 @@ from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardHead, RewardModel, last_token_mask
 from models.sharding import array_sharding, shard_model, state_shardings, use_mesh
+from rl import config as config_lib
 from rl import ppo
 from rl.config import ConfigError, OptimConfig
 from rl.reward_data import RewardArrays
@@ -83,13 +85,9 @@ class RMTrainConfig:
         if self.kind not in KINDS:  # config.kind is top-level in config files
             raise ConfigError(f"config.kind={self.kind!r}: must be one of {KINDS}")
         for name in ("steps", "batch_size", "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"config.{prefix}.{name}={value!r}: must be an integer >= 1")
+            config_lib._int_at_least(f"{prefix}.{name}", getattr(self, name), 1)
         for name in ("learning_rate", "beta", "max_grad_norm"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise ConfigError(f"config.{prefix}.{name}={value!r}: must be a finite number > 0")
+            config_lib._positive(f"{prefix}.{name}", getattr(self, name))
         self.optim_config()  # validates schedule, warmup_steps, weight_decay
         return self
 
