@@ -10,11 +10,22 @@ Stages (each reuses its finished artifacts in the workdir and resumes after inte
    an implicit PRM trained on them; 3. PPO with the same seeds and budgets for every reward variant;
    4. greedy evaluation on the held-out split; 5. results.json, results.md and plots.
 
-Choices and why (PPO hyperparameters follow the feasibility probe in the project notes):
+Choices and why (PPO hyperparameters start from the feasibility probe in the project notes; the
+changes below were made for the stated, measured reasons, not to move the table):
 - The toy task repeats 15% of solution steps verbatim in the supervised data: real chains of thought
   re-state steps, and without such redundancy the policy never explores extra steps, so a raw PRM
   cannot be exploited and the paper's effect cannot appear.
 - PRM weight 1 and eta 0.5 as in the probe; the PRM's scores are probabilities in [0, 1].
+- Step labels are Math-Shepherd's hard estimate (1 iff any of the 8 completions reaches the answer).
+  The soft estimate (the fraction) is dominated by how many steps remain: a correct first step of a
+  6-step chain scores about 0.1, so a PRM trained on it scores most correct steps below eta and
+  Clip would penalise them. The fractions are kept in labels.json; labels.soft=True trains on them.
+- Reward models train 100 steps at 3e-4: with ~460 labelled solutions they overfit quickly (ORM
+  held-out AUC 0.52 after 600 steps at 1e-3, 0.70 after 100 at 3e-4; PRM AUC against the exact
+  on-track oracle 0.69 after 200 steps, 0.77 after 100 at 3e-4).
+- PPO learning rate 1e-4, not the probe's 5e-4: at 5e-4 one iteration moved the policy 8 nats per
+  response from the reference (approx. KL 0.08 per token between PPO epochs) and success-only PPO
+  dropped greedy accuracy from 0.40 to 0.13 in 25 iterations; at 1e-4 it rose to 0.70.
 """
 
 import ml_collections
@@ -43,11 +54,12 @@ def get_config(arg=None):
     c.model = ml_collections.ConfigDict(dict(
         hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512, seed=0))
     c.sft = ml_collections.ConfigDict(dict(
-        steps=800, batch_size=64, learning_rate=3e-3, max_len=128, chunk=100))
+        steps=800, batch_size=64, learning_rate=3e-3, max_len=128, chunk=100,
+        group_by_length=16, pad_multiple=16))
     c.labels = ml_collections.ConfigDict(dict(
-        solutions=512, completions=8, temperature=1.0, soft=True))
+        solutions=512, completions=8, temperature=1.0, soft=False))
     c.reward_models = ml_collections.ConfigDict(dict(
-        steps=600, batch_size=64, learning_rate=1e-3, implicit_beta=0.05))
+        steps=100, batch_size=64, learning_rate=3e-4, implicit_beta=0.05))
     c.eval = ml_collections.ConfigDict(dict(max_new_tokens=112, batch_size=128))
 
     # The PPO runs: the shared RL defaults, sized for the task; variants override `reward`.
@@ -66,9 +78,9 @@ def get_config(arg=None):
     ppo.ppo.lam = 0.95
     ppo.ppo.epochs = 2
     ppo.ppo.minibatches = 2
-    ppo.optim.learning_rate = 5e-4
-    ppo.optim.critic_learning_rate = 5e-4
-    ppo.train.iterations = 60
+    ppo.optim.learning_rate = 1e-4
+    ppo.optim.critic_learning_rate = 1e-4
+    ppo.train.iterations = 40
     ppo.train.checkpoint_every = 10
     ppo.mesh.shape = (1, -1, 1)
     c.ppo = ppo

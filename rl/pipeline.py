@@ -110,7 +110,8 @@ class Pipeline:
                 model, self.tokenizer, self.train, steps=s.steps, batch_size=s.batch_size,
                 learning_rate=s.learning_rate, max_len=s.max_len, seed=self.cfg.seed,
                 system_prompt=None, start_step=begin, end_step=end, opt_state=opt_state,
-                log_every=s.chunk, encoded=encoded)
+                log_every=s.chunk, encoded=encoded, group_by_length=s.group_by_length,
+                pad_multiple=s.pad_multiple)
             ckpt.save(end, {"params": nnx.state(model), "opt": opt_state}, {"step": end})
             log(f"  step {end}/{s.steps}: loss {losses[-1]:.4f}")
         ckpt.close()
@@ -142,12 +143,13 @@ class Pipeline:
             rng = np.random.default_rng([seed, 1])
             problems = [self.train[i] for i in rng.choice(len(self.train), lc.solutions,
                                                           replace=False)]
+            # The Monte-Carlo fractions are stored; hard labels are derived from them below.
             labelled = labels.auto_label(problems, completer, samples_per_problem=1,
-                                         k_completions=lc.completions, sep=SEP,
-                                         hard=not lc.soft)
+                                         k_completions=lc.completions, sep=SEP, hard=False)
             out.mkdir(parents=True, exist_ok=True)
             labelled_path.write_text(json.dumps([dataclasses.asdict(row) for row in labelled]))
-        arrays = reward_data.encode(labelled, self.tokenizer, max_prompt_len=24,
+        targets = labelled if lc.soft else reward_data.hard_labels(labelled)
+        arrays = reward_data.encode(targets, self.tokenizer, max_prompt_len=24,
                                     max_response_len=self.cfg.sft.max_len - 24, sep=SEP)
         train, held = reward_data.split_heldout(arrays, 0.1, seed=seed)
         info: dict[str, Any] = {"labelled_solutions": len(labelled),
