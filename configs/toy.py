@@ -16,6 +16,9 @@ changes below were made for the stated, measured reasons, not to move the table)
   re-state steps, and without such redundancy the policy never explores extra steps, so a raw PRM
   cannot be exploited and the paper's effect cannot appear.
 - PRM weight 1 and eta 0.5 as in the probe; the PRM's scores are probabilities in [0, 1].
+- Supervised batches are cut to their longest row (rounded up to 16 tokens), which is exact, but not
+  grouped by length: length-grouped batches (sft.group_by_length=16) cut the padding further but the
+  policy they trained reached 0.19 greedy accuracy instead of 0.40 after the same 800 steps.
 - Step labels are Math-Shepherd's hard estimate (1 iff any of the 8 completions reaches the answer).
   The soft estimate (the fraction) is dominated by how many steps remain: a correct first step of a
   6-step chain scores about 0.1, so a PRM trained on it scores most correct steps below eta and
@@ -55,7 +58,7 @@ def get_config(arg=None):
         hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512, seed=0))
     c.sft = ml_collections.ConfigDict(dict(
         steps=800, batch_size=64, learning_rate=3e-3, max_len=128, chunk=100,
-        group_by_length=16, pad_multiple=16))
+        group_by_length=0, pad_multiple=16))
     c.labels = ml_collections.ConfigDict(dict(
         solutions=512, completions=8, temperature=1.0, soft=False))
     c.reward_models = ml_collections.ConfigDict(dict(
@@ -80,7 +83,7 @@ def get_config(arg=None):
     ppo.ppo.minibatches = 2
     ppo.optim.learning_rate = 1e-4
     ppo.optim.critic_learning_rate = 1e-4
-    ppo.train.iterations = 40
+    ppo.train.iterations = 30
     ppo.train.checkpoint_every = 10
     ppo.mesh.shape = (1, -1, 1)
     c.ppo = ppo
