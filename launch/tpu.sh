@@ -16,7 +16,8 @@
 #       Pack the working tree (without .git, .venv, runs/, workdirs/, caches), copy it to every
 #       worker and unpack it into ~/rlreward/code (replacing the previous copy); create
 #       ~/rlreward/venv with PYTHON (installed with apt when missing) and install requirements.txt,
-#       then jax[tpu] at requirements.txt's jax pin. Re-run after changing the code.
+#       then jax[tpu] at requirements.txt's jax pin and launch/requirements-tpu.txt (gs:// support).
+#       Re-run after changing the code.
 #   run --config=CONFIG[:ARG] --workdir=DIR [--module=rl.train] [--run=RUN] [--config.KEY=VALUE ...] [-- ARGS ...]
 #       On every worker, detached from the ssh session (setsid nohup):
 #           ~/rlreward/venv/bin/python -m MODULE --config=CONFIG --workdir=DIR [--config.KEY=VALUE ...] [ARGS ...]
@@ -207,6 +208,7 @@ do_setup() {
   remote+="; $pip --upgrade pip"
   remote+="; $pip -r \"$R/code/requirements.txt\""
   remote+="; $pip $(q "jax[tpu]==$jax_version") -f $(q "$LIBTPU_URL")"
+  remote+="; $pip -r \"$R/code/launch/requirements-tpu.txt\""
   remote+="; echo \"\$(hostname): installed ~/rlreward/code, jax[tpu]==$jax_version\""
   cmd "${SSH[@]}" --worker=all --command="$remote"
 }
@@ -257,7 +259,8 @@ do_run() {
   remote+="; if [ -f $pid ] && kill -0 \"\$(cat $pid)\" 2>/dev/null; then"
   remote+=" echo \"\$(hostname): $RUN is still running (pid \$(cat $pid)); stop it first\" >&2; exit 1; fi"
   remote+="; echo \"== \$(date -u +%FT%TZ) start $RUN\" >> $log"
-  remote+="; PYTHONUNBUFFERED=1 setsid nohup $py_cmd >> $log 2>&1 < /dev/null &"
+  # RLREWARD_DISTRIBUTED=1: rl.distributed calls jax.distributed.initialize() (slice from TPU metadata).
+  remote+="; PYTHONUNBUFFERED=1 RLREWARD_DISTRIBUTED=1 setsid nohup $py_cmd >> $log 2>&1 < /dev/null &"
   remote+=" echo \$! > $pid; echo \"\$(hostname): started $RUN (pid \$!), log ~/rlreward/logs/$RUN.log\""
   cmd "${SSH[@]}" --worker=all --command="$remote"
   echo "each worker: pid file ~/rlreward/logs/$RUN.pid, log ~/rlreward/logs/$RUN.log" >&2

@@ -5,26 +5,30 @@ count; restored straight into its shardings) and a JSON item with the loop's hos
 iteration, the RNG seed path, the data iterator position, counters). Saving is synchronous and
 atomic (orbax writes to a temporary directory and renames), so a run killed at any point resumes
 from the last complete checkpoint; the last ``keep`` are kept.
+
+Multi-host: every process calls ``save`` and ``restore`` (each writes and reads its own shards;
+orbax's primary process writes the metadata and finalises), into one directory all hosts share:
+on TPU pods a ``gs://`` path, which reaches orbax unchanged (local paths are made absolute).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from rl.distributed import run_path
+
 
 class Checkpointer:
-    def __init__(self, directory: str | Path, keep: int):
+    def __init__(self, directory: str | os.PathLike, keep: int):
         # gs:// paths are handled by orbax/etils; local paths must be absolute.
-        directory = str(directory)
-        if "://" not in directory:
-            directory = str(Path(directory).resolve())
+        self.directory = run_path(directory)
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False,
                                                create=True)
-        self._manager = ocp.CheckpointManager(directory, options=options,
+        self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_names=("state", "loop"))
 
     def latest_step(self) -> int | None:

@@ -61,6 +61,7 @@ from models.decoder import CausalLM, init_cache
 from models.kv_cache import KVCache
 from models.sharding import Rules, array_sharding, constrain, use_mesh
 from rl import sampling
+from rl.distributed import to_global
 
 # As in `models.attention`: masked scores get the most negative fp32 (a fully masked row stays finite).
 _MASKED = float(np.finfo(np.float32).min)
@@ -405,9 +406,9 @@ class Sampler:
         if ids.ndim != 2 or ids.shape != mask.shape:
             raise ValueError(f"Sampler: prompt ids {ids.shape} and mask {mask.shape} must be the same "
                              "[B, P] shape")
-        if self.mesh is not None:  # Host arrays go straight to their shards.
+        if self.mesh is not None:  # Host arrays go straight to their shards (on every process).
             sharding = array_sharding(("batch", None), ids.shape, self.mesh, self.rules)
-            return jax.device_put((ids, mask), sharding)
+            return to_global((ids, mask), sharding)
         return jnp.asarray(ids), jnp.asarray(mask)
 
     def __call__(self, state: Any, prompt_ids_BxP, prompt_mask_BxP, key: jax.Array) -> SampleOutput:

@@ -5,12 +5,21 @@ Every phase on the device is one function compiled once for the run's fixed shap
 step ends. The loop is deterministic given the seed: iteration i draws its randomness from
 ``fold_in(key(seed), i)``, and the data iterator's position is checkpointed, so a resumed run
 continues exactly where the interrupted one would have gone.
+
+Multi-host (``rl.distributed``): every process runs this loop on the same full global batch; host
+arrays enter the mesh through ``to_global`` and device results come back whole through ``to_host``,
+so the host-side text work and the metrics are the same on every process. Only process 0 writes
+``config.json``, metrics and logs; every process takes part in checkpointing and in exporting the
+policy (both gather or write shards collectively). The workdir may be ``gs://``.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -27,11 +37,13 @@ from rewards import shaping
 from rewards import steps as steps_lib
 from rewards.verify import Verifier
 from rl import data as data_lib
+from rl import distributed
 from rl import models_setup
 from rl import update as upd
 from rl.checkpoint import Checkpointer
 from rl.config import ConfigError, RLConfig
 from rl.data import prompts as prompts_lib
+from rl.distributed import is_main_process, to_global, to_host
 from rl.metrics import MetricsWriter
 from rl.models_setup import ModelSpec
 from rl.sampler import Sampler, SamplerConfig
@@ -83,7 +95,7 @@ def stop_token_ids(tokenizer) -> tuple[int, ...]:
 class Trainer:
     """Holds the run's compiled functions and state; ``run()`` trains to ``train.iterations``."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict, workdir: str | Path, *,
+    def __init__(self, cfg: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                  success_fn: Callable[..., np.ndarray] | None = None):
         """``success_fn(texts, answers, tokens, response_mask) -> [rows] float`` replaces the
         verifier as the outcome reward (custom rewards, tests); default: the answer verifier."""
@@ -109,15 +121,17 @@ class Trainer:
                 f"microbatches={self.cfg.ppo.microbatches}: must divide the "
                 f"{self.batch_rows} rollout rows (prompts_per_batch x samples_per_prompt) evenly")
 
-        self.workdir = Path(workdir)
+        # An epath: a gs:// workdir (shared by a pod's hosts) stays a URL, never a local path.
+        self.workdir = distributed.run_path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if jax.process_index() == 0:
+        if is_main_process():
             (self.workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
         self.mesh = make_mesh(self.cfg.mesh.shape)
         self.rules = tuple(cfg.get("sharding_rules", RULES))
         self.tokenizer = load_tokenizer(cfg.get("tokenizer", ""), self.specs["policy"], d.dataset)
-        self.examples = data_lib.load(d.dataset, d.split, data_dir=cfg.get("data_dir") or None,
-                                      **d.builder_kwargs())
+        with distributed.main_process_first("rl.trainer: dataset built"):
+            self.examples = data_lib.load(d.dataset, d.split, data_dir=cfg.get("data_dir") or None,
+                                          **d.builder_kwargs())
         self._build_models()
         self._build_functions()
         self.checkpointer = Checkpointer(self.workdir / "checkpoints", self.cfg.train.keep_checkpoints)
@@ -186,7 +200,7 @@ class Trainer:
         ids, mask = batch.input_ids, batch.attention_mask
         with use_mesh(self.mesh, self.rules):
             out = self.sampler(self.state.policy, ids, mask, key)
-        return ids, mask, jax.device_get(out)
+        return ids, mask, to_host(out)
 
     def iteration(self, it: int, examples) -> dict[str, Any]:
         c = self.cfg
@@ -219,7 +233,7 @@ class Trainer:
         seq = np.concatenate([_rows(ids, n), tokens], axis=1).astype(np.int32)
         seq_mask = np.concatenate([_rows(mask, n).astype(bool), response], axis=1)
         last = np.asarray(jax.vmap(shaping.last_token)(jnp.asarray(response)))
-        put = lambda x: jax.device_put(x, self.batch_sharding)  # noqa: E731
+        put = lambda x: to_global(x, self.batch_sharding)  # noqa: E731
         seq, seq_mask, response_d, last_d = put(seq), put(seq_mask), put(response), put(last)
         with use_mesh(self.mesh, self.rules):
             params = {"policy": self.state.policy, "critic": self.state.critic,
@@ -230,7 +244,7 @@ class Trainer:
             times["scoring"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             arrays, reward_metrics = self.shape_fn(scores, put(step_end), response_d, put(success))
-            reward_metrics = jax.device_get(reward_metrics)
+            reward_metrics = to_host(reward_metrics)
         times["shaping_gae"] = time.perf_counter() - t2
 
         metrics: dict[str, Any] = dict(reward_metrics)
@@ -269,9 +283,9 @@ class Trainer:
             for epoch in range(c.ppo.epochs):
                 perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), rows))
                 for m in range(c.ppo.minibatches):
-                    idx = jax.device_put(perm[m * per:(m + 1) * per], self.replicated)
+                    idx = to_global(perm[m * per:(m + 1) * per], self.replicated)
                     self.state, mets = self.update_fn(self.state, self.take_rows(batch, idx))
-                    mets = jax.device_get(mets)
+                    mets = to_host(mets)
                     for k, v in mets.items():
                         sums[k] = sums.get(k, 0.0) + float(v)
                     count += 1
@@ -311,27 +325,45 @@ class Trainer:
                         f"(train.max_bad_updates={c.train.max_bad_updates}); stopping at "
                         f"iteration {it + 1}. See {writer.path}.")
                 done = it + 1 == c.train.iterations
+                # SIGTERM reaches a pod's hosts at different moments; all must stop together.
+                self._stop_requested = distributed.any_process(self._stop_requested)
                 if done or (it + 1) % c.train.checkpoint_every == 0 or self._stop_requested:
                     self.checkpointer.save(it + 1, self.state, {
                         "iteration": it + 1, "bad_in_a_row": bad_in_a_row,
                         "data": data_iter.state()})
                 if self._stop_requested:
-                    print(f"SIGTERM: saved iteration {it + 1}, exiting", flush=True)
+                    if is_main_process():
+                        print(f"SIGTERM: saved iteration {it + 1}, exiting", flush=True)
                     break
         finally:
             signal.signal(signal.SIGTERM, previous)
             writer.close()
-        if not self._stop_requested and jax.process_index() == 0:
+        if not self._stop_requested:
             self.export_policy(self.workdir / "policy")
         return last_metrics
 
-    def export_policy(self, path: str | Path) -> Path:
+    def export_policy(self, path: str | os.PathLike) -> epath.Path:
         """The current policy as a Hugging Face directory (config.json, safetensors, tokenizer):
-        loadable by ``models.hf_io.load_causal_lm``, ``rl.evaluate`` and transformers."""
+        loadable by ``models.hf_io.load_causal_lm``, ``rl.evaluate`` and transformers.
+
+        Every process must call it: the sharded parameters are gathered collectively, then
+        process 0 writes. ``save_causal_lm`` writes local files only, so a ``gs://`` target is
+        written to a local staging directory and copied up by process 0.
+        """
         from models.hf_io import save_causal_lm
-        save_causal_lm(nnx.merge(self.models.policy, self.state.policy), path,
-                       tokenizer=self.tokenizer)
-        return Path(path)
+        model = nnx.merge(self.models.policy, self.state.policy)
+        path = distributed.run_path(path)
+        if not distributed.is_remote(path):
+            save_causal_lm(model, Path(path), tokenizer=self.tokenizer)
+            return path
+        with tempfile.TemporaryDirectory() as staging:
+            save_causal_lm(model, Path(staging), tokenizer=self.tokenizer)
+            if is_main_process():
+                path.mkdir(parents=True, exist_ok=True)
+                for f in sorted(Path(staging).iterdir()):
+                    with f.open("rb") as src, (path / f.name).open("wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        return path
 
     def close(self):
         self.verifier.close()

@@ -176,6 +176,8 @@ def test_setup_copies_to_and_installs_on_every_worker(tpu):
     pin = jax_pin(REPO / "requirements.txt")
     i = words.index(f"jax[tpu]=={pin}")
     assert words[i - 5:i] == pip and words[i + 1:i + 3] == ["-f", LIBTPU]
+    j = words.index("$HOME/rlreward/code/launch/requirements-tpu.txt")
+    assert j > i and words[j - 6:j] == [*pip, "-r"]
     assert not pathlib.Path(tarball).exists()
 
 
@@ -226,7 +228,7 @@ def test_run_starts_the_module_detached_on_every_worker(tpu):
     assert python_argv(words) == ["-m", "rl.train", "--config=configs/smoke.py",
                                   "--workdir=gs://bucket/runs/a"]
     i = words.index(PYTHON)
-    assert words[i - 2:i] == ["setsid", "nohup"]
+    assert words[i - 4:i] == ["PYTHONUNBUFFERED=1", "RLREWARD_DISTRIBUTED=1", "setsid", "nohup"]
     log = "$HOME/rlreward/logs/smoke.log"
     assert words[words.index(">>", i) + 1] == log
     assert words[words.index(">>", i) + 2:words.index(">>", i) + 6] == ["2>&1", "<", "/dev/null", "&"]
@@ -266,8 +268,7 @@ def test_run_remote_script_under_a_real_shell(tpu, tmp_path):
     """The printed run/logs/stop scripts, executed by bash with $HOME in a temporary directory
     and a stand-in venv python: python gets exactly the overrides, the run is detached and
     recorded, a second start is refused, logs shows it, stop ends it with SIGTERM."""
-    if not shutil.which("setsid"):
-        pytest.skip("needs setsid")
+    assert shutil.which("setsid"), "util-linux's setsid runs the remote script"
     home = tmp_path / "home"
     (home / "rlreward" / "code").mkdir(parents=True)
     venv_python = home / "rlreward" / "venv" / "bin" / "python"
@@ -334,8 +335,7 @@ def test_run_remote_script_under_a_real_shell(tpu, tmp_path):
 
 
 def test_stop_kills_the_process_group_after_the_grace_period(tpu, tmp_path):
-    if not shutil.which("setsid"):
-        pytest.skip("needs setsid")
+    assert shutil.which("setsid"), "util-linux's setsid runs the remote script"
     home = tmp_path / "home"
     logs = home / "rlreward" / "logs"
     logs.mkdir(parents=True)
