@@ -127,6 +127,14 @@ class Trainer:
         if is_main_process():
             (self.workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
         self.mesh = make_mesh(self.cfg.mesh.shape)
+        shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        per_micro = per_update // self.cfg.ppo.microbatches
+        if per_micro % shards:
+            raise ConfigError(
+                f"config.mesh.shape={tuple(self.cfg.mesh.shape)}: the update batch is split over "
+                f"data x fsdp = {shards} devices, which must divide the {per_micro} rows of a "
+                f"microbatch (prompts_per_batch x samples_per_prompt / ppo.minibatches / "
+                f"ppo.microbatches); use more rows or a mesh with fewer data/fsdp devices")
         self.rules = tuple(cfg.get("sharding_rules", RULES))
         self.tokenizer = load_tokenizer(cfg.get("tokenizer", ""), self.specs["policy"], d.dataset)
         with distributed.main_process_first("rl.trainer: dataset built"):

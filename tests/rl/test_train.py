@@ -14,6 +14,7 @@ import pytest
 
 from configs import smoke
 from rl.checkpoint import Checkpointer
+from rl.config import ConfigError
 from rl.trainer import Trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -108,6 +109,13 @@ def test_config_error_is_reported_before_compiling(tmp_path, env):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "config.ppo.minibatches=3" in proc.stderr
+
+
+def test_batch_the_mesh_cannot_split_is_a_config_error(tmp_path):
+    cfg = smoke.get_config()  # 4 prompts x 2 samples / 2 minibatches = 4 rows per update
+    cfg.mesh.shape = (1, 8, 1)
+    with pytest.raises(ConfigError, match=r"config.mesh.shape=\(1, 8, 1\).* 8 devices.* 4 rows"):
+        Trainer(cfg, tmp_path / "run")
 
 
 def test_ppo_learns_an_easy_reward(tmp_path):
