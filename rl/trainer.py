@@ -140,6 +140,11 @@ class Trainer:
         with distributed.main_process_first("rl.trainer: dataset built"):
             self.examples = data_lib.load(d.dataset, d.split, data_dir=cfg.get("data_dir") or None,
                                           **d.builder_kwargs())
+        # Prompts longer than max_prompt_len (about 0.9% of MATH train at 512) are dropped, with a
+        # warning naming them, instead of failing the batch encoder mid-run.
+        self.examples = prompts_lib.drop_overlong(
+            self.examples, self.tokenizer, d.max_prompt_len,
+            system_prompt=prompts_lib.system_prompt_for(d.dataset))
         self._build_models()
         self._build_functions()
         self.checkpointer = Checkpointer(self.workdir / "checkpoints", self.cfg.train.keep_checkpoints)
