@@ -24,8 +24,8 @@ Gao et al. 2024 do not publish their PPO settings (PAPERS.md). The choices, and 
 * Data: MATH train (7,500 problems, shipped in rl/data/files); GSM8K with `data.dataset=gsm8k`.
   Steps are split at "\\n\\n", the instruct models' paragraph break. Prompts use the chat template
   and the boxed-answer instruction; max_prompt_len=512 holds 99.1% of MATH train prompts in the
-  Qwen2 tokenizer (measured: median 77 tokens, p99 492, 70 of 7,500 longer; those must be dropped
-  with `rl.data.prompts.drop_overlong`). All GSM8K prompts fit.
+  Qwen2 tokenizer (measured: median 77 tokens, p99 492, 70 of 7,500 longer; the trainer drops
+  those, naming them in a warning). All GSM8K prompts fit.
 * Rollout: 32 prompts x 4 samples = 128 responses per iteration (4 per prompt as in the issue). The
   batch is set by memory, not taste: rl/scoring.py runs policy, reference, critic and PRM over the
   whole rollout at once, and its fp32 logits of [rows, 1536, 152k] dominate. XLA:TPU refuses 16
