@@ -53,19 +53,28 @@ from ml_collections import config_flags
 
 from launch import topologies as topo
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py[:ARG]).",
-                                          lock_config=True)
-_TOPOLOGY = flags.DEFINE_string("topology", None, "TPU slice (launch/topologies.py); default: the "
-                                "config's `topology`.")
-_PROGRAMS = flags.DEFINE_list("programs", ["update", "sample", "score"],
-                              "Programs to compile (the analytic count covers all three).")
-_HBM_GIB = flags.DEFINE_float("hbm_gib", None, "HBM per device to check against, GiB (default: "
-                              "the slice's).")
-_JSON = flags.DEFINE_string("json", None, "Also write the report as JSON to this file.")
-_BACKEND = flags.DEFINE_enum(
-    "backend", "auto", ["auto", "cpu", "tpu"],
-    "cpu: fake CPU devices and XLA:CPU; tpu: XLA:TPU for the slice's topology (needs the libtpu "
-    "package, not a TPU); auto: tpu when libtpu is installed, else cpu.")
+# Flags are defined when run as a program, not on import: tests import this module beside others
+# (rl.train_rm) that define a --config flag of their own in absl's one global registry.
+_CONFIG = _TOPOLOGY = _PROGRAMS = _HBM_GIB = _JSON = _BACKEND = None
+
+
+def define_flags() -> None:
+    global _CONFIG, _TOPOLOGY, _PROGRAMS, _HBM_GIB, _JSON, _BACKEND
+    _CONFIG = config_flags.DEFINE_config_file("config", None,
+                                              "Config file (configs/NAME.py[:ARG]).",
+                                              lock_config=True)
+    _TOPOLOGY = flags.DEFINE_string("topology", None, "TPU slice (launch/topologies.py); default: "
+                                    "the config's `topology`.")
+    _PROGRAMS = flags.DEFINE_list("programs", ["update", "sample", "score"],
+                                  "Programs to compile (the analytic count covers all three).")
+    _HBM_GIB = flags.DEFINE_float("hbm_gib", None, "HBM per device to check against, GiB "
+                                  "(default: the slice's).")
+    _JSON = flags.DEFINE_string("json", None, "Also write the report as JSON to this file.")
+    _BACKEND = flags.DEFINE_enum(
+        "backend", "auto", ["auto", "cpu", "tpu"],
+        "cpu: fake CPU devices and XLA:CPU; tpu: XLA:TPU for the slice's topology (needs the libtpu "
+        "package, not a TPU); auto: tpu when libtpu is installed, else cpu.")
+
 
 PROGRAMS = ("update", "sample", "score")
 GIB = topo.GIB
@@ -660,4 +669,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
