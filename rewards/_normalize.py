@@ -301,7 +301,7 @@ def symbolic_hazard(normalized: str) -> str | None:
             if len(group_digits) > 1:
                 last_operand_digits = group_digits.pop()
                 group_digits[-1] = max(group_digits[-1], last_operand_digits)
-        elif char.isdigit():
+        elif char.isdecimal():  # what \d matches; isdigit() also takes superscripts such as "¹"
             literal = _INTEGER_LITERAL.match(normalized, i).group(0)
             last_operand_digits = len(literal.lstrip("0") or "0")
             group_digits[-1] = max(group_digits[-1], last_operand_digits)
