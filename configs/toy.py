@@ -60,9 +60,9 @@ def get_config(arg=None):
         steps=800, batch_size=64, learning_rate=3e-3, max_len=128, chunk=100,
         group_by_length=0, pad_multiple=16))
     c.labels = ml_collections.ConfigDict(dict(
-        solutions=512, completions=8, temperature=1.0, soft=False))
+        solutions=1536, completions=8, temperature=1.0, soft=False))
     c.reward_models = ml_collections.ConfigDict(dict(
-        steps=100, batch_size=64, learning_rate=3e-4, implicit_beta=0.05))
+        steps=150, batch_size=64, learning_rate=3e-4, implicit_beta=0.05))
     c.eval = ml_collections.ConfigDict(dict(max_new_tokens=112, batch_size=128))
 
     # The PPO runs: the shared RL defaults, sized for the task; variants override `reward`.
