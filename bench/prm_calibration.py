@@ -4,9 +4,8 @@
 
 Prints JSON: the PRM's mean and quantiles (10/25/50/75/90%) of step scores for steps whose label is 1
 or 0, for steps that are on / off track by the toy task's exact oracle (``rl.data.toy_oracle``), and
-for final boxed lines against arithmetic lines. Clip needs good steps to score above eta; Delta
-credits each step with its own score (gamma = 1), so a PRM that scores correct boxed answers below
-arithmetic lines pays the policy to keep writing (see the README's embedded-default results).
+for final boxed lines against arithmetic lines. Clip needs good steps to score above eta, or it
+charges them and PPO learns to write fewer lines (see the README's embedded-default results).
 """
 
 from __future__ import annotations

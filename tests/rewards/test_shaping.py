@@ -207,6 +207,42 @@ def test_repeated_steps_grow_raw_linearly_but_never_the_bounded_returns(base, re
     assert np.all(np.diff(clips) <= 1e-6)
 
 
+def _return_to_go_at(rewards, position):
+    """gamma = 1 return of the token at ``position``: what PPO credits the action taken there."""
+    return float(np.asarray(rewards)[position:].sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0, 1, width=32), min_size=1, max_size=5), st.floats(0, 1, width=32),
+       st.floats(0, 1, width=32), st.floats(0, 1))
+def test_stop_or_continue_credit_delta_pays_the_extra_step_like_raw(prefix, extra, final, eta):
+    """At the decision "write the final step now, or one more step first", the return-to-go of
+    the step written at that position differs by s_extra under both raw and delta: Delta bounds
+    the whole response's return (s_1) but not this per-decision credit, because a step's delta
+    reward s_k - s_{k+1} depends on the *next* step. Clip and Clip-Delta credit it by at most 0.
+
+    This is why, in the embedded default, PRM-delta lengthens responses like PRM-raw (README).
+    """
+    stop = list(prefix) + [final]            # the decision point is step j = len(prefix)
+    cont = list(prefix) + [extra, final]
+    j = len(prefix)
+    fns = {"raw": shaping.raw, "delta": shaping.delta,
+           "clip": functools.partial(shaping.clip, eta=eta),
+           "clip_delta": functools.partial(shaping.clip_delta, eta=eta)}
+    gap = {}
+    for name, f in fns.items():
+        r_stop = f(*_place(stop, range(len(stop)), len(stop)))
+        r_cont = f(*_place(cont, range(len(cont)), len(cont)))
+        gap[name] = _return_to_go_at(r_cont, j) - _return_to_go_at(r_stop, j)
+        # ...while the whole response's return of delta and clip_delta never grows with the step.
+        if name in ("delta", "clip_delta"):
+            np.testing.assert_allclose(float(jnp.sum(r_cont)), float(jnp.sum(r_stop)), atol=1e-5)
+    np.testing.assert_allclose(gap["delta"], extra, atol=1e-5)
+    np.testing.assert_allclose(gap["raw"], extra, atol=1e-5)
+    np.testing.assert_allclose(gap["clip_delta"], min(extra - eta, 0.0), atol=1e-5)
+    assert gap["clip"] <= 1e-6
+
+
 _RESP = jnp.ones((T,), bool)
 _ROW_FNS = {
     "raw": shaping.raw,
