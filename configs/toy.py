@@ -29,8 +29,9 @@ changes below were made for the stated, measured reasons, not to move the table)
   PRM's quality decides whether Clip can work. Trained on 512 solutions it scored a quarter of the
   on-track steps below 0.22, so Clip (eta 0.5) charged correct steps and PPO learned to write fewer
   lines (Clip accuracy 0.04); on 2048 solutions (200 steps) a quarter scored below 0.53 and Clip
-  reached 0.55, Clip-Delta 0.64 (same policy, one seed each). 2048 and 1536 solutions took the
-  default over 30 minutes (1536: 30.1 min on the idle 2-core machine); 1280 keeps it under.
+  reached 0.55, Clip-Delta 0.64 (same policy, one seed each; single runs are noisy, see the
+  README). 2048 solutions take the default over 30 minutes and 1536 to 29.6 min on the idle 2-core
+  machine; 1280 finishes in 27.
 - PPO learning rate 1e-4, not the probe's 5e-4: at 5e-4 one iteration moved the policy 8 nats per
   response from the reference (approx. KL 0.08 per token between PPO epochs) and success-only PPO
   dropped greedy accuracy from 0.40 to 0.13 in 25 iterations; at 1e-4 it rose to 0.70.
