@@ -61,6 +61,9 @@ def rl_base() -> ml_collections.ConfigDict:
     ))
     c.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))
     c.train = ml_collections.ConfigDict(dict(
-        iterations=500, checkpoint_every=10, keep_checkpoints=3, eval_every=0, max_bad_updates=5,
+        iterations=500, checkpoint_every=10, keep_checkpoints=3, max_bad_updates=5,
+        # Greedy accuracy (and steps, repeats, length) on eval_limit problems of eval_split every
+        # eval_every iterations, logged as eval/*; 0 turns it off (rl.evaluate does full runs).
+        eval_every=0, eval_split="test", eval_limit=256,
     ))
     return c

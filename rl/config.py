@@ -219,7 +219,9 @@ class TrainConfig:
     iterations: int = 100
     checkpoint_every: int = 10
     keep_checkpoints: int = 3
-    eval_every: int = 0  # 0 disables periodic evaluation
+    eval_every: int = 0  # greedy evaluation every N iterations, logged as eval/*; 0: never
+    eval_split: str = "test"  # the dataset's split evaluated
+    eval_limit: int = 256  # its first N problems (0: all of them)
     max_bad_updates: int = 5  # consecutive non-finite updates tolerated before stopping
 
     def validate(self, prefix: str = "train") -> TrainConfig:
@@ -227,6 +229,9 @@ class TrainConfig:
         _int_at_least(f"{prefix}.checkpoint_every", self.checkpoint_every, 1)
         _int_at_least(f"{prefix}.keep_checkpoints", self.keep_checkpoints, 1)
         _int_at_least(f"{prefix}.eval_every", self.eval_every, 0)
+        _int_at_least(f"{prefix}.eval_limit", self.eval_limit, 0)
+        if not isinstance(self.eval_split, str) or not self.eval_split:
+            _fail(f"{prefix}.eval_split", self.eval_split, "must be a non-empty split name")
         _int_at_least(f"{prefix}.max_bad_updates", self.max_bad_updates, 1)
         return self
 

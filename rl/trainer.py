@@ -149,6 +149,7 @@ class Trainer:
         self._build_functions()
         self.checkpointer = Checkpointer(self.workdir / "checkpoints", self.cfg.train.keep_checkpoints)
         self.verifier = Verifier(num_workers=cfg.get("verifier_workers", 2))
+        self.evaluator, self.eval_examples = self._build_evaluator(cfg)
         self._stop_requested = False
 
     # --- setup ---------------------------------------------------------------------------------
@@ -202,6 +203,39 @@ class Trainer:
                                         self.replicated)
         self.take_rows = jax.jit(lambda batch, idx: jax.tree.map(lambda x: x[idx], batch),
                                  out_shardings=self.batch_sharding)
+
+    def _build_evaluator(self, cfg: ml_collections.ConfigDict):
+        """The periodic greedy evaluation (train.eval_every > 0): its Evaluator and problems."""
+        c, d, t = self.cfg, self.cfg.data, self.cfg.train
+        if not t.eval_every:
+            return None, []
+        from rl.evaluation import EvalConfig, Evaluator  # rl.evaluation imports this module
+        with distributed.main_process_first("rl.trainer: eval dataset built"):
+            examples = data_lib.load(d.dataset, t.eval_split, data_dir=cfg.get("data_dir") or None,
+                                     **d.builder_kwargs())
+        examples = prompts_lib.drop_overlong(
+            examples, self.tokenizer, d.max_prompt_len,
+            system_prompt=prompts_lib.system_prompt_for(d.dataset))
+        examples = list(examples)[:t.eval_limit] if t.eval_limit else list(examples)
+        if not examples:
+            raise ConfigError(f"config.train.eval_split={t.eval_split!r}: no {d.dataset} problem "
+                              f"fits max_prompt_len={d.max_prompt_len}")
+        evaluator = Evaluator(
+            self.models.policy, self.tokenizer,
+            EvalConfig(dataset=d.dataset, max_new_tokens=c.rollout.max_new_tokens,
+                       batch_size=self.batch_rows, step_separator=d.step_separator,
+                       max_prompt_len=d.max_prompt_len, stop_strings=tuple(c.rollout.stop_strings),
+                       seed=c.seed),
+            mesh=self.mesh, rules=self.rules, verifier=self.verifier)
+        return evaluator, examples
+
+    def evaluate(self) -> dict[str, float]:
+        """Greedy evaluation of the current policy: ``eval/accuracy``, ``eval/steps_per_response``,
+        ``eval/repeated_step_fraction``, ``eval/response_length``, ... (numbers only)."""
+        with use_mesh(self.mesh, self.rules):
+            summary = self.evaluator.evaluate(self.state.policy, self.eval_examples)
+        return {f"eval/{k}": float(v) for k, v in summary.items()
+                if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
 
     # --- one iteration -------------------------------------------------------------------------
 
@@ -330,6 +364,8 @@ class Trainer:
                 metrics = self.iteration(it, next(data_iter))
                 bad_in_a_row = bad_in_a_row + 1 if metrics.get("update/skipped", 0) else 0
                 metrics["update/bad_in_a_row"] = bad_in_a_row
+                if self.evaluator is not None and (it + 1) % c.train.eval_every == 0:
+                    metrics.update(self.evaluate())
                 writer.write(it + 1, metrics)
                 last_metrics = metrics
                 if bad_in_a_row >= c.train.max_bad_updates:

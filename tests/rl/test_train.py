@@ -146,3 +146,50 @@ def test_ppo_learns_an_easy_reward(tmp_path):
     success = [r["reward/success"] for r in _metrics(tmp_path / "run")]
     assert success[0] < 0.15, success  # about 1/27 for a random policy over the toy vocabulary
     assert np.mean(success[-3:]) > 0.6, success
+
+
+def test_eval_every_logs_the_greedy_accuracy_of_the_policy_it_exports(tmp_path, env):
+    """train.eval_every=2 over 4 iterations: eval/* at iterations 2 and 4 only, and the last equals
+    a separate greedy evaluation (rl.evaluation, no mesh) of the exported policy on the same
+    problems."""
+    from flax import nnx
+
+    from models import hf_io
+    from rl import data as data_lib
+    from rl import evaluation
+
+    e, data_dir = env
+    run = tmp_path / "run"
+    proc = subprocess.run(_cmd(run, data_dir, "--config.train.iterations=4",
+                               "--config.train.eval_every=2", "--config.train.eval_limit=12"),
+                          cwd=ROOT, env=e, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _metrics(run)
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [2, 4]
+    last = rows[-1]
+    assert last["eval/n"] == 12
+
+    cfg = smoke.get_config()
+    d = cfg.data
+    examples = data_lib.load("toy", "test", data_dir=data_dir, seed=d.toy_seed,
+                             train_size=d.toy_train_size, test_size=d.toy_test_size)[:12]
+    policy = hf_io.load_causal_lm(run / "policy")
+    ref = evaluation.evaluate_policy(
+        policy, nnx.state(policy), hf_io.load_tokenizer(run / "policy"), examples, dataset="toy",
+        max_new_tokens=cfg.rollout.max_new_tokens,
+        batch_size=d.prompts_per_batch * d.samples_per_prompt, step_separator=d.step_separator,
+        max_prompt_len=d.max_prompt_len)
+    for key in ("accuracy", "steps_per_response", "repeated_step_fraction", "response_length"):
+        assert last[f"eval/{key}"] == pytest.approx(ref[key], abs=1e-6), key
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("eval_every", -1, "config.train.eval_every=-1"),
+    ("eval_limit", -3, "config.train.eval_limit=-3"),
+    ("eval_split", "", "config.train.eval_split=''"),
+])
+def test_eval_settings_are_validated(tmp_path, key, value, message):
+    cfg = smoke.get_config()
+    cfg.train[key] = value
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        Trainer(cfg, tmp_path / "run")
