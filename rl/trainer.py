@@ -137,14 +137,7 @@ class Trainer:
                 f"ppo.microbatches); use more rows or a mesh with fewer data/fsdp devices")
         self.rules = tuple(cfg.get("sharding_rules", RULES))
         self.tokenizer = load_tokenizer(cfg.get("tokenizer", ""), self.specs["policy"], d.dataset)
-        with distributed.main_process_first("rl.trainer: dataset built"):
-            self.examples = data_lib.load(d.dataset, d.split, data_dir=cfg.get("data_dir") or None,
-                                          **d.builder_kwargs())
-        # Prompts longer than max_prompt_len (about 0.9% of MATH train at 512) are dropped, with a
-        # warning naming them, instead of failing the batch encoder mid-run.
-        self.examples = prompts_lib.drop_overlong(
-            self.examples, self.tokenizer, d.max_prompt_len,
-            system_prompt=prompts_lib.system_prompt_for(d.dataset))
+        self.examples = self._load_examples(cfg, d.split)
         self._build_models()
         self._build_functions()
         self.checkpointer = Checkpointer(self.workdir / "checkpoints", self.cfg.train.keep_checkpoints)
@@ -204,19 +197,25 @@ class Trainer:
         self.take_rows = jax.jit(lambda batch, idx: jax.tree.map(lambda x: x[idx], batch),
                                  out_shardings=self.batch_sharding)
 
+    def _load_examples(self, cfg: ml_collections.ConfigDict, split: str):
+        """The dataset's ``split``, without prompts longer than max_prompt_len (about 0.9% of MATH
+        train at 512): they are dropped with a warning naming them instead of failing the batch
+        encoder mid-run."""
+        d = self.cfg.data
+        with distributed.main_process_first(f"rl.trainer: dataset {split} built"):
+            examples = data_lib.load(d.dataset, split, data_dir=cfg.get("data_dir") or None,
+                                     **d.builder_kwargs())
+        return prompts_lib.drop_overlong(examples, self.tokenizer, d.max_prompt_len,
+                                         system_prompt=prompts_lib.system_prompt_for(d.dataset))
+
     def _build_evaluator(self, cfg: ml_collections.ConfigDict):
         """The periodic greedy evaluation (train.eval_every > 0): its Evaluator and problems."""
         c, d, t = self.cfg, self.cfg.data, self.cfg.train
         if not t.eval_every:
             return None, []
         from rl.evaluation import EvalConfig, Evaluator  # rl.evaluation imports this module
-        with distributed.main_process_first("rl.trainer: eval dataset built"):
-            examples = data_lib.load(d.dataset, t.eval_split, data_dir=cfg.get("data_dir") or None,
-                                     **d.builder_kwargs())
-        examples = prompts_lib.drop_overlong(
-            examples, self.tokenizer, d.max_prompt_len,
-            system_prompt=prompts_lib.system_prompt_for(d.dataset))
-        examples = list(examples)[:t.eval_limit] if t.eval_limit else list(examples)
+        examples = list(self._load_examples(cfg, t.eval_split))
+        examples = examples[:t.eval_limit] if t.eval_limit else examples
         if not examples:
             raise ConfigError(f"config.train.eval_split={t.eval_split!r}: no {d.dataset} problem "
                               f"fits max_prompt_len={d.max_prompt_len}")
