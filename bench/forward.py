@@ -24,7 +24,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from configs import models as model_presets
+from models import presets as model_presets
 from models.config import ModelConfig, count_params, matmul_params
 from models.decoder import CausalLM
 

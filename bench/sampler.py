@@ -1,4 +1,4 @@
-"""Decode throughput of `rl.sampler.Sampler` against its roofline and transformers' generate.
+"""Decode throughput of `rl.rollout.sampler.Sampler` against its roofline and transformers' generate.
 
     python bench/sampler.py --batch 16
     python bench/sampler.py --batch 64
@@ -45,8 +45,8 @@ from flax import nnx  # noqa: E402
 
 from bench.common import matmul_peak_flops, memory_bandwidth, time_fn_all  # noqa: E402
 from models.hf_io import load_causal_lm  # noqa: E402
-from rl import sampling  # noqa: E402
-from rl.sampler import Sampler, SamplerConfig  # noqa: E402
+from rl.rollout import token_selection as sampling  # noqa: E402
+from rl.rollout.sampler import Sampler, SamplerConfig  # noqa: E402
 
 HF_CONFIG = dict(vocab_size=151936, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
                  num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,

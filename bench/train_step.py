@@ -28,14 +28,14 @@ from flax import nnx  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from bench.common import matmul_peak_flops, time_fn  # noqa: E402
-from configs import models as presets  # noqa: E402
+from models import presets  # noqa: E402
 from configs import smoke  # noqa: E402
 from configs.sharding import RULES  # noqa: E402
 from models.config import ModelConfig, matmul_params  # noqa: E402
 from models.decoder import CausalLM  # noqa: E402
 from models.heads import ValueModel  # noqa: E402
 from models.sharding import make_mesh, shard_model, use_mesh  # noqa: E402
-from rl import update as upd  # noqa: E402
+from rl.algo import update as upd  # noqa: E402
 from rl.config import OptimConfig, PPOConfig, RewardConfig  # noqa: E402
 
 
@@ -78,7 +78,7 @@ def bench_update(batch: int, prompt: int, response: int, args_microbatches: int,
 
 
 def bench_iteration(iterations: int) -> dict:
-    from rl.trainer import Trainer
+    from rl.trainers.ppo_trainer import Trainer
     cfg = smoke.get_config()
     cfg.policy.overrides = {"hidden_size": 512, "num_layers": 8, "intermediate_size": 2816,
                             "num_heads": 8, "num_kv_heads": 2, "head_dim": 64}

@@ -67,7 +67,7 @@ import os
 import ml_collections
 
 from configs import common
-from launch import topologies as topo
+from configs import topologies as topo
 
 MODELS_DIR = os.path.expanduser("~/models")
 PRM_DIR = "Qwen2.5-Math-7B-PRM800K"

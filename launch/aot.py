@@ -51,7 +51,7 @@ from typing import Any
 from absl import app, flags
 from ml_collections import config_flags
 
-from launch import topologies as topo
+from configs import topologies as topo
 
 # Flags are defined when run as a program, not on import: tests import this module beside others
 # (rl.train_rm) that define a --config flag of their own in absl's one global registry.
@@ -158,7 +158,7 @@ class Abstract:
 
 def model_config(name: str, spec, cfg):
     """A model section's ModelConfig without reading weights: preset, config.json or aot_presets."""
-    from configs import models as presets
+    from models import presets
     from models import hf_io
     from models.config import ModelConfig
     from rl.config import ConfigError
@@ -189,7 +189,7 @@ def abstract_models(cfg, rl) -> dict[str, Abstract]:
 
     from models.decoder import CausalLM
     from models.heads import RewardModel, ValueModel
-    from rl.models_setup import ModelSpec
+    from rl.runtime.model_builder import ModelSpec
 
     specs = {n: ModelSpec.from_section(n, cfg.get(n)) for n in ("policy", "prm", "orm",
                                                                   "implicit_prm")}
@@ -264,7 +264,7 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int], rules) -> d
 
     from models.config import matmul_params
 
-    d, ppo = rl.data, rl.ppo
+    d, ppo = rl.data, rl.algo.losses
     pc = models["policy"].config
     p, r = d.max_prompt_len, rl.rollout.max_new_tokens
     s = p + r
@@ -386,11 +386,11 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, rules, programs) -> 
     from jax.sharding import NamedSharding, PartitionSpec
 
     from models.sharding import array_sharding, state_shardings, use_mesh
-    from rl import update as upd
-    from rl.sampler import Sampler, SamplerConfig
-    from rl.scoring import make_score_fn
+    from rl.algo import update as upd
+    from rl.rollout.sampler import Sampler, SamplerConfig
+    from rl.algo.scoring import make_score_fn
 
-    d, ppo = rl.data, rl.ppo
+    d, ppo = rl.data, rl.algo.losses
     p, r = d.max_prompt_len, rl.rollout.max_new_tokens
     prompts, rows = d.prompts_per_batch, d.prompts_per_batch * d.samples_per_prompt
     replicated = NamedSharding(mesh, PartitionSpec())

@@ -259,7 +259,7 @@ do_run() {
   remote+="; if [ -f $pid ] && kill -0 \"\$(cat $pid)\" 2>/dev/null; then"
   remote+=" echo \"\$(hostname): $RUN is still running (pid \$(cat $pid)); stop it first\" >&2; exit 1; fi"
   remote+="; echo \"== \$(date -u +%FT%TZ) start $RUN\" >> $log"
-  # RLREWARD_DISTRIBUTED=1: rl.distributed calls jax.distributed.initialize() (slice from TPU metadata).
+  # RLREWARD_DISTRIBUTED=1: rl.runtime.distributed calls jax.distributed.initialize() (slice from TPU metadata).
   remote+="; PYTHONUNBUFFERED=1 RLREWARD_DISTRIBUTED=1 setsid nohup $py_cmd >> $log 2>&1 < /dev/null &"
   remote+=" echo \$! > $pid; echo \"\$(hostname): started $RUN (pid \$!), log ~/rlreward/logs/$RUN.log\""
   cmd "${SSH[@]}" --worker=all --command="$remote"

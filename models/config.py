@@ -143,7 +143,7 @@ class ModelConfig:
 
   @classmethod
   def from_dict(cls, values: Mapping[str, Any]) -> "ModelConfig":
-    """From a plain mapping of field names (e.g. `configs.models.get_config(...).to_dict()`)."""
+    """From a plain mapping of field names (e.g. `models.presets.get_config(...).to_dict()`)."""
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - fields)
     if unknown:

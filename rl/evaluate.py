@@ -5,7 +5,7 @@
         --reward_model=PRM_DIR --reward_kind=prm --reward_head=two_class --best_of=8
 
 PATH is an HF model directory (config.json + safetensors + tokenizer) or a project workdir
-(``rl.train --workdir``; see ``rl.evaluation.load_policy``). Writes FILE (JSON: ``accuracy`` (greedy),
+(``rl.train --workdir``; see ``rl.eval.evaluation.load_policy``). Writes FILE (JSON: ``accuracy`` (greedy),
 ``n``, sections "greedy", "sampled", "best_of"), FILE with suffix .md (the table, also printed) and
 .records.jsonl (one line per response). The reward model must share the policy's tokenizer.
 """
@@ -74,8 +74,8 @@ def main(argv):
     from configs.sharding import RULES
     from models.sharding import make_mesh
     from rl import data as data_lib
-    from rl import evaluation
-    from rl.distributed import maybe_initialize
+    from rl.eval import evaluation
+    from rl.runtime.distributed import maybe_initialize
 
     maybe_initialize()
     mesh = make_mesh(tuple(int(s) for s in _MESH.value.split(",")))

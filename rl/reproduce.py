@@ -2,7 +2,7 @@
 
     python -m rl.reproduce --workdir=/tmp/toy [--config=configs/toy.py[:smoke]] [--config.KEY=VALUE]
 
-Runs the whole system through its own modules (see ``rl.pipeline`` for the stages) and writes
+Runs the whole system through its own modules (see ``rl.experiments.toy_pipeline`` for the stages) and writes
 ``DIR/results.json``, ``DIR/results.md`` and plots. Re-running the same command reuses every
 finished stage and resumes an interrupted one.
 """
@@ -20,7 +20,7 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         # Orbax and TFDS log every checkpoint and build at INFO; the progress lines are ours.
         logging.set_verbosity(logging.WARNING)
-    from rl import pipeline
+    from rl.experiments import toy_pipeline as pipeline
     pipeline.run(_CONFIG.value, _WORKDIR.value)
 
 

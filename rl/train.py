@@ -21,8 +21,8 @@ def main(argv):
         # Orbax and TFDS log every checkpoint and build at INFO; the progress lines are ours.
         logging.set_verbosity(logging.WARNING)
     from rl.config import ConfigError
-    from rl.distributed import maybe_initialize
-    from rl.trainer import Trainer
+    from rl.runtime.distributed import maybe_initialize
+    from rl.trainers.ppo_trainer import Trainer
 
     maybe_initialize()
     try:

@@ -6,7 +6,7 @@
 
 Writes to the workdir: ``labels.jsonl`` (the labelled solutions used), ``metrics.jsonl``
 (training metrics), ``eval.json`` (held-out and training metrics) and ``model/`` (a Hugging Face
-checkpoint with the tokenizer and ``reward_model.json``; ``rl.reward_training.load_reward_model``
+checkpoint with the tokenizer and ``reward_model.json``; ``rl.reward_models.training.load_reward_model``
 reads it back).
 Re-running overwrites them.
 """
@@ -25,7 +25,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from rl.config import ConfigError, MeshConfig, section
-from rl.reward_training import HEADS, RMTrainConfig
+from rl.reward_models.training import HEADS, RMTrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class LabelConfig:
 class RMRunConfig:
     seed: int
     tokenizer: str
-    policy: Any  # rl.models_setup.ModelSpec
+    policy: Any  # rl.runtime.model_builder.ModelSpec
     model: RMModelConfig
     data: RMDataConfig
     label: LabelConfig
@@ -130,7 +130,7 @@ class RMRunConfig:
 
     @classmethod
     def from_config_dict(cls, cfg: ml_collections.ConfigDict) -> RMRunConfig:
-        from rl.models_setup import ModelSpec
+        from rl.runtime.model_builder import ModelSpec
         data = _plain(cfg.get("data"))
         data["toy_spec"] = tuple(sorted(_plain(data.get("toy_spec")).items()))
         train = _plain(cfg.get("train"))
@@ -168,7 +168,7 @@ def _plain(cd: Any) -> dict[str, Any]:
 
 def load_tokenizer(cfg: RMRunConfig):
     """config.tokenizer, else the policy's or the init model's checkpoint, else the toy's."""
-    from rl.reward_training import load_tokenizer as load_saved
+    from rl.reward_models.training import load_tokenizer as load_saved
     for path in (cfg.tokenizer, cfg.policy.path, cfg.model.path):
         if path:
             return load_saved(path)
@@ -191,8 +191,8 @@ def problems(cfg: RMDataConfig):
 
 
 def labelled_data(cfg: RMRunConfig, tokenizer, policy, system_prompt, mesh, rules):
-    from rl import labels as labels_lib
-    from rl import reward_data as rd
+    from rl.reward_models import labels as labels_lib
+    from rl.reward_models import data as rd
     d = cfg.data
     if d.source == "synthetic":
         from rl.data import toy
@@ -207,8 +207,8 @@ def labelled_data(cfg: RMRunConfig, tokenizer, policy, system_prompt, mesh, rule
             kwargs = {"sep": d.step_separator}
         return rd.read_process_labels(d.source, d.path, **kwargs)
     from rewards.verify import Verifier
-    from rl.sampler import SamplerConfig
-    from rl.trainer import stop_token_ids
+    from rl.rollout.sampler import SamplerConfig
+    from rl.trainers.ppo_trainer import stop_token_ids
     lc = cfg.label
     sampling = SamplerConfig(max_new_tokens=lc.max_new_tokens, temperature=lc.temperature,
                              eos_ids=stop_token_ids(tokenizer), pad_id=tokenizer.pad_token_id or 0)
@@ -231,9 +231,9 @@ def run(cfg: RMRunConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
     from configs.sharding import RULES
     from models import hf_io
     from models.sharding import make_mesh
-    from rl import models_setup
-    from rl import reward_data as rd
-    from rl import reward_training as rt
+    from rl.runtime import model_builder as models_setup
+    from rl.reward_models import data as rd
+    from rl.reward_models import training as rt
     from rl.data.prompts import system_prompt_for
 
     workdir = pathlib.Path(workdir)

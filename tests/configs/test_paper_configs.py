@@ -9,11 +9,13 @@ import sys
 
 import pytest
 
-from configs import models as model_presets
-from configs import qwen2_1p5b, qwen2p5_math_1p5b, qwen2p5_math_7b
-from launch import topologies
+from models import presets as model_presets
+from configs import qwen2_1p5b
+from configs import qwen2p5_math_1p5b
+from configs import qwen2p5_math_7b
+from configs import topologies
 from rl.config import RLConfig
-from rl.models_setup import ModelSpec
+from rl.runtime.model_builder import ModelSpec
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PAPER = {  # module: (policy directory, shape preset, default slice)

@@ -15,9 +15,10 @@ import jax
 import pytest
 from flax import nnx
 
-from configs import models as model_presets
+from models import presets as model_presets
 from configs.sharding import RULES
-from launch import aot, topologies
+from launch import aot
+from configs import topologies
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.sharding import make_mesh, state_shardings

@@ -1,7 +1,7 @@
 """Fixtures of tests/models: tiny random transformers checkpoints saved once per session."""
 import pytest
 
-from configs import models as model_presets
+from models import presets as model_presets
 from models.config import ModelConfig
 from flax import nnx
 

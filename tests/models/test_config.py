@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from configs import models as model_presets
+from models import presets as model_presets
 from models.config import ModelConfig, count_params
 from models.decoder import CausalLM
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import models as model_presets
+from models import presets as model_presets
 from models import hf_io
 from models.config import ModelConfig
 from models.decoder import Decoder

@@ -1,0 +1,115 @@
+"""Scoring a rollout with the frozen and trained models, and turning scores into per-token rewards.
+
+Two jitted functions per run, each compiled once for the run's fixed shapes:
+
+* ``score``: one pass of every model over the rollout's sequences: the policy's log-probs of the
+  sampled tokens (PPO's old log-probs; recomputed with the training forward, so the ratio starts at
+  exactly 1), the critic's values, the reference's log-probs (KL), and the PRM / ORM / implicit-PRM
+  scores.
+* ``shape``: the reward of DESIGN.md per token, from those scores and the host-side verifier result,
+  via the pure transforms of ``rewards.shaping`` under ``jax.vmap``; then GAE and whitening.
+
+Layout as in ``rl.algo.update``: sequences ``[B, S]`` = prompt (P, left-padded) + response (R); response
+arrays ``[B, R]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rewards import shaping
+from rl.algo import losses as ppo
+from rl.config import PPOConfig, RewardConfig
+from rl.algo.gae import gae
+
+
+def make_score_fn(graphdefs: dict[str, Any], prompt_len: int):
+    """``score(params, tokens_BxS, attention_mask_BxS, last_BxR) -> dict of [B, R] / [B] arrays``.
+
+    ``graphdefs`` names the models present: "policy", "critic", "ref" always; "prm" (a reward model
+    sharing the policy's tokenizer, scored at the response's own step-end tokens), "orm" (scored at
+    the last response token) and "implicit" (a causal LM whose log-ratio to "ref" is the implicit
+    PRM) when configured.
+    """
+    p = prompt_len
+
+    def score(params, tokens_BxS, attention_mask_BxS, last_BxR):
+        response_tokens = tokens_BxS[:, p:]
+
+        def logp_of(name):
+            logits = nnx.merge(graphdefs[name], params[name])(tokens_BxS, attention_mask_BxS)
+            return ppo.token_logp(logits[:, p - 1:-1], response_tokens)
+
+        out = {"old_logp": logp_of("policy"), "ref_logp": logp_of("ref")}
+        critic = nnx.merge(graphdefs["critic"], params["critic"])
+        out["values"] = critic(tokens_BxS, attention_mask_BxS)[:, p - 1:-1]
+        if "prm" in graphdefs:
+            prm = nnx.merge(graphdefs["prm"], params["prm"])
+            out["prm_scores"] = prm(tokens_BxS, attention_mask_BxS)[:, p:]
+        if "orm" in graphdefs:
+            orm = nnx.merge(graphdefs["orm"], params["orm"])
+            scores_BxR = orm(tokens_BxS, attention_mask_BxS)[:, p:]
+            out["orm_score"] = jnp.sum(jnp.where(last_BxR, scores_BxR, 0.0), axis=-1)
+        if "implicit" in graphdefs:
+            out["implicit_logp"] = logp_of("implicit")
+        return out
+
+    return score
+
+
+def _row_reward(cfg: RewardConfig, prm_T, step_end_T, response_T, success, orm, logp_T, ref_logp_T,
+                implicit_logp_T):
+    """The per-token reward of one response, and its parts (for metrics)."""
+    prm_shaped_T = jnp.zeros_like(logp_T)
+    if prm_T is not None:
+        prm_shaped_T = shaping.shape_prm(prm_T, step_end_T, cfg.prm_transform, cfg.prm_eta)
+    process_T = cfg.prm_weight * prm_shaped_T
+    if implicit_logp_T is not None:
+        process_T = process_T + cfg.implicit_prm_weight * shaping.implicit_prm(
+            implicit_logp_T, ref_logp_T, step_end_T, response_T, cfg.implicit_prm_beta)
+    if cfg.gated:
+        process_T = shaping.gated(process_T, step_end_T, success, cfg.gate_threshold)
+    kl_T = shaping.kl_penalty(logp_T, ref_logp_T, response_T, cfg.kl_estimator)
+    kl_coef = cfg.kl_coef if cfg.kl_in == "reward" else 0.0
+    rewards_T = shaping.combine(response_T, success=cfg.success_weight * success, orm=orm,
+                                prm_T=process_T, kl_T=kl_T, orm_weight=cfg.orm_weight,
+                                prm_weight=1.0, kl_coef=kl_coef)
+    parts = {
+        "prm_raw": jnp.sum(jnp.where(step_end_T, prm_T, 0.0)) if prm_T is not None else 0.0,
+        "prm_shaped": jnp.sum(prm_shaped_T),
+        "process": jnp.sum(process_T),
+        "kl": jnp.sum(kl_T),
+    }
+    return rewards_T, parts
+
+
+def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig):
+    """``shape(scores, step_end_BxR, response_BxR, success_B) -> (batch arrays, reward metrics)``."""
+
+    def shape(scores, step_end_BxR, response_BxR, success_B):
+        b = response_BxR.shape[0]
+        prm = scores.get("prm_scores")
+        orm = scores.get("orm_score", jnp.zeros((b,), jnp.float32))
+        implicit = scores.get("implicit_logp")
+        row = lambda *a: _row_reward(reward_cfg, *a)  # noqa: E731
+        rewards_BxR, parts = jax.vmap(row)(
+            prm, step_end_BxR, response_BxR, success_B, orm, scores["old_logp"],
+            scores["ref_logp"], implicit)
+        advantages, returns = gae(rewards_BxR, scores["values"], response_BxR, ppo_cfg.gamma,
+                                  ppo_cfg.lam)
+        if ppo_cfg.whiten_advantages:
+            advantages = ppo.whiten(advantages, response_BxR)
+        metrics = {f"reward/{k}": jnp.mean(v) for k, v in parts.items()}
+        metrics["reward/success"] = jnp.mean(success_B)
+        metrics["reward/orm"] = jnp.mean(orm)
+        metrics["reward/total"] = jnp.mean(jnp.sum(rewards_BxR, axis=-1))
+        metrics["value/explained_variance"] = ppo.explained_variance(
+            scores["values"], returns, response_BxR)
+        metrics["value/mean"] = ppo.masked(scores["values"], response_BxR).mean
+        return {"advantages": advantages, "returns": returns, "rewards": rewards_BxR}, metrics
+
+    return shape

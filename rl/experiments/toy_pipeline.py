@@ -1,0 +1,279 @@
+"""The stages of the embedded default (``python -m rl.reproduce``), each through the project's own
+modules, each reusing its finished artifacts and resuming when interrupted.
+
+    DIR/tokenizer/                      the toy tokenizer (tokenizer.json)
+    DIR/sft/policy/                     1. the supervised policy (Hugging Face directory)
+    DIR/reward_models/{orm,prm,implicit_prm}/   2. reward models trained on automatic labels
+    DIR/ppo/<variant>/seed<k>/          3. one ``rl.train`` run per variant and seed
+    DIR/eval/*.json                     4. greedy evaluation on the held-out split
+    DIR/results.json, results.md, *.png 5. the table and the curves
+
+A stage is finished when its ``done.json`` exists; the PPO runs resume from their own checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from models import presets as model_presets
+from models import hf_io
+from models.config import ModelConfig
+from models.decoder import CausalLM
+from rl import data as data_lib
+from rl.eval import evaluation
+from rl.reward_models import labels
+from rl.reward_models import data as reward_data
+from rl.reward_models import training as reward_training
+from rl.trainers import sft
+from rl.runtime.checkpoint import Checkpointer
+from rl.data import toy
+from rl.data.toy_tokenizer import build_toy_tokenizer
+from rl.rollout.sampler import SamplerConfig
+from rl.trainers.ppo_trainer import Trainer
+
+SEP = toy.STEP_SEPARATOR
+RESULT_KEYS = ("accuracy", "steps_per_response", "repeated_step_fraction", "response_length",
+               "prm_return")
+
+
+def log(msg: str) -> None:
+    print(f"[reproduce {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _done(path: Path) -> dict[str, Any] | None:
+    f = path / "done.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def _mark_done(path: Path, info: dict[str, Any]) -> dict[str, Any]:
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / "done.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
+    tmp.replace(path / "done.json")  # atomic: a stage is finished or it is not
+    return info
+
+
+class Pipeline:
+    def __init__(self, cfg: ml_collections.ConfigDict, workdir: str | Path):
+        self.cfg = cfg
+        self.wd = Path(workdir).resolve()
+        self.wd.mkdir(parents=True, exist_ok=True)
+        # Compiled programs are cached across stages, variants and re-runs of the command.
+        jax.config.update("jax_compilation_cache_dir", str(self.wd / "jax_cache"))
+        self.tokenizer_dir = build_toy_tokenizer(self.wd / "tokenizer")
+        self.tokenizer = hf_io.load_tokenizer(self.tokenizer_dir)
+        t = cfg.task
+        self.data_dir = str(self.wd / "tfds")
+        kwargs = dict(seed=t.seed, train_size=t.train_size, test_size=t.test_size,
+                      spec=toy.ToySpec(redundant_step_prob=t.redundant_step_prob))
+        self.train = data_lib.load("toy", "train", data_dir=self.data_dir, **kwargs)
+        self.test = data_lib.load("toy", "test", data_dir=self.data_dir, **kwargs)
+
+    # --- 1. supervised policy ------------------------------------------------------------------
+
+    def policy_config(self) -> ModelConfig:
+        m, tok = self.cfg.model, self.tokenizer
+        values = model_presets.tiny(
+            vocab_size=len(tok), hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+            num_layers=m.num_layers, num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
+            initializer_range=0.02, max_position_embeddings=256).to_dict()
+        values.update(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      bos_token_id=None)
+        return ModelConfig.from_dict(values)
+
+    def stage_sft(self) -> dict[str, Any]:
+        out = self.wd / "sft"
+        if (info := _done(out)) is not None:
+            return info
+        s = self.cfg.sft
+        log(f"1/5 supervised training of the policy: {s.steps} steps x {s.batch_size} solutions")
+        model = CausalLM(self.policy_config(), rngs=nnx.Rngs(self.cfg.model.seed))
+        ckpt = Checkpointer(out / "checkpoints", keep=1)
+        start, opt_state = 0, None
+        if (latest := ckpt.latest_step()) is not None:
+            graphdef, params = nnx.split(model)
+            tx = sft.sft_optimizer(s.learning_rate, s.steps)
+            restored, _ = ckpt.restore(latest, {"params": params, "opt": tx.init(params)})
+            model = nnx.merge(graphdef, restored["params"])
+            start, opt_state = latest, restored["opt"]
+            log(f"  resuming supervised training at step {start}")
+        encoded = sft.encode_sft(self.train, self.tokenizer, s.max_len, None)
+        for begin in range(start, s.steps, s.chunk):
+            end = min(begin + s.chunk, s.steps)
+            model, opt_state, losses = sft.train_sft(
+                model, self.tokenizer, self.train, steps=s.steps, batch_size=s.batch_size,
+                learning_rate=s.learning_rate, max_len=s.max_len, seed=self.cfg.seed,
+                system_prompt=None, start_step=begin, end_step=end, opt_state=opt_state,
+                log_every=s.chunk, encoded=encoded, group_by_length=s.group_by_length,
+                pad_multiple=s.pad_multiple)
+            ckpt.save(end, {"params": nnx.state(model), "opt": opt_state}, {"step": end})
+            log(f"  step {end}/{s.steps}: loss {losses[-1]:.4f}")
+        ckpt.close()
+        hf_io.save_causal_lm(model, out / "policy", tokenizer=self.tokenizer)
+        return _mark_done(out, {"policy": str(out / "policy")})
+
+    # --- 2. reward models ----------------------------------------------------------------------
+
+    def stage_reward_models(self, policy_dir: Path) -> dict[str, Any]:
+        out = self.wd / "reward_models"
+        if (info := _done(out)) is not None:
+            return info
+        lc, rc, seed = self.cfg.labels, self.cfg.reward_models, self.cfg.seed
+        policy = hf_io.load_causal_lm(policy_dir)
+        labelled_path = out / "labels.json"
+        if labelled_path.exists():
+            labelled = [reward_data.StepLabelled(**row)
+                        for row in json.loads(labelled_path.read_text())]
+        else:
+            log(f"2/5 automatic step labels: {lc.solutions} policy solutions, "
+                f"{lc.completions} completions per step prefix")
+            completer = labels.SamplerCompleter(
+                policy, self.tokenizer,
+                SamplerConfig(max_new_tokens=self.cfg.eval.max_new_tokens,
+                              temperature=lc.temperature,
+                              eos_ids=(self.tokenizer.eos_token_id,),
+                              pad_id=self.tokenizer.pad_token_id or 0),
+                max_prompt_len=self.cfg.sft.max_len, prompts_per_call=64, seed=seed)
+            rng = np.random.default_rng([seed, 1])
+            problems = [self.train[i] for i in rng.choice(len(self.train), lc.solutions,
+                                                          replace=False)]
+            # The Monte-Carlo fractions are stored; hard labels are derived from them below.
+            labelled = labels.auto_label(problems, completer, samples_per_problem=1,
+                                         k_completions=lc.completions, sep=SEP, hard=False)
+            out.mkdir(parents=True, exist_ok=True)
+            labelled_path.write_text(json.dumps([dataclasses.asdict(row) for row in labelled]))
+        targets = labelled if lc.soft else reward_data.hard_labels(labelled)
+        arrays = reward_data.encode(targets, self.tokenizer, max_prompt_len=24,
+                                    max_response_len=self.cfg.sft.max_len - 24, sep=SEP)
+        train, held = reward_data.split_heldout(arrays, 0.1, seed=seed)
+        info: dict[str, Any] = {"labelled_solutions": len(labelled),
+                                "solution_accuracy": float(np.mean([r.outcome for r in labelled]))}
+        for kind in ("orm", "prm", "implicit_prm"):
+            path = out / kind
+            if (path / reward_training.META_FILE).exists():
+                continue
+            log(f"  training the {kind} ({rc.steps} steps)")
+            tcfg = reward_training.RMTrainConfig(kind=kind, steps=rc.steps,
+                                                 batch_size=rc.batch_size,
+                                                 learning_rate=rc.learning_rate,
+                                                 beta=rc.implicit_beta, seed=seed)
+            if kind == "implicit_prm":
+                model = reward_training.new_implicit_prm(policy)
+                model, _ = reward_training.train_reward_model(model, train, tcfg, reference=policy)
+                metrics = reward_training.evaluate_implicit_prm(model, policy, held,
+                                                                rc.implicit_beta)
+            else:
+                model = reward_training.new_reward_model(policy=policy, seed=seed)
+                model, _ = reward_training.train_reward_model(model, train, tcfg)
+                evaluate = (reward_training.evaluate_orm if kind == "orm"
+                            else reward_training.evaluate_prm)
+                metrics = evaluate(model, held)
+            reward_training.save_reward_model(model, path, kind=kind, tokenizer=self.tokenizer,
+                                              beta=rc.implicit_beta, metrics=metrics)
+            info[kind] = metrics
+            log(f"  {kind} held-out: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()
+                                                  if isinstance(v, float)))
+        return _mark_done(out, info)
+
+    # --- 3. PPO --------------------------------------------------------------------------------
+
+    def ppo_config(self, variant: str, seed: int, policy_dir: Path) -> ml_collections.ConfigDict:
+        from configs.toy import VARIANTS
+        c = copy.deepcopy(self.cfg.ppo)
+        c.unlock()
+        c.seed = seed
+        c.data_dir = self.data_dir
+        c.tokenizer = str(self.tokenizer_dir)
+        t = self.cfg.task
+        c.data.toy_seed, c.data.toy_train_size, c.data.toy_test_size = (
+            t.seed, t.train_size, t.test_size)
+        c.policy.path = str(policy_dir)
+        rm = self.wd / "reward_models"
+        c.prm.path = str(rm / "prm")  # loaded in every variant: its return is logged
+        if VARIANTS[variant].get("orm_weight"):
+            c.orm.path = str(rm / "orm")
+        if VARIANTS[variant].get("implicit_prm_weight"):
+            c.implicit_prm.path = str(rm / "implicit_prm")
+        for key, value in VARIANTS[variant].items():
+            c.reward[key] = value
+        c.lock()
+        return c
+
+    def stage_ppo(self, variant: str, seed: int, policy_dir: Path) -> Path:
+        out = self.wd / "ppo" / variant / f"seed{seed}"
+        if _done(out) is not None:
+            return out
+        log(f"3/5 PPO {variant} (seed {seed}): {self.cfg.ppo.train.iterations} iterations")
+        trainer = Trainer(self.ppo_config(variant, seed, policy_dir), out)
+        try:
+            trainer.run()
+        finally:
+            trainer.close()
+        _mark_done(out, {"policy": str(out / "policy")})
+        return out
+
+    # --- 4. evaluation -------------------------------------------------------------------------
+
+    def evaluate(self, name: str, policy_dir: Path) -> dict[str, Any]:
+        path = self.wd / "eval" / f"{name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        policy = hf_io.load_causal_lm(policy_dir)
+        prm, _ = reward_training.load_reward_model(self.wd / "reward_models" / "prm")
+        e = self.cfg.eval
+        summary = evaluation.evaluate_policy(
+            policy, nnx.state(policy), self.tokenizer, self.test, dataset="toy",
+            reward_model=prm, reward_kind="prm", max_new_tokens=e.max_new_tokens,
+            batch_size=e.batch_size, step_separator=SEP, seed=self.cfg.seed)
+        result = {k: summary.get(k) for k in RESULT_KEYS}
+        result["n"] = summary.get("n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(evaluation.jsonable(result), indent=2, sort_keys=True))
+        log(f"4/5 evaluated {name}: " + ", ".join(
+            f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float)))
+        return result
+
+    # --- all -----------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        policy_dir = Path(self.stage_sft()["policy"])
+        rm_info = self.stage_reward_models(policy_dir)
+        results: dict[str, Any] = {"initial": self.evaluate("initial", policy_dir),
+                                   "reward_models": rm_info, "variants": {}}
+        for variant in self.cfg.variants:
+            per_seed = []
+            for seed in self.cfg.seeds:
+                run_dir = self.stage_ppo(variant, seed, policy_dir)
+                per_seed.append(self.evaluate(f"{variant}_seed{seed}", run_dir / "policy"))
+            results["variants"][variant] = summarize_seeds(per_seed, self.cfg.seeds)
+        from rl.experiments import toy_report as report
+        report.write(self.wd, results, self.cfg)
+        log(f"5/5 done in {time.perf_counter() - t0:.0f} s: {self.wd / 'results.md'}")
+        return results
+
+
+def summarize_seeds(per_seed: list[dict[str, Any]], seeds) -> dict[str, Any]:
+    """Mean over seeds of each figure, plus every seed's own values (the spread)."""
+    out: dict[str, Any] = {}
+    for key in RESULT_KEYS:
+        values = [r.get(key) for r in per_seed if isinstance(r.get(key), (int, float))]
+        out[key] = float(np.mean(values)) if values else None
+        if len(per_seed) > 1 and values:
+            out[f"{key}_std"] = float(np.std(values))
+    out["seeds"] = {str(s): r for s, r in zip(seeds, per_seed)}
+    return out
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+    return Pipeline(cfg, workdir).run()

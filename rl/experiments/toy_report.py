@@ -1,0 +1,179 @@
+"""Results of the embedded default: ``results.json``, ``results.md`` and the training-curve plots.
+
+Held-out figures come from the greedy evaluation of each policy (``rl.eval.evaluation``); the curves come
+from each PPO run's ``metrics.jsonl`` (sampled rollouts): batch accuracy, steps per response and the
+PRM's raw return per response, one line per variant (mean over seeds).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+CURVES = (
+    ("rollout/batch_accuracy", "accuracy (sampled rollouts)", "accuracy.png"),
+    ("rollout/steps_per_response", "steps per response", "steps_per_response.png"),
+    ("reward/prm_raw", "PRM return (sum of raw step scores)", "prm_return.png"),
+)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    init = results["initial"]
+    lines = [
+        "| variant | accuracy before | accuracy after | steps / response | repeated-step fraction "
+        "| response length | PRM return |",
+        "|---|---|---|---|---|---|---|",
+        f"| initial policy | – | {_fmt(init['accuracy'])} | {_fmt(init['steps_per_response'], 2)} "
+        f"| {_fmt(init['repeated_step_fraction'])} | {_fmt(init['response_length'], 1)} "
+        f"| {_fmt(init.get('prm_return'), 2)} |",
+    ]
+    for name, r in results["variants"].items():
+        acc = _fmt(r["accuracy"])
+        if r.get("accuracy_std") is not None:
+            acc += f" ± {r['accuracy_std']:.3f}"
+        lines.append(
+            f"| {name} | {_fmt(init['accuracy'])} | {acc} | {_fmt(r['steps_per_response'], 2)} "
+            f"| {_fmt(r['repeated_step_fraction'])} | {_fmt(r['response_length'], 1)} "
+            f"| {_fmt(r.get('prm_return'), 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+# The paper's effect, as the issue that specified this reproduction states it.
+STEPS_HACKED = 1.5  # raw PRM: steps per response at least this many times success-only's
+STEPS_KEPT = 1.2  # bounded PRM rewards: steps per response within this factor of success-only's
+ACCURACY_SLACK = 0.02  # bounded PRM rewards: accuracy at most this far below success-only's
+BOUNDED = ("prm_clip", "prm_delta", "prm_clip_delta")
+
+
+def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each criterion of the paper's effect, its measured value and whether it holds; criteria whose
+    variants were not run are left out."""
+    v, init = results["variants"], results["initial"]
+    base = v.get("success_only")
+    out: list[dict[str, Any]] = []
+    if base is None:
+        return out
+
+    def add(name, value, ok):
+        # Ratios read as "2.41x", differences (accuracy, fraction) as "+0.031".
+        out.append({"check": name, "value": float(value), "holds": bool(ok),
+                    "kind": "ratio" if "steps" in name else "difference"})
+
+    if (raw := v.get("prm_raw")) is not None:
+        ratio = raw["steps_per_response"] / base["steps_per_response"]
+        add(f"prm_raw steps / success_only steps >= {STEPS_HACKED}", ratio, ratio >= STEPS_HACKED)
+        add("prm_raw repeated-step fraction above the initial policy's",
+            raw["repeated_step_fraction"] - init["repeated_step_fraction"],
+            raw["repeated_step_fraction"] > init["repeated_step_fraction"])
+        add("prm_raw accuracy below success_only", raw["accuracy"] - base["accuracy"],
+            raw["accuracy"] < base["accuracy"])
+    for name in BOUNDED:
+        if (r := v.get(name)) is None:
+            continue
+        ratio = r["steps_per_response"] / base["steps_per_response"]
+        add(f"{name} steps / success_only steps within {STEPS_KEPT}x", ratio,
+            1 / STEPS_KEPT <= ratio <= STEPS_KEPT)
+        add(f"{name} accuracy - success_only accuracy >= -{ACCURACY_SLACK}",
+            r["accuracy"] - base["accuracy"], r["accuracy"] >= base["accuracy"] - ACCURACY_SLACK)
+    return out
+
+
+def checks_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| criterion | measured | holds |", "|---|---|---|"]
+    for r in rows:
+        value = f"{r['value']:.2f}x" if r["kind"] == "ratio" else f"{r['value']:+.3f}"
+        lines.append(f"| {r['check']} | {value} | {'yes' if r['holds'] else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def reward_models_markdown(info: dict[str, Any]) -> str:
+    """One line per reward model: its held-out accuracy / AUC against the automatic labels."""
+    parts = []
+    for kind, keys in (("orm", ("accuracy", "auc")), ("prm", ("accuracy", "auc")),
+                       ("implicit_prm", ("step_accuracy", "step_auc"))):
+        m = info.get(kind)
+        if isinstance(m, dict):
+            parts.append(f"{kind}: " + ", ".join(f"{k} {_fmt(m.get(k))}" for k in keys))
+    return "Reward models, held out (10% of the labelled solutions): " + "; ".join(parts) + "."
+
+
+def curves(workdir: Path, variants, seeds) -> dict[str, dict[str, list[float]]]:
+    """metric -> variant -> mean-over-seeds value per iteration."""
+    out: dict[str, dict[str, list[float]]] = {key: {} for key, _, _ in CURVES}
+    for variant in variants:
+        runs = []
+        for seed in seeds:
+            path = workdir / "ppo" / variant / f"seed{seed}" / "metrics.jsonl"
+            if path.exists():
+                runs.append([json.loads(line) for line in path.read_text().splitlines() if line])
+        if not runs:
+            continue
+        n = min(len(r) for r in runs)
+        for key, _, _ in CURVES:
+            per_iter = [[float(r[i].get(key, np.nan)) for r in runs] for i in range(n)]
+            out[key][variant] = [float(np.nanmean(v)) if not np.all(np.isnan(v)) else float("nan")
+                                 for v in per_iter]
+    return out
+
+
+def plot(workdir: Path, data: dict[str, dict[str, list[float]]]) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    paths = []
+    for key, label, filename in CURVES:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for variant, values in data[key].items():
+            ax.plot(np.arange(1, len(values) + 1), values, label=variant)
+        ax.set_xlabel("PPO iteration")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if data[key]:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = workdir / filename
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write(workdir: Path, results: dict[str, Any], cfg: ml_collections.ConfigDict) -> None:
+    workdir = Path(workdir)
+    data = curves(workdir, results["variants"], cfg.seeds)
+    results = dict(results, curves=data, checks=checks(results))
+    (workdir / "results.json").write_text(json.dumps(_jsonable(results), indent=2, sort_keys=True))
+    plots = plot(workdir, data)
+    md = ["# Reward design on the toy task", "",
+          f"Seeds: {list(cfg.seeds)}; PPO iterations per run: {cfg.ppo.train.iterations}; "
+          f"held-out problems: {results['initial'].get('n')}. Greedy decoding on the test split; "
+          "PRM return = sum of the trained PRM's step scores on the policy's own responses.", "",
+          markdown(results), ""]
+    if results.get("reward_models"):
+        md += [reward_models_markdown(results["reward_models"]), ""]
+    if results["checks"]:
+        md += ["The paper's effect (raw PRM hacked; Clip / Delta keep the learned reward safe):", "",
+               checks_markdown(results["checks"]), ""]
+    md += [f"![{p.stem}]({p.name})" for p in plots]
+    (workdir / "results.md").write_text("\n".join(md) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if np.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

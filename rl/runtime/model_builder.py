@@ -1,0 +1,134 @@
+"""Building the run's models from config sections, directly in their sharded layout.
+
+A model section names either a Hugging Face checkpoint directory (``path``) or a random-weight
+preset from ``configs/models.py`` (``preset``, with ``seed``); random presets take the vocabulary
+size and special-token ids from the run's tokenizer. Reward models add a head ``kind``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from models import presets as model_presets
+from models import hf_io
+from models.config import ModelConfig
+from models.decoder import CausalLM
+from models.heads import REWARD_KINDS, RewardHead, RewardModel, ValueModel
+from models.sharding import create_sharded, shard_model
+from rl.config import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One model section of the config, validated."""
+
+    name: str
+    path: str = ""
+    preset: str = ""
+    seed: int = 0
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    remat: bool = False
+    kind: str = "scalar"  # reward models only
+    good_token: str = ""  # kind="token_prob" only
+    bad_token: str = ""
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.path or self.preset)
+
+    @classmethod
+    def from_section(cls, name: str, cd: ml_collections.ConfigDict | None) -> ModelSpec:
+        values = dict(cd.items()) if cd is not None else {}
+        known = {f.name for f in dataclasses.fields(cls)} - {"name"}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"config.{name}.{key}={values[key]!r}: unknown key; known keys: "
+                                  f"{sorted(known)}")
+        overrides = values.pop("overrides", None) or {}
+        spec = cls(name=name, overrides=tuple(sorted(dict(overrides).items())), **values)
+        if spec.path and spec.preset:
+            raise ConfigError(f"config.{name}.preset={spec.preset!r}: give path or preset, not both "
+                              f"(path={spec.path!r})")
+        if spec.preset and not spec.preset.startswith("qwen2_like:") and (
+                spec.preset not in model_presets.PRESETS):
+            raise ConfigError(f"config.{name}.preset={spec.preset!r}: unknown; known: "
+                              f"{sorted(model_presets.PRESETS)}")
+        for field in ("dtype", "param_dtype"):
+            if getattr(spec, field) not in ("float32", "bfloat16"):
+                raise ConfigError(f"config.{name}.{field}={getattr(spec, field)!r}: must be "
+                                  "'float32' or 'bfloat16'")
+        if spec.kind not in REWARD_KINDS:
+            raise ConfigError(f"config.{name}.kind={spec.kind!r}: must be one of {REWARD_KINDS}")
+        return spec
+
+
+def model_config(spec: ModelSpec, tokenizer: Any) -> ModelConfig:
+    """The ModelConfig of a random preset, sized to the tokenizer."""
+    values = model_presets.get_config(spec.preset).to_dict()
+    values.update(vocab_size=len(tokenizer), dtype=spec.dtype, param_dtype=spec.param_dtype,
+                  remat=spec.remat, eos_token_id=tokenizer.eos_token_id,
+                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+    values.update(dict(spec.overrides))
+    return ModelConfig.from_dict(values)
+
+
+def _reward_head(spec: ModelSpec, tokenizer: Any) -> RewardHead:
+    if spec.kind != "token_prob":
+        return RewardHead(spec.kind)
+    ids = []
+    for field in ("good_token", "bad_token"):
+        token = getattr(spec, field)
+        tid = tokenizer.convert_tokens_to_ids(token) if token else None
+        if tid is None or tid == tokenizer.unk_token_id:
+            raise ConfigError(f"config.{spec.name}.{field}={token!r}: not a single token of the "
+                              "tokenizer (kind='token_prob' needs one)")
+        ids.append(int(tid))
+    return RewardHead("token_prob", good_token_id=ids[0], bad_token_id=ids[1])
+
+
+def build_causal_lm(spec: ModelSpec, tokenizer: Any, mesh, rules) -> CausalLM:
+    if spec.path:
+        return hf_io.load_causal_lm(spec.path, jnp.dtype(spec.dtype),
+                                    param_dtype=jnp.dtype(spec.param_dtype), mesh=mesh, rules=rules,
+                                    remat=spec.remat, **dict(spec.overrides))
+    config = model_config(spec, tokenizer)
+    return create_sharded(lambda: CausalLM(config, rngs=nnx.Rngs(spec.seed)), mesh, rules)
+
+
+def build_reward_model(spec: ModelSpec, tokenizer: Any, mesh, rules) -> RewardModel:
+    """A frozen ORM/PRM. A directory written by ``rl.reward_models.training.save_reward_model`` says its
+    own head (kind, sigmoid) in ``reward_model.json``, which takes precedence over ``kind``."""
+    if spec.path and (Path(spec.path) / "reward_model.json").exists():
+        from rl.reward_models.training import load_reward_model
+        model, _ = load_reward_model(spec.path, dtype=jnp.dtype(spec.dtype), mesh=mesh, rules=rules)
+        return model
+    head = _reward_head(spec, tokenizer)
+    if spec.path:
+        return hf_io.load_causal_lm(spec.path, jnp.dtype(spec.dtype),
+                                    param_dtype=jnp.dtype(spec.param_dtype), mesh=mesh, rules=rules,
+                                    head=head, **dict(spec.overrides))
+    config = model_config(spec, tokenizer)
+    return create_sharded(
+        lambda: RewardModel(config, head.kind, rngs=nnx.Rngs(spec.seed),
+                            good_token_id=head.good_token_id, bad_token_id=head.bad_token_id),
+        mesh, rules)
+
+
+def build_critic(policy: CausalLM, mesh, rules) -> ValueModel:
+    """The critic starts from the policy's backbone with a zero value head."""
+    return shard_model(ValueModel.from_policy(policy, rngs=nnx.Rngs(0)), mesh, rules)
+
+
+def frozen_copy(model: nnx.Module) -> nnx.Module:
+    """A copy with its own buffers (the trained original's are donated to the update step)."""
+    import jax
+    graphdef, state = nnx.split(model)
+    return nnx.merge(graphdef, jax.tree.map(jnp.copy, state))

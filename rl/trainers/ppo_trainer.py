@@ -1,0 +1,418 @@
+"""The PPO training loop: data -> rollout -> scoring -> shaping -> GAE -> updates -> metrics -> ckpt.
+
+Every phase on the device is one function compiled once for the run's fixed shapes (the sampler,
+``score``, ``shape``, ``update``); host work is text: decoding responses, verifying answers, finding
+step ends. The loop is deterministic given the seed: iteration i draws its randomness from
+``fold_in(key(seed), i)``, and the data iterator's position is checkpointed, so a resumed run
+continues exactly where the interrupted one would have gone.
+
+Multi-host (``rl.runtime.distributed``): every process runs this loop on the same full global batch; host
+arrays enter the mesh through ``to_global`` and device results come back whole through ``to_host``,
+so the host-side text work and the metrics are the same on every process. Only process 0 writes
+``config.json``, metrics and logs; every process takes part in checkpointing and in exporting the
+policy (both gather or write shards collectively). The workdir may be ``gs://``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from etils import epath
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from configs.sharding import RULES
+from rewards import shaping
+from rewards import steps as steps_lib
+from rewards.verify import Verifier
+from rl import data as data_lib
+from rl.runtime import distributed
+from rl.runtime import model_builder as models_setup
+from rl.algo import update as upd
+from rl.runtime.checkpoint import Checkpointer
+from rl.config import ConfigError, RLConfig
+from rl.data import prompts as prompts_lib
+from rl.runtime.distributed import is_main_process, to_global, to_host
+from rl.runtime.metrics import MetricsWriter
+from rl.runtime.model_builder import ModelSpec
+from rl.rollout.sampler import Sampler, SamplerConfig
+from rl.algo.scoring import make_score_fn, make_shape_fn
+from models.sharding import make_mesh, use_mesh
+
+
+class TooManyBadUpdates(RuntimeError):
+    pass
+
+
+def _rows(x: np.ndarray, n: int) -> np.ndarray:
+    """Each prompt row repeated for its n samples (rows b*n .. b*n+n-1 belong to prompt b)."""
+    return np.repeat(np.asarray(x), n, axis=0)
+
+
+def rollout_text_stats(texts: list[str], sep: str) -> dict[str, float]:
+    """Steps per response and the repeated-step fraction: the hacking diagnostics."""
+    per = [steps_lib.step_texts(t, sep) for t in texts]
+    return {
+        "rollout/steps_per_response": float(np.mean([len(s) for s in per])) if per else 0.0,
+        "rollout/repeated_step_fraction": (
+            float(np.mean([steps_lib.repeated_step_fraction(s) for s in per])) if per else 0.0),
+    }
+
+
+def load_tokenizer(path: str, policy: ModelSpec, dataset: str):
+    """The run's tokenizer: ``config.tokenizer``, else the policy checkpoint's, else the toy task's."""
+    from models.hf_io import load_tokenizer as load_hf
+    if path:
+        return load_hf(path)
+    if policy.path:
+        return load_hf(policy.path)
+    if dataset == "toy":
+        from rl.data.toy_tokenizer import toy_tokenizer
+        return toy_tokenizer()
+    raise ConfigError(f"config.tokenizer={path!r}: a random-weight policy on {dataset!r} needs a "
+                      "tokenizer directory")
+
+
+def stop_token_ids(tokenizer) -> tuple[int, ...]:
+    """EOS plus the chat end markers a chat-tuned model ends its turn with."""
+    ids = {tokenizer.eos_token_id}
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>") if t in vocab)
+    return tuple(sorted(i for i in ids if i is not None))
+
+
+class Trainer:
+    """Holds the run's compiled functions and state; ``run()`` trains to ``train.iterations``."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+                 success_fn: Callable[..., np.ndarray] | None = None):
+        """``success_fn(texts, answers, tokens, response_mask) -> [rows] float`` replaces the
+        verifier as the outcome reward (custom rewards, tests); default: the answer verifier."""
+        self.success_fn = success_fn
+        # Everything is validated before anything is built or compiled.
+        self.cfg = RLConfig.from_config_dict(cfg)
+        self.specs = {name: ModelSpec.from_section(name, cfg.get(name))
+                      for name in ("policy", "prm", "orm", "implicit_prm")}
+        rc = self.cfg.reward
+        for name, used in (("prm", rc.uses_prm), ("orm", rc.uses_orm),
+                           ("implicit_prm", rc.uses_implicit_prm)):
+            if used and not self.specs[name].configured:
+                raise ConfigError(f"config.{name}.path='': reward uses {name} (weight > 0) but no "
+                                  f"{name}.path or {name}.preset is set")
+        if not self.specs["policy"].configured:
+            raise ConfigError("config.policy.path='': set policy.path or policy.preset")
+        d = self.cfg.data
+        self.batch_rows = d.prompts_per_batch * d.samples_per_prompt
+        per_update = self.batch_rows // self.cfg.ppo.minibatches
+        if self.batch_rows % self.cfg.ppo.minibatches or per_update % self.cfg.ppo.microbatches:
+            raise ConfigError(
+                f"config.ppo.minibatches={self.cfg.ppo.minibatches}, "
+                f"microbatches={self.cfg.ppo.microbatches}: must divide the "
+                f"{self.batch_rows} rollout rows (prompts_per_batch x samples_per_prompt) evenly")
+
+        # An epath: a gs:// workdir (shared by a pod's hosts) stays a URL, never a local path.
+        self.workdir = distributed.run_path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if is_main_process():
+            (self.workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+        self.mesh = make_mesh(self.cfg.mesh.shape)
+        shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        per_micro = per_update // self.cfg.ppo.microbatches
+        if per_micro % shards:
+            raise ConfigError(
+                f"config.mesh.shape={tuple(self.cfg.mesh.shape)}: the update batch is split over "
+                f"data x fsdp = {shards} devices, which must divide the {per_micro} rows of a "
+                f"microbatch (prompts_per_batch x samples_per_prompt / ppo.minibatches / "
+                f"ppo.microbatches); use more rows or a mesh with fewer data/fsdp devices")
+        self.rules = tuple(cfg.get("sharding_rules", RULES))
+        self.tokenizer = load_tokenizer(cfg.get("tokenizer", ""), self.specs["policy"], d.dataset)
+        self.examples = self._load_examples(cfg, d.split)
+        self._build_models()
+        self._build_functions()
+        self.checkpointer = Checkpointer(self.workdir / "checkpoints", self.cfg.train.keep_checkpoints)
+        self.verifier = Verifier(num_workers=cfg.get("verifier_workers", 2))
+        self.evaluator, self.eval_examples = self._build_evaluator(cfg)
+        self._stop_requested = False
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def _build_models(self):
+        mesh, rules, tok = self.mesh, self.rules, self.tokenizer
+        policy = models_setup.build_causal_lm(self.specs["policy"], tok, mesh, rules)
+        reference = models_setup.frozen_copy(policy)
+        critic = models_setup.build_critic(policy, mesh, rules)
+        frozen = {"ref": reference}
+        # A configured PRM is loaded even at weight 0: its return is then still logged
+        # (reward/prm_raw), which is how runs without a PRM reward are checked for hacking.
+        if self.specs["prm"].configured:
+            frozen["prm"] = models_setup.build_reward_model(self.specs["prm"], tok, mesh, rules)
+        if self.cfg.reward.uses_orm:
+            frozen["orm"] = models_setup.build_reward_model(self.specs["orm"], tok, mesh, rules)
+        if self.cfg.reward.uses_implicit_prm:
+            frozen["implicit"] = models_setup.build_causal_lm(self.specs["implicit_prm"], tok, mesh,
+                                                              rules)
+        c = self.cfg
+        total = c.train.iterations * c.ppo.epochs * c.ppo.minibatches
+        self.policy_tx = upd.make_optimizer(c.optim, c.optim.learning_rate, total)
+        self.critic_tx = upd.make_optimizer(c.optim, c.optim.critic_learning_rate, total)
+        self.models, self.state, self.state_sharding = upd.init_train_state(
+            policy, critic, self.policy_tx, self.critic_tx, mesh, rules)
+        self.frozen_defs, self.frozen_params = {}, {}
+        for name, model in frozen.items():
+            self.frozen_defs[name], self.frozen_params[name] = nnx.split(model)
+
+    def _build_functions(self):
+        c, mesh = self.cfg, self.mesh
+        self.replicated = NamedSharding(mesh, PartitionSpec())
+        self.batch_sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+        self.sampler = Sampler(
+            self.models.policy,
+            SamplerConfig(max_new_tokens=c.rollout.max_new_tokens, temperature=c.rollout.temperature,
+                          top_p=c.rollout.top_p, top_k=c.rollout.top_k,
+                          eos_ids=stop_token_ids(self.tokenizer),
+                          stop_strings=c.rollout.stop_strings,
+                          samples_per_prompt=c.data.samples_per_prompt,
+                          pad_id=self.tokenizer.pad_token_id or 0),
+            mesh=mesh, rules=self.rules, tokenizer=self.tokenizer)
+        p = c.data.max_prompt_len
+        graphdefs = {"policy": self.models.policy, "critic": self.models.critic,
+                     **self.frozen_defs}
+        self.score_fn = jax.jit(make_score_fn(graphdefs, p))
+        self.shape_fn = jax.jit(make_shape_fn(c.reward, c.ppo))
+        update_fn = upd.make_update_fn(self.models, c.ppo, c.reward, self.policy_tx,
+                                       self.critic_tx, p)
+        self.update_fn = upd.jit_update(update_fn, self.state_sharding, self.batch_sharding,
+                                        self.replicated)
+        self.take_rows = jax.jit(lambda batch, idx: jax.tree.map(lambda x: x[idx], batch),
+                                 out_shardings=self.batch_sharding)
+
+    def _load_examples(self, cfg: ml_collections.ConfigDict, split: str):
+        """The dataset's ``split``, without prompts longer than max_prompt_len (about 0.9% of MATH
+        train at 512): they are dropped with a warning naming them instead of failing the batch
+        encoder mid-run."""
+        d = self.cfg.data
+        with distributed.main_process_first(f"rl.trainers.ppo_trainer: dataset {split} built"):
+            examples = data_lib.load(d.dataset, split, data_dir=cfg.get("data_dir") or None,
+                                     **d.builder_kwargs())
+        return prompts_lib.drop_overlong(examples, self.tokenizer, d.max_prompt_len,
+                                         system_prompt=prompts_lib.system_prompt_for(d.dataset))
+
+    def _build_evaluator(self, cfg: ml_collections.ConfigDict):
+        """The periodic greedy evaluation (train.eval_every > 0): its Evaluator and problems."""
+        c, d, t = self.cfg, self.cfg.data, self.cfg.train
+        if not t.eval_every:
+            return None, []
+        from rl.eval.evaluation import EvalConfig, Evaluator  # rl.eval.evaluation imports this module
+        examples = list(self._load_examples(cfg, t.eval_split))
+        examples = examples[:t.eval_limit] if t.eval_limit else examples
+        if not examples:
+            raise ConfigError(f"config.train.eval_split={t.eval_split!r}: no {d.dataset} problem "
+                              f"fits max_prompt_len={d.max_prompt_len}")
+        evaluator = Evaluator(
+            self.models.policy, self.tokenizer,
+            EvalConfig(dataset=d.dataset, max_new_tokens=c.rollout.max_new_tokens,
+                       batch_size=self.batch_rows, step_separator=d.step_separator,
+                       max_prompt_len=d.max_prompt_len, stop_strings=tuple(c.rollout.stop_strings),
+                       seed=c.seed),
+            mesh=self.mesh, rules=self.rules, verifier=self.verifier)
+        return evaluator, examples
+
+    def evaluate(self) -> dict[str, float]:
+        """Greedy evaluation of the current policy: ``eval/accuracy``, ``eval/steps_per_response``,
+        ``eval/repeated_step_fraction``, ``eval/response_length``, ... (numbers only)."""
+        with use_mesh(self.mesh, self.rules):
+            summary = self.evaluator.evaluate(self.state.policy, self.eval_examples)
+        return {f"eval/{k}": float(v) for k, v in summary.items()
+                if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+
+    # --- one iteration -------------------------------------------------------------------------
+
+    def _rollout(self, examples, key):
+        c = self.cfg
+        batch = prompts_lib.encode_prompts(
+            examples, self.tokenizer, c.data.max_prompt_len,
+            system_prompt=prompts_lib.system_prompt_for(c.data.dataset))
+        ids, mask = batch.input_ids, batch.attention_mask
+        with use_mesh(self.mesh, self.rules):
+            out = self.sampler(self.state.policy, ids, mask, key)
+        return ids, mask, to_host(out)
+
+    def iteration(self, it: int, examples) -> dict[str, Any]:
+        c = self.cfg
+        n = c.data.samples_per_prompt
+        key = jax.random.fold_in(jax.random.key(c.seed), it)
+        k_sample, k_noise, k_perm = jax.random.split(key, 3)
+        times = {}
+        t0 = time.perf_counter()
+        ids, mask, out = self._rollout(examples, k_sample)
+        tokens = np.asarray(out.tokens)
+        response = np.asarray(out.response_mask, bool)
+        times["rollout"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        texts = self.tokenizer.batch_decode(
+            [row[m] for row, m in zip(tokens, response)], skip_special_tokens=True)
+        answers = [e.answer for e in examples for _ in range(n)]
+        timeouts = 0
+        if self.success_fn is not None:
+            success = np.asarray(self.success_fn(texts, answers, tokens, response), np.float32)
+            correct = success
+        else:
+            verdict = self.verifier.check_batch(texts, answers)
+            success = correct = np.asarray(verdict.rewards, np.float32)
+            timeouts = verdict.num_timeouts
+        if c.reward.success_flip_prob > 0:
+            success = np.asarray(shaping.flip_success(jnp.asarray(success), k_noise,
+                                                      c.reward.success_flip_prob))
+        step_end = steps_lib.step_end_masks(self.tokenizer, tokens, response, c.data.step_separator)
+        seq = np.concatenate([_rows(ids, n), tokens], axis=1).astype(np.int32)
+        seq_mask = np.concatenate([_rows(mask, n).astype(bool), response], axis=1)
+        last = np.asarray(jax.vmap(shaping.last_token)(jnp.asarray(response)))
+        put = lambda x: to_global(x, self.batch_sharding)  # noqa: E731
+        seq, seq_mask, response_d, last_d = put(seq), put(seq_mask), put(response), put(last)
+        with use_mesh(self.mesh, self.rules):
+            params = {"policy": self.state.policy, "critic": self.state.critic,
+                      **self.frozen_params}
+            # Blocking here costs nothing (shaping needs the scores next) and keeps the
+            # per-phase times honest under asynchronous dispatch.
+            scores = jax.block_until_ready(self.score_fn(params, seq, seq_mask, last_d))
+            times["scoring"] = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            arrays, reward_metrics = self.shape_fn(scores, put(step_end), response_d, put(success))
+            reward_metrics = to_host(reward_metrics)
+        times["shaping_gae"] = time.perf_counter() - t2
+
+        metrics: dict[str, Any] = dict(reward_metrics)
+        metrics.update(rollout_text_stats(texts, c.data.step_separator))
+        metrics["rollout/response_length"] = float(response.sum(1).mean())
+        metrics["rollout/batch_accuracy"] = float(np.mean(correct))
+        metrics["rollout/verifier_timeouts"] = timeouts
+        metrics["rollout/finished_by_eos"] = float(np.mean(np.asarray(out.finish_reason) == 1))
+
+        t3 = time.perf_counter()
+        if not math.isfinite(float(reward_metrics["reward/total"])):
+            metrics["update/skipped"] = 1.0
+            metrics["update/nonfinite_reward"] = 1.0
+        else:
+            batch = {"tokens": seq, "attention_mask": seq_mask, "response_mask": response_d,
+                     "old_logp": scores["old_logp"], "old_values": scores["values"],
+                     "advantages": arrays["advantages"], "returns": arrays["returns"],
+                     "ref_logp": scores["ref_logp"]}
+            metrics.update(self._update(batch, k_perm))
+        times["update"] = time.perf_counter() - t3
+        update_tokens = float(response.sum()) * c.ppo.epochs
+        metrics["time/rollout_tokens_per_s"] = float(response.sum()) / max(times["rollout"], 1e-9)
+        metrics["time/update_tokens_per_s"] = update_tokens / max(times["update"], 1e-9)
+        for k, v in times.items():
+            metrics[f"time/{k}"] = v
+        metrics["time/iteration"] = time.perf_counter() - t0
+        return metrics
+
+    def _update(self, batch, key) -> dict[str, float]:
+        c = self.cfg
+        rows = self.batch_rows
+        per = rows // c.ppo.minibatches
+        sums: dict[str, float] = {}
+        count = 0
+        with use_mesh(self.mesh, self.rules):
+            for epoch in range(c.ppo.epochs):
+                perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), rows))
+                for m in range(c.ppo.minibatches):
+                    idx = to_global(perm[m * per:(m + 1) * per], self.replicated)
+                    self.state, mets = self.update_fn(self.state, self.take_rows(batch, idx))
+                    mets = to_host(mets)
+                    for k, v in mets.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                    count += 1
+        out = {f"update/{k}": v / count for k, v in sums.items() if k != "skipped"}
+        out["update/skipped"] = sums.get("skipped", 0.0)
+        return out
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def _handle_sigterm(self, signum, frame):
+        del signum, frame
+        self._stop_requested = True  # finish the iteration, save, exit (TPU preemption notice)
+
+    def run(self) -> dict[str, Any]:
+        c = self.cfg
+        data_iter = data_lib.PromptIterator(self.examples, c.data.prompts_per_batch, c.seed)
+        start = 0
+        bad_in_a_row = 0
+        latest = self.checkpointer.latest_step()
+        if latest is not None:
+            self.state, loop = self.checkpointer.restore(latest, self.state)
+            data_iter = data_lib.PromptIterator.from_state(self.examples, loop["data"])
+            start, bad_in_a_row = loop["iteration"], loop["bad_in_a_row"]
+        writer = MetricsWriter(self.workdir, resume_step=start)
+        previous = signal.signal(signal.SIGTERM, self._handle_sigterm)
+        last_metrics: dict[str, Any] = {}
+        try:
+            for it in range(start, c.train.iterations):
+                metrics = self.iteration(it, next(data_iter))
+                bad_in_a_row = bad_in_a_row + 1 if metrics.get("update/skipped", 0) else 0
+                metrics["update/bad_in_a_row"] = bad_in_a_row
+                if self.evaluator is not None and (it + 1) % c.train.eval_every == 0:
+                    metrics.update(self.evaluate())
+                writer.write(it + 1, metrics)
+                last_metrics = metrics
+                if bad_in_a_row >= c.train.max_bad_updates:
+                    raise TooManyBadUpdates(
+                        f"{bad_in_a_row} consecutive iterations had a non-finite loss or reward "
+                        f"(train.max_bad_updates={c.train.max_bad_updates}); stopping at "
+                        f"iteration {it + 1}. See {writer.path}.")
+                done = it + 1 == c.train.iterations
+                # SIGTERM reaches a pod's hosts at different moments; all must stop together.
+                self._stop_requested = distributed.any_process(self._stop_requested)
+                if done or (it + 1) % c.train.checkpoint_every == 0 or self._stop_requested:
+                    self.checkpointer.save(it + 1, self.state, {
+                        "iteration": it + 1, "bad_in_a_row": bad_in_a_row,
+                        "data": data_iter.state()})
+                if self._stop_requested:
+                    if is_main_process():
+                        print(f"SIGTERM: saved iteration {it + 1}, exiting", flush=True)
+                    break
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            writer.close()
+        if not self._stop_requested:
+            self.export_policy(self.workdir / "policy")
+        return last_metrics
+
+    def export_policy(self, path: str | os.PathLike) -> epath.Path:
+        """The current policy as a Hugging Face directory (config.json, safetensors, tokenizer):
+        loadable by ``models.hf_io.load_causal_lm``, ``rl.evaluate`` and transformers.
+
+        Every process must call it: the sharded parameters are gathered collectively, then
+        process 0 writes. ``save_causal_lm`` writes local files only, so a ``gs://`` target is
+        written to a local staging directory and copied up by process 0.
+        """
+        from models.hf_io import save_causal_lm
+        model = nnx.merge(self.models.policy, self.state.policy)
+        path = distributed.run_path(path)
+        if not distributed.is_remote(path):
+            save_causal_lm(model, Path(path), tokenizer=self.tokenizer)
+            return path
+        with tempfile.TemporaryDirectory() as staging:
+            save_causal_lm(model, Path(staging), tokenizer=self.tokenizer)
+            if is_main_process():
+                path.mkdir(parents=True, exist_ok=True)
+                for f in sorted(Path(staging).iterdir()):
+                    with f.open("rb") as src, (path / f.name).open("wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        return path
+
+    def close(self):
+        self.verifier.close()
+        self.checkpointer.close()
