@@ -13,7 +13,8 @@ def time_fn(fn, *args, repeats: int = 5, warmup: int = 1) -> float:
 
 
 def matmul_peak_flops(n: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
-    """This machine's achieved fp32 matmul FLOP/s through XLA (an n^3 matmul), the roofline's roof."""
+    """This machine's achieved fp32 matmul FLOP/s through XLA (an n^3 matmul), the roofline's
+    roof."""
     a = jnp.ones((n, n), dtype)
     b = jnp.ones((n, n), dtype)
     seconds = time_fn(jax.jit(jnp.matmul), a, b, repeats=repeats)

@@ -1,4 +1,5 @@
-"""Decode throughput of `rl.rollout.sampler.Sampler` against its roofline and transformers' generate.
+"""Decode throughput of `rl.rollout.sampler.Sampler` against its roofline and transformers'
+generate.
 
     python bench/sampler.py --batch 16
     python bench/sampler.py --batch 64
@@ -6,8 +7,9 @@
 
 Model: a random Qwen2 of 4 layers, width 256, 4 heads / 2 KV heads of 64, MLP 1024, vocabulary
 151,936, tied embeddings, fp32 (created with transformers, saved, loaded through `hf_io`, so both
-implementations run the same weights). Prompts of 32 tokens, 128 new tokens, greedy, no EOS (every row
-runs to the end). --temperature/--top-k/--top-p switch to sampling (the head_* loops stay greedy).
+implementations run the same weights). Prompts of 32 tokens, 128 new tokens, greedy, no EOS (every
+row runs to the end). --temperature/--top-k/--top-p switch to sampling (the head_* loops stay
+greedy).
 
 Prints ONE JSON object:
   * tokens_per_s (median of --repeats full calls: prefill + decode, compile excluded) and
@@ -19,9 +21,9 @@ Prints ONE JSON object:
     the tied LM head, dominates) + the KV cache read; roofline_tokens_per_s and roofline_fraction;
   * where the time goes, per decode step (loops of the same length, min of repeats): head_ms (the LM
     head matmul alone), head_select_ms (head + the sampler's greedy selection), step_ms (the
-    sampler: whole call / new tokens); head_bound_tokens_per_s = rows / head_ms is the bound PERF-NOTES
-    uses (XLA's own speed on the head), head_fraction = best_tokens_per_s / that (both sides'
-    least disturbed runs); cpu_load_1min says how shared the machine was;
+    sampler: whole call / new tokens); head_bound_tokens_per_s = rows / head_ms is the bound
+    PERF-NOTES uses (XLA's own speed on the head), head_fraction = best_tokens_per_s / that (both
+    sides' least disturbed runs); cpu_load_1min says how shared the machine was;
   * with --samples-per-prompt N > 1: shared_prefix_s (B prompts × N samples, one call, prefill
     included) vs decode_only_s (B·N distinct rows decoding from an already prefilled cache), timed
     in interleaved pairs (medians), shared_over_decode_ratio (target <= 1.1) and each pair's ratio.
@@ -48,14 +50,24 @@ from models.hf_io import load_causal_lm  # noqa: E402
 from rl.rollout import token_selection as sampling  # noqa: E402
 from rl.rollout.sampler import Sampler, SamplerConfig  # noqa: E402
 
-HF_CONFIG = dict(vocab_size=151936, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
-                 num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
-                 max_position_embeddings=4096, rope_theta=10000.0)
+HF_CONFIG = dict(
+    vocab_size=151936,
+    hidden_size=256,
+    intermediate_size=1024,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=64,
+    tie_word_embeddings=True,
+    max_position_embeddings=4096,
+    rope_theta=10000.0,
+)
 
 
 def build_models(workdir: str):
     import torch
     import transformers
+
     torch.manual_seed(0)
     hf = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**HF_CONFIG)).eval()
     hf.save_pretrained(workdir)
@@ -77,21 +89,29 @@ def head_loops(model, rows: int, steps: int):
                 else:
                     feed = logits[:, 0]
                 return x + 1e-9 * feed[:, None]  # a dependence, so steps cannot overlap or vanish
+
             return jax.lax.fori_loop(0, steps, body, x)
+
         return run
 
     x = jnp.full((rows, table.shape[1]), 0.01, jnp.float32)
     return loop(False), loop(True), (table, x)
 
 
-def hf_generate_seconds(hf, ids, mask, new_tokens: int, sampling_cfg: dict,
-                        repeats: int) -> list[float]:
+def hf_generate_seconds(
+    hf, ids, mask, new_tokens: int, sampling_cfg: dict, repeats: int
+) -> list[float]:
     import torch
+
     ids_t, mask_t = torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
     kw = dict(attention_mask=mask_t, eos_token_id=None, pad_token_id=0)
     if sampling_cfg["temperature"] > 0:
-        kw.update(do_sample=True, temperature=sampling_cfg["temperature"],
-                  top_k=sampling_cfg["top_k"], top_p=sampling_cfg["top_p"])  # top_k=0: off
+        kw.update(
+            do_sample=True,
+            temperature=sampling_cfg["temperature"],
+            top_k=sampling_cfg["top_k"],
+            top_p=sampling_cfg["top_p"],
+        )  # top_k=0: off
     else:
         kw.update(do_sample=False)
     with torch.no_grad():
@@ -105,8 +125,9 @@ def hf_generate_seconds(hf, ids, mask, new_tokens: int, sampling_cfg: dict,
     return sorted(times)
 
 
-def roofline(cfg, rows: int, prompts: int, prompt_len: int, new_tokens: int, peak: float,
-             bandwidth: float) -> dict:
+def roofline(
+    cfg, rows: int, prompts: int, prompt_len: int, new_tokens: int, peak: float, bandwidth: float
+) -> dict:
     """Per decode step, averaged over the response: flops and the minimum bytes a step must read."""
     d, v, layers = cfg.hidden_size, cfg.vocab_size, cfg.num_layers
     h, k, dh, f = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size
@@ -117,8 +138,12 @@ def roofline(cfg, rows: int, prompts: int, prompt_len: int, new_tokens: int, pea
     kv_bytes = 2 * layers * k * dh * 4 * (prompts * prompt_len + rows * ctx)
     param_bytes = 4 * (layers * layer_params + v * d)
     step_s = max(flops / peak, (param_bytes + kv_bytes) / bandwidth)
-    return dict(step_flops=flops, step_bytes=param_bytes + kv_bytes, roofline_step_ms=step_s * 1e3,
-                roofline_tokens_per_s=rows / step_s)
+    return dict(
+        step_flops=flops,
+        step_bytes=param_bytes + kv_bytes,
+        roofline_step_ms=step_s * 1e3,
+        roofline_tokens_per_s=rows / step_s,
+    )
 
 
 def main():
@@ -157,8 +182,11 @@ def main():
     assert int(out.steps) == r and bool(out.response_mask.all())
     times = time_fn_all(lambda: sampler(state, ids, mask, key), repeats=args.repeats, warmup=0)
     seconds = times[len(times) // 2]
-    memory = sampler._generate.lower(state, jnp.asarray(ids), jnp.asarray(mask, bool), key,
-                                     None).compile().memory_analysis()
+    memory = (
+        sampler._generate.lower(state, jnp.asarray(ids), jnp.asarray(mask, bool), key, None)
+        .compile()
+        .memory_analysis()
+    )
 
     head, head_select, head_args = head_loops(model, rows, r - 1)
     head_s = min(time_fn_all(head, *head_args, repeats=args.repeats))
@@ -166,17 +194,30 @@ def main():
 
     result = {
         "benchmark": "sampler." + ("greedy" if args.temperature == 0 else "sample"),
-        "backend": jax.default_backend(), **sampling_cfg,
-        "batch": b, "samples_per_prompt": n, "rows": rows, "prompt_len": p, "new_tokens": r,
-        "tokens_per_s": rows * r / seconds, "best_tokens_per_s": rows * r / times[0],
-        "seconds": seconds, "compile_s": compile_s - seconds,
+        "backend": jax.default_backend(),
+        **sampling_cfg,
+        "batch": b,
+        "samples_per_prompt": n,
+        "rows": rows,
+        "prompt_len": p,
+        "new_tokens": r,
+        "tokens_per_s": rows * r / seconds,
+        "best_tokens_per_s": rows * r / times[0],
+        "seconds": seconds,
+        "compile_s": compile_s - seconds,
         "step_ms": seconds / r * 1e3,
-        "head_ms": head_s / (r - 1) * 1e3, "head_select_ms": head_select_s / (r - 1) * 1e3,
+        "head_ms": head_s / (r - 1) * 1e3,
+        "head_select_ms": head_select_s / (r - 1) * 1e3,
         "head_bound_tokens_per_s": rows * (r - 1) / head_s,
-        "matmul_peak_flops": peak, "memory_bandwidth": bandwidth,
+        "matmul_peak_flops": peak,
+        "memory_bandwidth": bandwidth,
         **roofline(cfg, rows, b, p, r, peak, bandwidth),
-        "kv_cache_bytes": 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 4 * (b * p
-                                                                                     + rows * r),
+        "kv_cache_bytes": 2
+        * cfg.num_layers
+        * cfg.num_kv_heads
+        * cfg.head_dim
+        * 4
+        * (b * p + rows * r),
         "compiled_temp_bytes": getattr(memory, "temp_size_in_bytes", None),
         "peers_tokens_per_s_batch16": {"transformers_generate": 413, "tunix_0.1.7": 561},
     }
@@ -190,24 +231,36 @@ def main():
         rows_ids = rng.integers(0, cfg.vocab_size, (rows, p)).astype(np.int32)
         prefix = jax.block_until_ready(plain.prefill(state, rows_ids, np.ones_like(rows_ids)))
         jax.block_until_ready(plain.decode(state, prefix, key))
-        pairs = [(time_fn_all(lambda: sampler(state, ids, mask, key), repeats=1, warmup=0)[0],
-                  time_fn_all(lambda: plain.decode(state, prefix, key), repeats=1, warmup=0)[0])
-                 for _ in range(args.repeats)]
+        pairs = [
+            (
+                time_fn_all(lambda: sampler(state, ids, mask, key), repeats=1, warmup=0)[0],
+                time_fn_all(lambda: plain.decode(state, prefix, key), repeats=1, warmup=0)[0],
+            )
+            for _ in range(args.repeats)
+        ]
         shared_s = sorted(a for a, _ in pairs)[len(pairs) // 2]
         decode_s = sorted(b for _, b in pairs)[len(pairs) // 2]
-        result.update(shared_prefix_s=shared_s, decode_only_s=decode_s,
-                      shared_over_decode_ratio=shared_s / decode_s,
-                      pair_ratios=[a / b for a, b in pairs])
+        result.update(
+            shared_prefix_s=shared_s,
+            decode_only_s=decode_s,
+            shared_over_decode_ratio=shared_s / decode_s,
+            pair_ratios=[a / b for a, b in pairs],
+        )
 
     if not args.no_hf:
         import torch
+
         hf_ids, hf_mask = np.repeat(ids, n, 0), np.repeat(mask, n, 0)
         hf_times = hf_generate_seconds(hf, hf_ids, hf_mask, r, sampling_cfg, args.hf_repeats)
         hf_s = hf_times[len(hf_times) // 2]
-        result.update(hf_tokens_per_s=rows * r / hf_s, hf_best_tokens_per_s=rows * r / hf_times[0],
-                      hf_seconds=hf_times, speedup_vs_hf=hf_s / seconds,
-                      best_speedup_vs_hf=hf_times[0] / times[0],
-                      torch_threads=torch.get_num_threads())
+        result.update(
+            hf_tokens_per_s=rows * r / hf_s,
+            hf_best_tokens_per_s=rows * r / hf_times[0],
+            hf_seconds=hf_times,
+            speedup_vs_hf=hf_s / seconds,
+            best_speedup_vs_hf=hf_times[0] / times[0],
+            torch_threads=torch.get_num_threads(),
+        )
     if rows == 16:
         result["speedup_vs_tunix_reported"] = result["tokens_per_s"] / 561
     result["cpu_load_1min"] = os.getloadavg()[0]

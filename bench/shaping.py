@@ -23,8 +23,9 @@ from rewards import shaping  # noqa: E402
 
 def shape_row(scores_T, step_end_T, response_T, kl_T, success):
     prm_T = shaping.clip_delta(scores_T, step_end_T, 0.5)
-    return shaping.combine(response_T, success=success, orm=0.0, prm_T=prm_T, kl_T=kl_T,
-                           prm_weight=1.0, kl_coef=0.05)
+    return shaping.combine(
+        response_T, success=success, orm=0.0, prm_T=prm_T, kl_T=kl_T, prm_weight=1.0, kl_coef=0.05
+    )
 
 
 def main():
@@ -50,14 +51,21 @@ def main():
     base_seconds = time_fn(elementwise, scores, repeats=args.repeats)
 
     tokens = b * t
-    print(json.dumps({
-        "benchmark": "shaping.clip_delta+combine",
-        "batch": b, "length": t, "backend": jax.default_backend(),
-        "tokens_per_s": tokens / seconds,
-        "elementwise_tokens_per_s": tokens / base_seconds,
-        "ratio_to_elementwise": base_seconds / seconds,
-        "seconds": seconds, "elementwise_seconds": base_seconds,
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "shaping.clip_delta+combine",
+                "batch": b,
+                "length": t,
+                "backend": jax.default_backend(),
+                "tokens_per_s": tokens / seconds,
+                "elementwise_tokens_per_s": tokens / base_seconds,
+                "ratio_to_elementwise": base_seconds / seconds,
+                "seconds": seconds,
+                "elementwise_seconds": base_seconds,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,25 +39,36 @@ from rl.algo import update as upd  # noqa: E402
 from rl.config import OptimConfig, PPOConfig, RewardConfig  # noqa: E402
 
 
-def bench_update(batch: int, prompt: int, response: int, args_microbatches: int,
-                 repeats: int) -> dict:
+def bench_update(
+    batch: int, prompt: int, response: int, args_microbatches: int, repeats: int
+) -> dict:
     cfg = ModelConfig.from_dict(presets.bench().to_dict())
     mesh = make_mesh((1, 1, 1), devices=jax.devices()[:1])
     policy = shard_model(CausalLM(cfg, rngs=nnx.Rngs(0)), mesh, RULES)
     critic = shard_model(ValueModel.from_policy(policy), mesh, RULES)
     tx = upd.make_optimizer(OptimConfig(), 1e-6, 100)
     models, state, sharding = upd.init_train_state(policy, critic, tx, tx, mesh, RULES)
-    fn = upd.make_update_fn(models, PPOConfig(microbatches=args_microbatches), RewardConfig(), tx, tx, prompt)
+    fn = upd.make_update_fn(
+        models, PPOConfig(microbatches=args_microbatches), RewardConfig(), tx, tx, prompt
+    )
     batch_sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
     step = upd.jit_update(fn, sharding, batch_sh, NamedSharding(mesh, PartitionSpec()))
     rng = np.random.default_rng(0)
     s = prompt + response
     f = lambda: rng.normal(size=(batch, response)).astype(np.float32)  # noqa: E731
-    data = jax.device_put({
-        "tokens": rng.integers(0, cfg.vocab_size, (batch, s)).astype(np.int32),
-        "attention_mask": np.ones((batch, s), bool), "response_mask": np.ones((batch, response), bool),
-        "old_logp": -np.abs(f()) - 5, "old_values": f(), "advantages": f(), "returns": f(),
-        "ref_logp": -np.abs(f()) - 5}, batch_sh)
+    data = jax.device_put(
+        {
+            "tokens": rng.integers(0, cfg.vocab_size, (batch, s)).astype(np.int32),
+            "attention_mask": np.ones((batch, s), bool),
+            "response_mask": np.ones((batch, response), bool),
+            "old_logp": -np.abs(f()) - 5,
+            "old_values": f(),
+            "advantages": f(),
+            "returns": f(),
+            "ref_logp": -np.abs(f()) - 5,
+        },
+        batch_sh,
+    )
     holder = [state]
 
     def run():
@@ -70,18 +81,36 @@ def bench_update(batch: int, prompt: int, response: int, args_microbatches: int,
     attention = 4 * batch * s * s * cfg.num_heads * cfg.head_dim * cfg.num_layers / 2  # causal
     flops = 2 * (6 * matmul_params(cfg) * tokens + 3 * attention)
     peak = matmul_peak_flops()
-    return {"tokens": tokens, "microbatches": args_microbatches, "seconds": seconds, "tokens_per_s": tokens / seconds,
-            "flops": flops, "achieved_flops_per_s": flops / seconds,
-            "matmul_peak_flops_per_s": peak, "fraction_of_matmul_peak": flops / seconds / peak,
-            "model": {"hidden": cfg.hidden_size, "layers": cfg.num_layers,
-                      "vocab": cfg.vocab_size, "matmul_params": matmul_params(cfg)}}
+    return {
+        "tokens": tokens,
+        "microbatches": args_microbatches,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+        "flops": flops,
+        "achieved_flops_per_s": flops / seconds,
+        "matmul_peak_flops_per_s": peak,
+        "fraction_of_matmul_peak": flops / seconds / peak,
+        "model": {
+            "hidden": cfg.hidden_size,
+            "layers": cfg.num_layers,
+            "vocab": cfg.vocab_size,
+            "matmul_params": matmul_params(cfg),
+        },
+    }
 
 
 def bench_iteration(iterations: int) -> dict:
     from rl.trainers.ppo_trainer import Trainer
+
     cfg = smoke.get_config()
-    cfg.policy.overrides = {"hidden_size": 512, "num_layers": 8, "intermediate_size": 2816,
-                            "num_heads": 8, "num_kv_heads": 2, "head_dim": 64}
+    cfg.policy.overrides = {
+        "hidden_size": 512,
+        "num_layers": 8,
+        "intermediate_size": 2816,
+        "num_heads": 8,
+        "num_kv_heads": 2,
+        "head_dim": 64,
+    }
     cfg.prm.preset = ""
     cfg.reward.prm_weight = 0.0
     cfg.mesh.shape = (1, 1, 1)
@@ -94,6 +123,7 @@ def bench_iteration(iterations: int) -> dict:
         cfg.data_dir = str(pathlib.Path(tmp) / "tfds")
         trainer = Trainer(cfg, pathlib.Path(tmp) / "run")
         from rl.data import PromptIterator
+
         it = PromptIterator(trainer.examples, cfg.data.prompts_per_batch, 0)
         trainer.iteration(0, next(it))  # compiles
         phases = {"rollout": [], "scoring": [], "shaping_gae": [], "update": []}
@@ -107,8 +137,9 @@ def bench_iteration(iterations: int) -> dict:
         phases["total"] = totals
         trainer.close()
     out = {k: float(np.median(v)) for k, v in phases.items()}
-    out["fractions"] = {k: out[k] / out["total"] for k in ("rollout", "scoring", "shaping_gae",
-                                                            "update")}
+    out["fractions"] = {
+        k: out[k] / out["total"] for k in ("rollout", "scoring", "shaping_gae", "update")
+    }
     out["rows"] = cfg.data.prompts_per_batch * cfg.data.samples_per_prompt
     out["max_new_tokens"] = cfg.rollout.max_new_tokens
     return out
@@ -127,8 +158,12 @@ def main():
     args = parser.parse_args()
     update = bench_update(args.batch, args.prompt, args.response, args.microbatches, args.repeats)
     print(json.dumps({"update": update}), file=sys.stderr, flush=True)  # in case the rest fails
-    result = {"benchmark": "ppo_train_step", "backend": jax.default_backend(), "update": update,
-              "iteration": bench_iteration(args.iterations)}
+    result = {
+        "benchmark": "ppo_train_step",
+        "backend": jax.default_backend(),
+        "update": update,
+        "iteration": bench_iteration(args.iterations),
+    }
     print(json.dumps(result))
 
 

@@ -34,8 +34,9 @@ def _load() -> dict[str, tuple[list[str], list[str]]]:
 
     gsm8k, math500 = rows("gsm8k"), rows("math500")
     return {
-        "gsm8k": _pairs([r["answer"] for r in gsm8k],
-                        [r["answer"].split("####")[-1].strip() for r in gsm8k]),
+        "gsm8k": _pairs(
+            [r["answer"] for r in gsm8k], [r["answer"].split("####")[-1].strip() for r in gsm8k]
+        ),
         "math500": _pairs([r["solution"] for r in math500], [r["answer"] for r in math500]),
     }
 

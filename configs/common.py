@@ -9,8 +9,18 @@ import ml_collections
 def model_section(**values) -> ml_collections.ConfigDict:
     """path | preset (+ seed), dtypes, remat; reward models add kind (scalar | token_prob |
     two_class) and, for token_prob, the good/bad tokens. ``overrides`` sets ModelConfig fields."""
-    base = dict(path="", preset="", seed=0, dtype="float32", param_dtype="float32", remat=False,
-                kind="scalar", good_token="", bad_token="", overrides={})
+    base = dict(
+        path="",
+        preset="",
+        seed=0,
+        dtype="float32",
+        param_dtype="float32",
+        remat=False,
+        kind="scalar",
+        good_token="",
+        bad_token="",
+        overrides={},
+    )
     base.update(values)
     return ml_collections.ConfigDict(base)
 
@@ -28,42 +38,85 @@ def rl_base() -> ml_collections.ConfigDict:
     c.orm = model_section(kind="scalar")
     c.implicit_prm = model_section()
 
-    c.reward = ml_collections.ConfigDict(dict(
-        success_weight=1.0,
-        orm_weight=0.0,
-        prm_weight=0.0,
-        prm_transform="raw",  # raw | clip | delta | clip_delta
-        prm_eta=0.5,
-        implicit_prm_weight=0.0,
-        implicit_prm_beta=0.05,
-        gated=False,  # G-RA: process rewards only where the outcome reward >= gate_threshold
-        gate_threshold=1.0,
-        kl_coef=0.02,
-        kl_estimator="k1",  # k1 | k3
-        kl_in="reward",  # reward (per-token penalty) | loss
-        success_flip_prob=0.0,
-    ))
-    c.ppo = ml_collections.ConfigDict(dict(
-        gamma=1.0, lam=0.95, clip_eps=0.2, dual_clip=0.0, value_clip=0.2, vf_coef=0.5,
-        entropy_coef=0.0, epochs=2, minibatches=2, microbatches=1, whiten_advantages=True,
-    ))
-    c.optim = ml_collections.ConfigDict(dict(
-        learning_rate=1e-6, critic_learning_rate=5e-6, schedule="constant", warmup_steps=0,
-        max_grad_norm=1.0, weight_decay=0.0, b1=0.9, b2=0.95,
-    ))
-    c.rollout = ml_collections.ConfigDict(dict(
-        max_new_tokens=512, temperature=1.0, top_p=1.0, top_k=0, stop_strings=(),
-    ))
-    c.data = ml_collections.ConfigDict(dict(
-        dataset="gsm8k", split="train", prompts_per_batch=64, samples_per_prompt=4,
-        max_prompt_len=256, step_separator="\n\n", toy_seed=0, toy_train_size=20_000,
-        toy_test_size=512,
-    ))
+    c.reward = ml_collections.ConfigDict(
+        dict(
+            success_weight=1.0,
+            orm_weight=0.0,
+            prm_weight=0.0,
+            prm_transform="raw",  # raw | clip | delta | clip_delta
+            prm_eta=0.5,
+            implicit_prm_weight=0.0,
+            implicit_prm_beta=0.05,
+            gated=False,  # G-RA: process rewards only where the outcome reward >= gate_threshold
+            gate_threshold=1.0,
+            kl_coef=0.02,
+            kl_estimator="k1",  # k1 | k3
+            kl_in="reward",  # reward (per-token penalty) | loss
+            success_flip_prob=0.0,
+        )
+    )
+    c.ppo = ml_collections.ConfigDict(
+        dict(
+            gamma=1.0,
+            lam=0.95,
+            clip_eps=0.2,
+            dual_clip=0.0,
+            value_clip=0.2,
+            vf_coef=0.5,
+            entropy_coef=0.0,
+            epochs=2,
+            minibatches=2,
+            microbatches=1,
+            whiten_advantages=True,
+        )
+    )
+    c.optim = ml_collections.ConfigDict(
+        dict(
+            learning_rate=1e-6,
+            critic_learning_rate=5e-6,
+            schedule="constant",
+            warmup_steps=0,
+            max_grad_norm=1.0,
+            weight_decay=0.0,
+            b1=0.9,
+            b2=0.95,
+        )
+    )
+    c.rollout = ml_collections.ConfigDict(
+        dict(
+            max_new_tokens=512,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            stop_strings=(),
+        )
+    )
+    c.data = ml_collections.ConfigDict(
+        dict(
+            dataset="gsm8k",
+            split="train",
+            prompts_per_batch=64,
+            samples_per_prompt=4,
+            max_prompt_len=256,
+            step_separator="\n\n",
+            toy_seed=0,
+            toy_train_size=20_000,
+            toy_test_size=512,
+        )
+    )
     c.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))
-    c.train = ml_collections.ConfigDict(dict(
-        iterations=500, checkpoint_every=10, keep_checkpoints=3, max_bad_updates=5,
-        # Greedy accuracy (and steps, repeats, length) on eval_limit problems of eval_split every
-        # eval_every iterations, logged as eval/*; 0 turns it off (rl.evaluate does full runs).
-        eval_every=0, eval_split="test", eval_limit=256,
-    ))
+    c.train = ml_collections.ConfigDict(
+        dict(
+            iterations=500,
+            checkpoint_every=10,
+            keep_checkpoints=3,
+            max_bad_updates=5,
+            # Greedy accuracy (and steps, repeats, length) on eval_limit problems of eval_split
+            # every eval_every iterations, logged as eval/*; 0 turns it off (rl.evaluate does full
+            # runs).
+            eval_every=0,
+            eval_split="test",
+            eval_limit=256,
+        )
+    )
     return c

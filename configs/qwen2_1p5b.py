@@ -72,29 +72,57 @@ from configs import topologies as topo
 MODELS_DIR = os.path.expanduser("~/models")
 PRM_DIR = "Qwen2.5-Math-7B-PRM800K"
 
-SUPPORTED = ("v4-16", "v4-32", "v4-64", "v4-128", "v5e-16", "v5e-32", "v5e-64", "v5e-128",
-             "v5p-16", "v5p-32", "v5p-64", "v5p-128")
+SUPPORTED = (
+    "v4-16",
+    "v4-32",
+    "v4-64",
+    "v4-128",
+    "v5e-16",
+    "v5e-32",
+    "v5e-64",
+    "v5e-128",
+    "v5p-16",
+    "v5p-32",
+    "v5p-64",
+    "v5p-128",
+)
 
 
-def paper_config(*, policy_dir: str, policy_preset: str, topology: str, supported: tuple[str, ...],
-                 fsdp: int | None) -> ml_collections.ConfigDict:
+def paper_config(
+    *,
+    policy_dir: str,
+    policy_preset: str,
+    topology: str,
+    supported: tuple[str, ...],
+    fsdp: int | None,
+) -> ml_collections.ConfigDict:
     """The paper setting shared by the three paper configs (see this module's docstring).
 
     `fsdp`: devices per FSDP group (None: all devices); the rest of the slice is data parallel.
     """
     if topology not in supported:
-        raise ValueError(f"topology {topology!r} is not supported by this config; use one of "
-                         f"{', '.join(supported)}")
+        raise ValueError(
+            f"topology {topology!r} is not supported by this config; use one of "
+            f"{', '.join(supported)}"
+        )
     c = common.rl_base()
     c.topology = topology  # read by launch.aot; RLConfig ignores top-level keys it does not own
     c.topologies = supported
     # Shapes for launch.aot when a checkpoint directory is absent (configs/models.py presets).
     c.aot_presets = ml_collections.ConfigDict(dict(policy=policy_preset, prm="qwen2_5_math_7b"))
 
-    c.policy = common.model_section(path=os.path.join(MODELS_DIR, policy_dir), dtype="bfloat16",
-                                    param_dtype="float32", remat=True)
-    c.prm = common.model_section(path=os.path.join(MODELS_DIR, PRM_DIR), kind="two_class",
-                                 dtype="bfloat16", param_dtype="bfloat16")
+    c.policy = common.model_section(
+        path=os.path.join(MODELS_DIR, policy_dir),
+        dtype="bfloat16",
+        param_dtype="float32",
+        remat=True,
+    )
+    c.prm = common.model_section(
+        path=os.path.join(MODELS_DIR, PRM_DIR),
+        kind="two_class",
+        dtype="bfloat16",
+        param_dtype="bfloat16",
+    )
 
     c.data.dataset = "math"
     c.data.split = "train"
@@ -148,5 +176,10 @@ def paper_config(*, policy_dir: str, policy_preset: str, topology: str, supporte
 
 
 def get_config(arg=None):
-    return paper_config(policy_dir="Qwen2-1.5B-Instruct", policy_preset="qwen2_1_5b",
-                        topology=arg or "v4-32", supported=SUPPORTED, fsdp=16)
+    return paper_config(
+        policy_dir="Qwen2-1.5B-Instruct",
+        policy_preset="qwen2_1_5b",
+        topology=arg or "v4-32",
+        supported=SUPPORTED,
+        fsdp=16,
+    )

@@ -20,5 +20,10 @@ from configs.qwen2_1p5b import SUPPORTED, paper_config
 
 
 def get_config(arg=None):
-    return paper_config(policy_dir="Qwen2.5-Math-1.5B-Instruct", policy_preset="qwen2_5_math_1_5b",
-                        topology=arg or "v4-32", supported=SUPPORTED, fsdp=16)
+    return paper_config(
+        policy_dir="Qwen2.5-Math-1.5B-Instruct",
+        policy_preset="qwen2_5_math_1_5b",
+        topology=arg or "v4-32",
+        supported=SUPPORTED,
+        fsdp=16,
+    )

@@ -25,10 +25,25 @@ the policy. What changes with size:
 
 from configs.qwen2_1p5b import paper_config
 
-SUPPORTED = ("v4-32", "v4-64", "v4-128", "v5e-32", "v5e-64", "v5e-128", "v5p-32", "v5p-64",
-             "v5p-128", "v5p-256")
+SUPPORTED = (
+    "v4-32",
+    "v4-64",
+    "v4-128",
+    "v5e-32",
+    "v5e-64",
+    "v5e-128",
+    "v5p-32",
+    "v5p-64",
+    "v5p-128",
+    "v5p-256",
+)
 
 
 def get_config(arg=None):
-    return paper_config(policy_dir="Qwen2.5-Math-7B-Instruct", policy_preset="qwen2_5_math_7b",
-                        topology=arg or "v5p-128", supported=SUPPORTED, fsdp=None)
+    return paper_config(
+        policy_dir="Qwen2.5-Math-7B-Instruct",
+        policy_preset="qwen2_5_math_7b",
+        topology=arg or "v5p-128",
+        supported=SUPPORTED,
+        fsdp=None,
+    )

@@ -29,42 +29,63 @@ def get_config(arg=None):
     # The policy: samples and completes solutions (source=auto); pi_ref for the implicit PRM; the
     # backbone of the ORM/PRM with model.init_from_policy. A checkpoint path or a random preset.
     c.policy = common.model_section()
-    c.model = ml_collections.ConfigDict(dict(
-        path="",  # an HF checkpoint whose backbone starts the ORM/PRM
-        preset="tiny",  # else a random preset (configs/models.py) sized to the tokenizer
-        seed=0,
-        head="scalar",  # scalar (sigmoid-squashed) | two_class
-        init_from_policy=False,
-    ))
-    c.data = ml_collections.ConfigDict(dict(
-        source="synthetic",
-        path="",
-        dataset="toy",
-        split="train",
-        data_dir="",
-        num_problems=1500,
-        samples_per_problem=4,
-        max_prompt_len=32,
-        max_response_len=112,
-        step_separator="\n",
-        heldout_fraction=0.1,
-        prm800k_neutral=1.0,
-        toy_seed=0,
-        toy_error_prob=0.5,
-        # rl.data.toy.ToySpec of the synthetic solutions: single-digit chains, whose arithmetic
-        # check a random tiny PRM learns in a few hundred steps (measured: held-out accuracy 0.99).
-        # On the task's own spec (values to 99: min_ops=3, max_ops=6, max_operand=9,
-        # max_value=99, redundant_step_prob=0.15) a random tiny PRM memorizes 2,000 solutions
-        # (train 1.0, held-out 0.56) and learns little from 20,000 in 1,000 steps (held-out 0.58).
-        toy_spec=ml_collections.ConfigDict(dict(min_ops=3, max_ops=4, max_operand=3, max_value=9,
-                                                redundant_step_prob=0.0)),
-    ))
-    c.label = ml_collections.ConfigDict(dict(
-        k_completions=8, hard=False, temperature=1.0, max_new_tokens=96, prompts_per_call=16,
-    ))
-    c.train = ml_collections.ConfigDict(dict(
-        steps=400, batch_size=64, learning_rate=2e-3, schedule="cosine", warmup_steps=20,
-        weight_decay=0.0, max_grad_norm=1.0, beta=0.05, log_every=50,
-    ))
+    c.model = ml_collections.ConfigDict(
+        dict(
+            path="",  # an HF checkpoint whose backbone starts the ORM/PRM
+            preset="tiny",  # else a random preset (configs/models.py) sized to the tokenizer
+            seed=0,
+            head="scalar",  # scalar (sigmoid-squashed) | two_class
+            init_from_policy=False,
+        )
+    )
+    c.data = ml_collections.ConfigDict(
+        dict(
+            source="synthetic",
+            path="",
+            dataset="toy",
+            split="train",
+            data_dir="",
+            num_problems=1500,
+            samples_per_problem=4,
+            max_prompt_len=32,
+            max_response_len=112,
+            step_separator="\n",
+            heldout_fraction=0.1,
+            prm800k_neutral=1.0,
+            toy_seed=0,
+            toy_error_prob=0.5,
+            # rl.data.toy.ToySpec of the synthetic solutions: single-digit chains, whose arithmetic
+            # check a random tiny PRM learns in a few hundred steps (measured: held-out accuracy
+            # 0.99). On the task's own spec (values to 99: min_ops=3, max_ops=6, max_operand=9,
+            # max_value=99, redundant_step_prob=0.15) a random tiny PRM memorizes 2,000 solutions
+            # (train 1.0, held-out 0.56) and learns little from 20,000 in 1,000 steps (held-out
+            # 0.58).
+            toy_spec=ml_collections.ConfigDict(
+                dict(min_ops=3, max_ops=4, max_operand=3, max_value=9, redundant_step_prob=0.0)
+            ),
+        )
+    )
+    c.label = ml_collections.ConfigDict(
+        dict(
+            k_completions=8,
+            hard=False,
+            temperature=1.0,
+            max_new_tokens=96,
+            prompts_per_call=16,
+        )
+    )
+    c.train = ml_collections.ConfigDict(
+        dict(
+            steps=400,
+            batch_size=64,
+            learning_rate=2e-3,
+            schedule="cosine",
+            warmup_steps=20,
+            weight_decay=0.0,
+            max_grad_norm=1.0,
+            beta=0.05,
+            log_every=50,
+        )
+    )
     c.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))
     return c

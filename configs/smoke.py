@@ -1,7 +1,7 @@
 """A tiny CPU run of the whole PPO loop, for tests and debugging.
 
-    python -m rl.train --config=configs/smoke.py --workdir=/tmp/smoke
-    python -m rl.train --config=configs/smoke.py --workdir=/tmp/smoke --config.reward.prm_transform=clip
+python -m rl.train --config=configs/smoke.py --workdir=/tmp/smoke
+python -m rl.train --config=configs/smoke.py --workdir=/tmp/smoke --config.reward.prm_transform=clip
 """
 
 from configs import common

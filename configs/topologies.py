@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 # HBM per chip in GiB, and chips per host, by TPU generation.
 _HBM_GIB = {"v4": 32, "v5e": 16, "v5p": 95}
@@ -63,19 +63,39 @@ class Topology:
 
 def _slice(generation: str, size: int) -> Topology:
     chips = size // _NAME_UNITS_PER_CHIP[generation]
-    return Topology(name=f"{generation}-{size}", generation=generation, chips=chips, devices=chips,
-                    hbm_bytes=_HBM_GIB[generation] * GIB,
-                    hosts=max(1, chips // _CHIPS_PER_HOST[generation]),
-                    shape=_SHAPES[generation][chips])
+    return Topology(
+        name=f"{generation}-{size}",
+        generation=generation,
+        chips=chips,
+        devices=chips,
+        hbm_bytes=_HBM_GIB[generation] * GIB,
+        hosts=max(1, chips // _CHIPS_PER_HOST[generation]),
+        shape=_SHAPES[generation][chips],
+    )
 
 
-TOPOLOGIES: dict[str, Topology] = {t.name: t for t in (
-    _slice("v4", 8), _slice("v4", 16), _slice("v4", 32), _slice("v4", 64), _slice("v4", 128),
-    _slice("v5e", 8), _slice("v5e", 16), _slice("v5e", 32), _slice("v5e", 64),
-    _slice("v5e", 128), _slice("v5e", 256),
-    _slice("v5p", 8), _slice("v5p", 16), _slice("v5p", 32), _slice("v5p", 64),
-    _slice("v5p", 128), _slice("v5p", 256),
-)}
+TOPOLOGIES: dict[str, Topology] = {
+    t.name: t
+    for t in (
+        _slice("v4", 8),
+        _slice("v4", 16),
+        _slice("v4", 32),
+        _slice("v4", 64),
+        _slice("v4", 128),
+        _slice("v5e", 8),
+        _slice("v5e", 16),
+        _slice("v5e", 32),
+        _slice("v5e", 64),
+        _slice("v5e", 128),
+        _slice("v5e", 256),
+        _slice("v5p", 8),
+        _slice("v5p", 16),
+        _slice("v5p", 32),
+        _slice("v5p", 64),
+        _slice("v5p", 128),
+        _slice("v5p", 256),
+    )
+}
 
 
 def get(name: str) -> Topology:

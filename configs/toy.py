@@ -1,6 +1,7 @@
 """The embedded default: the reward-design table of Gao et al. 2024 on a CPU-sized arithmetic task.
 
-    python -m rl.reproduce --workdir=/tmp/toy                       # the full default (CPU, minutes)
+    python -m rl.reproduce --workdir=/tmp/toy                       # the full default (CPU,
+    minutes)
     python -m rl.reproduce --workdir=/tmp/toy_smoke --config=configs/toy.py:smoke
     python -m rl.reproduce --workdir=/tmp/toy --config.seeds="(0,1,2)"   # repeat PPO to show spread
 
@@ -58,17 +59,36 @@ def get_config(arg=None):
     c.seeds = (0,)  # PPO seeds; several show the spread between runs
     c.variants = tuple(VARIANTS)
 
-    c.task = ml_collections.ConfigDict(dict(
-        seed=0, train_size=20_000, test_size=512, redundant_step_prob=0.15))
-    c.model = ml_collections.ConfigDict(dict(
-        hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512, seed=0))
-    c.sft = ml_collections.ConfigDict(dict(
-        steps=800, batch_size=64, learning_rate=3e-3, max_len=128, chunk=100,
-        group_by_length=0, pad_multiple=16))
-    c.labels = ml_collections.ConfigDict(dict(
-        solutions=1280, completions=8, temperature=1.0, soft=False))
-    c.reward_models = ml_collections.ConfigDict(dict(
-        steps=125, batch_size=64, learning_rate=3e-4, implicit_beta=0.05))
+    c.task = ml_collections.ConfigDict(
+        dict(seed=0, train_size=20_000, test_size=512, redundant_step_prob=0.15)
+    )
+    c.model = ml_collections.ConfigDict(
+        dict(
+            hidden_size=128,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            intermediate_size=512,
+            seed=0,
+        )
+    )
+    c.sft = ml_collections.ConfigDict(
+        dict(
+            steps=800,
+            batch_size=64,
+            learning_rate=3e-3,
+            max_len=128,
+            chunk=100,
+            group_by_length=0,
+            pad_multiple=16,
+        )
+    )
+    c.labels = ml_collections.ConfigDict(
+        dict(solutions=1280, completions=8, temperature=1.0, soft=False)
+    )
+    c.reward_models = ml_collections.ConfigDict(
+        dict(steps=125, batch_size=64, learning_rate=3e-4, implicit_beta=0.05)
+    )
     c.eval = ml_collections.ConfigDict(dict(max_new_tokens=112, batch_size=128))
 
     # The PPO runs: the shared RL defaults, sized for the task; variants override `reward`.

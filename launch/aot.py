@@ -60,20 +60,28 @@ _CONFIG = _TOPOLOGY = _PROGRAMS = _HBM_GIB = _JSON = _BACKEND = None
 
 def define_flags() -> None:
     global _CONFIG, _TOPOLOGY, _PROGRAMS, _HBM_GIB, _JSON, _BACKEND
-    _CONFIG = config_flags.DEFINE_config_file("config", None,
-                                              "Config file (configs/NAME.py[:ARG]).",
-                                              lock_config=True)
-    _TOPOLOGY = flags.DEFINE_string("topology", None, "TPU slice (launch/topologies.py); default: "
-                                    "the config's `topology`.")
-    _PROGRAMS = flags.DEFINE_list("programs", ["update", "sample", "score"],
-                                  "Programs to compile (the analytic count covers all three).")
-    _HBM_GIB = flags.DEFINE_float("hbm_gib", None, "HBM per device to check against, GiB "
-                                  "(default: the slice's).")
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", None, "Config file (configs/NAME.py[:ARG]).", lock_config=True
+    )
+    _TOPOLOGY = flags.DEFINE_string(
+        "topology", None, "TPU slice (launch/topologies.py); default: the config's `topology`."
+    )
+    _PROGRAMS = flags.DEFINE_list(
+        "programs",
+        ["update", "sample", "score"],
+        "Programs to compile (the analytic count covers all three).",
+    )
+    _HBM_GIB = flags.DEFINE_float(
+        "hbm_gib", None, "HBM per device to check against, GiB (default: the slice's)."
+    )
     _JSON = flags.DEFINE_string("json", None, "Also write the report as JSON to this file.")
     _BACKEND = flags.DEFINE_enum(
-        "backend", "auto", ["auto", "cpu", "tpu"],
-        "cpu: fake CPU devices and XLA:CPU; tpu: XLA:TPU for the slice's topology (needs the libtpu "
-        "package, not a TPU); auto: tpu when libtpu is installed, else cpu.")
+        "backend",
+        "auto",
+        ["auto", "cpu", "tpu"],
+        "cpu: fake CPU devices and XLA:CPU; tpu: XLA:TPU for the slice's topology (needs the "
+        "libtpu package, not a TPU); auto: tpu when libtpu is installed, else cpu.",
+    )
 
 
 PROGRAMS = ("update", "sample", "score")
@@ -110,8 +118,11 @@ def set_fake_devices(n: int) -> None:
     """N fake CPU devices; must run before JAX is imported."""
     if "jax" in sys.modules:
         raise RuntimeError("launch.aot: JAX was imported before the device count was set")
-    kept = [f for f in os.environ.get("XLA_FLAGS", "").split()
-            if not f.startswith("--xla_force_host_platform_device_count")]
+    kept = [
+        f
+        for f in os.environ.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
     os.environ["XLA_FLAGS"] = " ".join(kept + [f"--xla_force_host_platform_device_count={n}"])
     os.environ["JAX_PLATFORMS"] = "cpu"
 
@@ -128,18 +139,22 @@ def devices_for(topology: topo.Topology, backend: str) -> list:
     import jax
 
     if backend == "cpu":
-        return jax.devices()[:topology.devices]
+        return jax.devices()[: topology.devices]
     from jax.experimental import topologies as jax_topologies
 
     megacore = topology.generation in ("v4", "v5p")
     desc = jax_topologies.get_topology_desc(
-        platform="tpu", topology_name=f"{topology.generation}:{topology.shape}",
+        platform="tpu",
+        topology_name=f"{topology.generation}:{topology.shape}",
         chip_config_name="megacore" if megacore else "default",
         chips_per_host_bounds=(2, 2, 1) if megacore or topology.chips < 8 else (2, 4, 1),
-        num_slices=1)
+        num_slices=1,
+    )
     if len(desc.devices) != topology.devices:
-        raise RuntimeError(f"libtpu describes {topology.name} with {len(desc.devices)} devices, "
-                           f"launch/topologies.py says {topology.devices}")
+        raise RuntimeError(
+            f"libtpu describes {topology.name} with {len(desc.devices)} devices, "
+            f"launch/topologies.py says {topology.devices}"
+        )
     return list(desc.devices)
 
 
@@ -173,12 +188,16 @@ def model_config(name: str, spec, cfg):
     if spec.preset:
         return from_preset(spec.preset), f"preset {spec.preset}"
     if spec.path and os.path.exists(os.path.join(spec.path, "config.json")):
-        return (hf_io.load_config(spec.path, **numerics, **dict(spec.overrides)),
-                os.path.join(spec.path, "config.json"))
+        return (
+            hf_io.load_config(spec.path, **numerics, **dict(spec.overrides)),
+            os.path.join(spec.path, "config.json"),
+        )
     fallback = (cfg.get("aot_presets") or {}).get(name, "")
     if not fallback:
-        raise ConfigError(f"config.{name}.path={spec.path!r}: no config.json there, and no "
-                          f"aot_presets.{name} to take shapes from")
+        raise ConfigError(
+            f"config.{name}.path={spec.path!r}: no config.json there, and no "
+            f"aot_presets.{name} to take shapes from"
+        )
     return from_preset(fallback), f"preset {fallback} (no checkpoint at {spec.path})"
 
 
@@ -191,21 +210,26 @@ def abstract_models(cfg, rl) -> dict[str, Abstract]:
     from models.heads import RewardModel, ValueModel
     from rl.runtime.model_builder import ModelSpec
 
-    specs = {n: ModelSpec.from_section(n, cfg.get(n)) for n in ("policy", "prm", "orm",
-                                                                  "implicit_prm")}
+    specs = {
+        n: ModelSpec.from_section(n, cfg.get(n)) for n in ("policy", "prm", "orm", "implicit_prm")
+    }
 
     def build(make, config, source):
         graphdef, state = nnx.split(nnx.eval_shape(make))
         return Abstract(config, source, graphdef, state)
 
     pcfg, psrc = model_config("policy", specs["policy"], cfg)
-    out = {"policy": build(lambda: CausalLM(pcfg, rngs=nnx.Rngs(0)), pcfg, psrc),
-           "critic": build(lambda: ValueModel(pcfg, rngs=nnx.Rngs(0)), pcfg, psrc)}
+    out = {
+        "policy": build(lambda: CausalLM(pcfg, rngs=nnx.Rngs(0)), pcfg, psrc),
+        "critic": build(lambda: ValueModel(pcfg, rngs=nnx.Rngs(0)), pcfg, psrc),
+    }
     # The trainer's reference is a copy of the policy (same dtypes): rl/models_setup.frozen_copy.
     out["ref"] = out["policy"]
-    for name, key, used in (("prm", "prm", specs["prm"].configured),
-                            ("orm", "orm", rl.reward.uses_orm),
-                            ("implicit", "implicit_prm", rl.reward.uses_implicit_prm)):
+    for name, key, used in (
+        ("prm", "prm", specs["prm"].configured),
+        ("orm", "orm", rl.reward.uses_orm),
+        ("implicit", "implicit_prm", rl.reward.uses_implicit_prm),
+    ):
         if not used:
             continue
         spec = specs[key]
@@ -215,8 +239,11 @@ def abstract_models(cfg, rl) -> dict[str, Abstract]:
         else:
             # Token ids only matter for shapes here: any two ids of the vocabulary.
             ids = dict(good_token_id=0, bad_token_id=1) if spec.kind == "token_prob" else {}
-            out[name] = build(lambda c=mcfg, k=spec.kind, i=ids: RewardModel(
-                c, k, rngs=nnx.Rngs(0), **i), mcfg, src)
+            out[name] = build(
+                lambda c=mcfg, k=spec.kind, i=ids: RewardModel(c, k, rngs=nnx.Rngs(0), **i),
+                mcfg,
+                src,
+            )
     return out
 
 
@@ -231,7 +258,7 @@ def shard_factor(logical_axes, shape, sizes, rules) -> int:
     spec = logical_to_spec(logical_axes, rules, sizes, shape)
     factor = 1
     for entry in spec:
-        for axis in (() if entry is None else (entry,) if isinstance(entry, str) else entry):
+        for axis in () if entry is None else (entry,) if isinstance(entry, str) else entry:
             factor *= sizes[axis]
     return factor
 
@@ -264,7 +291,7 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int], rules) -> d
 
     from models.config import matmul_params
 
-    d, ppo = rl.data, rl.algo.losses
+    d, ppo = rl.data, rl.ppo
     pc = models["policy"].config
     p, r = d.max_prompt_len, rl.rollout.max_new_tokens
     s = p + r
@@ -284,8 +311,9 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int], rules) -> d
         h, k, dh = t("act_heads", mc.num_heads), t("act_kv_heads", mc.num_kv_heads), mc.head_dim
         f = t("act_mlp", mc.intermediate_size)
         cb = np.dtype(mc.dtype).itemsize
-        per_token = ((h + 2 * k) * dh * cb + 3 * f * cb + 4 * mc.hidden_size * cb
-                     + h * length * (4 + cb))  # q k v, SwiGLU, residuals, fp32 scores, probs
+        per_token = (
+            (h + 2 * k) * dh * cb + 3 * f * cb + 4 * mc.hidden_size * cb + h * length * (4 + cb)
+        )  # q k v, SwiGLU, residuals, fp32 scores, probs
         return n_rows * length * per_token * (2 if backward else 1)
 
     def vocab_shard(mc):
@@ -304,8 +332,11 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int], rules) -> d
     # later; measured, it holds about one model's worth at once (7B on v5e-64: 28 GiB of
     # temporaries where the other terms give 8).
     layer_weights = matmul_params(pc) - pc.vocab_size * pc.hidden_size  # all layers, no head
-    pending_grads = layer_weights * np.dtype(pc.param_dtype).itemsize // _dim_factor(
-        "mlp", pc.intermediate_size, sizes, rules)
+    pending_grads = (
+        layer_weights
+        * np.dtype(pc.param_dtype).itemsize
+        // _dim_factor("mlp", pc.intermediate_size, sizes, rules)
+    )
     update_act = {
         "unsharded layer weight gradients (pre reduce-scatter)": pending_grads,
         "layer activations kept for backward": saved,
@@ -339,27 +370,40 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int], rules) -> d
     score_act = {
         "largest model: one layer's activations + hidden states": max(
             layer_act(m.config, bn, s, backward=False) + 2 * bn * s * m.config.hidden_size * c
-            for m in models.values()),
+            for m in models.values()
+        ),
         # XLA:TPU sometimes keeps a second [rows, S, V] fp32 buffer (the log-softmax) and
         # sometimes fuses it away; counting both keeps the estimate on the safe side.
         "logits + log-softmax of one LM (fp32)": max(2 * bn * s * vocab_shard(m) * 4 for m in lm),
-        "all-gathered embedding / LM head": max(gathered_embedding(m.config)
-                                               for m in models.values()),
+        "all-gathered embedding / LM head": max(
+            gathered_embedding(m.config) for m in models.values()
+        ),
         "outputs": bn * r * 4 * (3 + len(models)),
     }
     frozen = sum(v for n, v in params.items() if n not in ("policy", "critic"))
     resident = trained + adam + frozen
     programs = {
-        "update": dict(args=trained + adam + minibatch, transient=update_act,
-                       others=frozen + rollout_buffers),
-        "sample": dict(args=params["policy"] + bp * p * (4 + 1), transient=sample_act,
-                       others=resident - params["policy"]),
+        "update": dict(
+            args=trained + adam + minibatch, transient=update_act, others=frozen + rollout_buffers
+        ),
+        "sample": dict(
+            args=params["policy"] + bp * p * (4 + 1),
+            transient=sample_act,
+            others=resident - params["policy"],
+        ),
         "score": dict(args=trained + frozen + bn * (s * 5 + r), transient=score_act, others=adam),
     }
     for prog in programs.values():
         prog["peak"] = prog["args"] + sum(prog["transient"].values()) + prog["others"]
-    return dict(params=params, adam=adam, resident=resident, minibatch=minibatch,
-                rollout_buffers=rollout_buffers, kv_cache=kv_prefix + kv_decode, programs=programs)
+    return dict(
+        params=params,
+        adam=adam,
+        resident=resident,
+        minibatch=minibatch,
+        rollout_buffers=rollout_buffers,
+        kv_cache=kv_prefix + kv_decode,
+        programs=programs,
+    )
 
 
 def _refused_temp_bytes(message: str) -> int | None:
@@ -375,8 +419,10 @@ def _refused_temp_bytes(message: str) -> int | None:
 
 def _with_shardings(abstract, shardings):
     import jax
-    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
-                        shardings)
+
+    return jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+    )
 
 
 def compile_programs(models: dict[str, Abstract], rl, mesh, rules, programs) -> dict[str, Any]:
@@ -390,13 +436,15 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, rules, programs) -> 
     from rl.rollout.sampler import Sampler, SamplerConfig
     from rl.algo.scoring import make_score_fn
 
-    d, ppo = rl.data, rl.algo.losses
+    d, ppo = rl.data, rl.ppo
     p, r = d.max_prompt_len, rl.rollout.max_new_tokens
     prompts, rows = d.prompts_per_batch, d.prompts_per_batch * d.samples_per_prompt
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
-    params = {n: _with_shardings(m.state, state_shardings(m.state, mesh, rules))
-              for n, m in models.items()}
+    params = {
+        n: _with_shardings(m.state, state_shardings(m.state, mesh, rules))
+        for n, m in models.items()
+    }
 
     def sds(shape, dtype, sharding=batch_sh):
         return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
@@ -406,44 +454,85 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, rules, programs) -> 
         ptx = upd.make_optimizer(rl.optim, rl.optim.learning_rate, total)
         ctx = upd.make_optimizer(rl.optim, rl.optim.critic_learning_rate, total)
         pst, cst = models["policy"].state, models["critic"].state
-        abstract = upd.TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), policy=pst, critic=cst,
-                                  policy_opt=jax.eval_shape(ptx.init, pst),
-                                  critic_opt=jax.eval_shape(ctx.init, cst))
+        abstract = upd.TrainState(
+            step=jax.ShapeDtypeStruct((), jnp.int32),
+            policy=pst,
+            critic=cst,
+            policy_opt=jax.eval_shape(ptx.init, pst),
+            critic_opt=jax.eval_shape(ctx.init, cst),
+        )
         sharding = upd.state_shardings(
-            abstract, (state_shardings(pst, mesh, rules), state_shardings(cst, mesh, rules)),
-            ptx, ctx, replicated)
-        fn = upd.make_update_fn(upd.Models(models["policy"].graphdef, models["critic"].graphdef),
-                                ppo, rl.reward, ptx, ctx, p)
+            abstract,
+            (state_shardings(pst, mesh, rules), state_shardings(cst, mesh, rules)),
+            ptx,
+            ctx,
+            replicated,
+        )
+        fn = upd.make_update_fn(
+            upd.Models(models["policy"].graphdef, models["critic"].graphdef),
+            ppo,
+            rl.reward,
+            ptx,
+            ctx,
+            p,
+        )
         n = rows // ppo.minibatches
-        batch = {k: sds((n, p + r) if k in ("tokens", "attention_mask") else (n, r),
-                        jnp.int32 if k == "tokens" else jnp.bool_ if k.endswith("mask")
-                        else jnp.float32) for k in upd.BATCH_KEYS}
-        return (upd.jit_update(fn, sharding, batch_sh, replicated),
-                (_with_shardings(abstract, sharding), batch))
+        batch = {
+            k: sds(
+                (n, p + r) if k in ("tokens", "attention_mask") else (n, r),
+                jnp.int32 if k == "tokens" else jnp.bool_ if k.endswith("mask") else jnp.float32,
+            )
+            for k in upd.BATCH_KEYS
+        }
+        return (
+            upd.jit_update(fn, sharding, batch_sh, replicated),
+            (_with_shardings(abstract, sharding), batch),
+        )
 
     def sample():
         pc = models["policy"].config
         eos = pc.eos_token_id if isinstance(pc.eos_token_id, int) else 0
         stops = tuple(rl.rollout.stop_strings)
-        sampler = Sampler(models["policy"].graphdef, SamplerConfig(
-            max_new_tokens=r, temperature=rl.rollout.temperature, top_p=rl.rollout.top_p,
-            top_k=rl.rollout.top_k, eos_ids=(eos,), stop_strings=stops,
-            samples_per_prompt=d.samples_per_prompt), mesh=mesh, rules=rules,
-            token_bytes=[b""] if stops else None)
+        sampler = Sampler(
+            models["policy"].graphdef,
+            SamplerConfig(
+                max_new_tokens=r,
+                temperature=rl.rollout.temperature,
+                top_p=rl.rollout.top_p,
+                top_k=rl.rollout.top_k,
+                eos_ids=(eos,),
+                stop_strings=stops,
+                samples_per_prompt=d.samples_per_prompt,
+            ),
+            mesh=mesh,
+            rules=rules,
+            token_bytes=[b""] if stops else None,
+        )
         prompt_sh = array_sharding(("batch", None), (prompts, p), mesh, rules)
         key = jax.eval_shape(lambda: jax.random.key(0))
         # The stop-string automaton's table: at most one state per byte, plus start and MATCH.
-        table = (sds((sum(len(x.encode()) for x in stops) + 2, pc.vocab_size), jnp.int32,
-                     replicated) if stops else None)
+        table = (
+            sds((sum(len(x.encode()) for x in stops) + 2, pc.vocab_size), jnp.int32, replicated)
+            if stops
+            else None
+        )
         # The rollout program itself, as Sampler.__call__ runs it.
         return sampler._generate, (
-            params["policy"], sds((prompts, p), jnp.int32, prompt_sh),
-            sds((prompts, p), jnp.bool_, prompt_sh), sds(key.shape, key.dtype, replicated), table)
+            params["policy"],
+            sds((prompts, p), jnp.int32, prompt_sh),
+            sds((prompts, p), jnp.bool_, prompt_sh),
+            sds(key.shape, key.dtype, replicated),
+            table,
+        )
 
     def score():
         fn = jax.jit(make_score_fn({n: m.graphdef for n, m in models.items()}, p))
-        return fn, (params, sds((rows, p + r), jnp.int32), sds((rows, p + r), jnp.bool_),
-                    sds((rows, r), jnp.bool_))
+        return fn, (
+            params,
+            sds((rows, p + r), jnp.int32),
+            sds((rows, p + r), jnp.bool_),
+            sds((rows, r), jnp.bool_),
+        )
 
     builders = {"update": update, "sample": sample, "score": score}
     out = {}
@@ -460,18 +549,28 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, rules, programs) -> 
             # XLA:TPU refuses a program whose temporaries exceed the HBM it can use.
             if "RESOURCE_EXHAUSTED" not in str(e):
                 raise
-            out[name] = dict(refused=str(e).splitlines()[0], temp=_refused_temp_bytes(str(e)),
-                             argument=None, output=0, alias=0, generated_code=0,
-                             lower_s=round(t1 - t0, 1),
-                             compile_s=round(time.perf_counter() - t1, 1))
+            out[name] = dict(
+                refused=str(e).splitlines()[0],
+                temp=_refused_temp_bytes(str(e)),
+                argument=None,
+                output=0,
+                alias=0,
+                generated_code=0,
+                lower_s=round(t1 - t0, 1),
+                compile_s=round(time.perf_counter() - t1, 1),
+            )
             continue
         t2 = time.perf_counter()
         m = compiled.memory_analysis()
         out[name] = dict(
-            argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
-            alias=m.alias_size_in_bytes, temp=m.temp_size_in_bytes,
+            argument=m.argument_size_in_bytes,
+            output=m.output_size_in_bytes,
+            alias=m.alias_size_in_bytes,
+            temp=m.temp_size_in_bytes,
             generated_code=m.generated_code_size_in_bytes,
-            lower_s=round(t1 - t0, 1), compile_s=round(t2 - t1, 1))
+            lower_s=round(t1 - t0, 1),
+            compile_s=round(t2 - t1, 1),
+        )
     return out
 
 
@@ -480,6 +579,7 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, rules, programs) -> 
 
 def _count(state) -> int:
     import jax
+
     return sum(math.prod(x.shape) for x in jax.tree.leaves(state))
 
 
@@ -490,16 +590,28 @@ def check_batch(rl) -> None:
     rows = rl.data.prompts_per_batch * rl.data.samples_per_prompt
     per_update, (data, fsdp, _) = rows // rl.ppo.minibatches, rl.mesh.shape
     if rows % rl.ppo.minibatches or per_update % rl.ppo.microbatches:
-        raise ConfigError(f"config.ppo.minibatches={rl.ppo.minibatches}, microbatches="
-                          f"{rl.ppo.microbatches}: must divide the {rows} rollout rows evenly")
+        raise ConfigError(
+            f"config.ppo.minibatches={rl.ppo.minibatches}, microbatches="
+            f"{rl.ppo.microbatches}: must divide the {rows} rollout rows evenly"
+        )
     for name, n in (("the rollout's rows", rows), ("the rows of one update", per_update)):
         if n % (data * fsdp):
-            raise ConfigError(f"config.mesh.shape={rl.mesh.shape}: {name} = {n} does not split "
-                              f"over data x fsdp = {data * fsdp} devices")
+            raise ConfigError(
+                f"config.mesh.shape={rl.mesh.shape}: {name} = {n} does not split "
+                f"over data x fsdp = {data * fsdp} devices"
+            )
 
 
-def assess(cfg, models: dict[str, Abstract], topology: topo.Topology, backend: str, programs,
-           hbm_bytes: int, config_name: str, summary: dict[str, dict]) -> dict[str, Any]:
+def assess(
+    cfg,
+    models: dict[str, Abstract],
+    topology: topo.Topology,
+    backend: str,
+    programs,
+    hbm_bytes: int,
+    config_name: str,
+    summary: dict[str, dict],
+) -> dict[str, Any]:
     """Analytic count and compiled programs for `topology`, each program's peak, the verdict."""
     from configs.sharding import RULES
     from models.sharding import make_mesh
@@ -516,12 +628,19 @@ def assess(cfg, models: dict[str, Abstract], topology: topo.Topology, backend: s
         prog, got = est["programs"][name], compiled.get(name)
         peak = None
         if got and got["argument"] is not None:
-            peak = (got["argument"] + got["output"] - got["alias"] + got["temp"]
-                    + got["generated_code"] + prog["others"])
+            peak = (
+                got["argument"]
+                + got["output"]
+                - got["alias"]
+                + got["temp"]
+                + got["generated_code"]
+                + prog["others"]
+            )
         elif got and got["temp"] is not None:  # refused: its temporaries, the rest analytic
             peak = prog["args"] + got["temp"] + prog["others"]
-        peaks[name] = dict(analytic=prog["peak"], compiled=peak,
-                           refused=bool(got) and "refused" in got)
+        peaks[name] = dict(
+            analytic=prog["peak"], compiled=peak, refused=bool(got) and "refused" in got
+        )
     # XLA:TPU's own buffer assignment decides when it is there. XLA:CPU's temporaries are not a
     # TPU's (its scheduler does not keep remat's recomputation late, so every layer's activations
     # can be live at once: 50 GiB against XLA:TPU's 5-11 for the 1.5B update), so with the CPU
@@ -534,66 +653,117 @@ def assess(cfg, models: dict[str, Abstract], topology: topo.Topology, backend: s
         worst = refused[0]
         needed = peaks[worst]["compiled"] or peaks[worst]["analytic"]
     return dict(
-        config=config_name, topology=dataclasses.asdict(topology), backend=backend,
-        mesh=dict(mesh.shape), hbm_bytes=hbm_bytes,
-        models={n: dict(params=_count(m.state), source=m.source, dtype=str(m.config.dtype),
-                        param_dtype=str(m.config.param_dtype), remat=m.config.remat)
-                for n, m in models.items()},
-        analytic=est, compiled=compiled, peaks=peaks, basis=basis, worst=worst,
-        needed_bytes=needed, fits=needed <= hbm_bytes and not refused, fits_on=summary)
+        config=config_name,
+        topology=dataclasses.asdict(topology),
+        backend=backend,
+        mesh=dict(mesh.shape),
+        hbm_bytes=hbm_bytes,
+        models={
+            n: dict(
+                params=_count(m.state),
+                source=m.source,
+                dtype=str(m.config.dtype),
+                param_dtype=str(m.config.param_dtype),
+                remat=m.config.remat,
+            )
+            for n, m in models.items()
+        },
+        analytic=est,
+        compiled=compiled,
+        peaks=peaks,
+        basis=basis,
+        worst=worst,
+        needed_bytes=needed,
+        fits=needed <= hbm_bytes and not refused,
+        fits_on=summary,
+    )
 
 
-_ARGS = {"update": "arguments: policy+critic params, Adam, minibatch",
-         "sample": "arguments: policy params, prompts",
-         "score": "arguments: every model's params, the rollout"}
+_ARGS = {
+    "update": "arguments: policy+critic params, Adam, minibatch",
+    "sample": "arguments: policy params, prompts",
+    "score": "arguments: every model's params, the rollout",
+}
 
 
 def render(r: dict[str, Any]) -> list[str]:
     """The report as text: per-device GiB, analytic beside compiled."""
+
     def row(label, a=None, c=None, indent=2):
         num = lambda x: "" if x is None else f"{x / GIB:.3f}"  # noqa: E731
         return f"{' ' * indent}{label:<{58 - indent}}{num(a):>9}{num(c):>10}".rstrip()
 
     t, est = r["topology"], r["analytic"]
-    lines = [f"launch.aot: {r['config']} on {t['name']} ({t['chips']} chips = {t['devices']} JAX "
-             f"devices, {t['hosts']} hosts), mesh (data, fsdp, tensor) = "
-             f"{tuple(r['mesh'].values())}, " + (f"compiled by XLA:{r['backend'].upper()}"
-                                                  if r["compiled"] else "nothing compiled")]
+    lines = [
+        f"launch.aot: {r['config']} on {t['name']} ({t['chips']} chips = {t['devices']} JAX "
+        f"devices, {t['hosts']} hosts), mesh (data, fsdp, tensor) = "
+        f"{tuple(r['mesh'].values())}, "
+        + (f"compiled by XLA:{r['backend'].upper()}" if r["compiled"] else "nothing compiled")
+    ]
     for name, m in r["models"].items():
         if name != "ref":
-            lines.append(f"  {name:9s}{m['params'] / 1e9:6.2f}B params, {m['param_dtype']} params, "
-                         f"{m['dtype']} compute, remat={m['remat']}; shapes: {m['source']}")
-    lines += ["  ref      a copy of the policy (as rl/models_setup.frozen_copy makes it)", "",
-              f"{'per device, GiB':<58}{'analytic':>9}{'compiled':>10}"]
+            lines.append(
+                f"  {name:9s}{m['params'] / 1e9:6.2f}B params, {m['param_dtype']} params, "
+                f"{m['dtype']} compute, remat={m['remat']}; shapes: {m['source']}"
+            )
+    lines += [
+        "  ref      a copy of the policy (as rl/models_setup.frozen_copy makes it)",
+        "",
+        f"{'per device, GiB':<58}{'analytic':>9}{'compiled':>10}",
+    ]
     lines += [row(f"{name} parameters", v) for name, v in est["params"].items()]
     lines.append(row("Adam mu + nu (policy + critic)", est["adam"]))
     lines.append(row("KV caches of one rollout (in sample's temporaries)", est["kv_cache"]))
     for name in PROGRAMS:
         prog, got = est["programs"][name], r["compiled"].get(name)
-        lines.append(f" {name}" + (f" (lowered {got['lower_s']} s, compiled {got['compile_s']} s)"
-                                   if got else " (not compiled)"))
+        lines.append(
+            f" {name}"
+            + (
+                f" (lowered {got['lower_s']} s, compiled {got['compile_s']} s)"
+                if got
+                else " (not compiled)"
+            )
+        )
         if got and "refused" in got:
             lines.append(f"  XLA:TPU refused it: {got['refused']}")
         lines.append(row(_ARGS[name], prog["args"], got and got["argument"]))
         if got and got["argument"] is not None:
             lines.append(f"{'    compiled / analytic':58s}{got['argument'] / prog['args']:>19.3f}")
         lines += [row(item, v, indent=4) for item, v in prog["transient"].items()]
-        lines.append(row("temporaries (analytic: the sum above)", sum(prog["transient"].values()),
-                         got and got["temp"]))
+        lines.append(
+            row(
+                "temporaries (analytic: the sum above)",
+                sum(prog["transient"].values()),
+                got and got["temp"],
+            )
+        )
         if got and got["argument"] is not None:
-            lines.append(row("outputs not aliased to arguments, generated code", None,
-                             got["output"] - got["alias"] + got["generated_code"]))
+            lines.append(
+                row(
+                    "outputs not aliased to arguments, generated code",
+                    None,
+                    got["output"] - got["alias"] + got["generated_code"],
+                )
+            )
         lines.append(row("resident meanwhile (other models, Adam, rollout)", prog["others"]))
         peak = r["peaks"][name]
         lines.append(row(f"PEAK {name}", peak["analytic"], peak["compiled"]))
-    lines += ["", f"needed per device: {r['needed_bytes'] / GIB:.3f} GiB ({r['worst']}, "
-                  f"{r['basis']}); available {r['hbm_bytes'] / GIB:.2f} GiB: "
-                  f"{'fits' if r['fits'] else 'DOES NOT FIT'}"]
+    lines += [
+        "",
+        f"needed per device: {r['needed_bytes'] / GIB:.3f} GiB ({r['worst']}, "
+        f"{r['basis']}); available {r['hbm_bytes'] / GIB:.2f} GiB: "
+        f"{'fits' if r['fits'] else 'DOES NOT FIT'}",
+    ]
     if r["backend"] == "cpu" and r["compiled"]:
-        lines.append("  (the analytic count decides: XLA:CPU's temporaries overstate a TPU's; "
-                     "--backend=tpu compiles with XLA:TPU where libtpu is installed)")
-    verdict = lambda ok: [f"{n} ({v['peak'] / GIB:.1f}/{v['hbm'] / GIB:.0f})"  # noqa: E731
-                          for n, v in r["fits_on"].items() if v["fits"] == ok]
+        lines.append(
+            "  (the analytic count decides: XLA:CPU's temporaries overstate a TPU's; "
+            "--backend=tpu compiles with XLA:TPU where libtpu is installed)"
+        )
+    verdict = lambda ok: [
+        f"{n} ({v['peak'] / GIB:.1f}/{v['hbm'] / GIB:.0f})"  # noqa: E731
+        for n, v in r["fits_on"].items()
+        if v["fits"] == ok
+    ]
     if r["fits_on"]:
         lines.append(f"fits on (analytic peak/HBM GiB): {', '.join(verdict(True)) or 'none'}")
         if verdict(False):
@@ -615,8 +785,9 @@ def fits_summary(cfg, models, config_path, overrides) -> dict[str, dict]:
         sizes = dict(zip(("data", "fsdp", "tensor"), rl.mesh.shape))
         est = analytic(models, rl, sizes, tuple(c.get("sharding_rules", RULES)))
         peak = max(v["peak"] for v in est["programs"].values())
-        out[name] = dict(peak=peak, hbm=t.hbm_bytes, fits=peak <= t.hbm_bytes,
-                         mesh=tuple(rl.mesh.shape))
+        out[name] = dict(
+            peak=peak, hbm=t.hbm_bytes, fits=peak <= t.hbm_bytes, mesh=tuple(rl.mesh.shape)
+        )
     return out
 
 
@@ -627,12 +798,16 @@ def main(argv):
     overrides = config_flags.get_override_values(flags.FLAGS["config"])
     name = _TOPOLOGY.value or cfg.get("topology")
     if not name:
-        raise SystemExit(f"error: {config_path} names no topology; give --topology= (one of "
-                         f"{', '.join(topo.TOPOLOGIES)})")
+        raise SystemExit(
+            f"error: {config_path} names no topology; give --topology= (one of "
+            f"{', '.join(topo.TOPOLOGIES)})"
+        )
     unknown = sorted(set(_PROGRAMS.value) - set(PROGRAMS))
     if unknown:
-        raise SystemExit(f"error: --programs={','.join(_PROGRAMS.value)}: unknown {unknown}; "
-                         f"choose from {PROGRAMS}")
+        raise SystemExit(
+            f"error: --programs={','.join(_PROGRAMS.value)}: unknown {unknown}; "
+            f"choose from {PROGRAMS}"
+        )
     try:
         topology = topo.get(name)
         cfg = config_for(name, cfg, config_path, overrides)
@@ -648,13 +823,13 @@ def main(argv):
         set_fake_devices(topology.devices)
 
     from rl.config import ConfigError, RLConfig
+
     t0 = time.perf_counter()
     try:
         models = abstract_models(cfg, RLConfig.from_config_dict(cfg))
         summary = fits_summary(cfg, models, config_path, overrides)
         hbm = int(_HBM_GIB.value * GIB) if _HBM_GIB.value is not None else topology.hbm_bytes
-        result = assess(cfg, models, topology, backend, _PROGRAMS.value, hbm, config_path,
-                        summary)
+        result = assess(cfg, models, topology, backend, _PROGRAMS.value, hbm, config_path, summary)
     except ConfigError as e:
         raise SystemExit(f"error: {e}") from None
     result["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -663,9 +838,11 @@ def main(argv):
         with open(_JSON.value, "w") as f:
             json.dump(result, f, indent=2, default=str)
     if not result["fits"]:
-        raise SystemExit(f"error: {config_path} does not fit on {topology.name}: needs "
-                         f"{result['needed_bytes']} bytes ({result['needed_bytes'] / GIB:.2f} GiB) "
-                         f"per device, {hbm} bytes ({hbm / GIB:.2f} GiB) available")
+        raise SystemExit(
+            f"error: {config_path} does not fit on {topology.name}: needs "
+            f"{result['needed_bytes']} bytes ({result['needed_bytes'] / GIB:.2f} GiB) "
+            f"per device, {hbm} bytes ({hbm / GIB:.2f} GiB) available"
+        )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Grouped-query attention: the pure `attend` function, its masks, and the projection module.
 
 `attend` works on explicit (q, k, v, mask) so other key/value layouts can reuse it: the full forward
-passes the sequence's own k/v, decoding passes the KV cache, and a shared-prefix sampler can pass one
-prompt's cache plus per-sample suffixes (or call it twice and merge with log-sum-exp).
+passes the sequence's own k/v, decoding passes the KV cache, and a shared-prefix sampler can pass
+one prompt's cache plus per-sample suffixes (or call it twice and merge with log-sum-exp).
 
-Letters: B batch, T query length, S key length, H query heads, K key/value heads, G = H/K query heads
-per key/value head, Dh head width, D model width.
+Letters: B batch, T query length, S key length, H query heads, K key/value heads, G = H/K query
+heads per key/value head, Dh head width, D model width.
 """
+
 from __future__ import annotations
 
 import jax
@@ -24,88 +25,126 @@ from models.sharding import constrain
 _MASKED = float(np.finfo(np.float32).min)
 
 
-def attend(q_BxTxHxDh: jax.Array, k_BxSxKxDh: jax.Array, v_BxSxKxDh: jax.Array,
-           mask_BxTxS: jax.Array) -> jax.Array:
-  """softmax(q·kᵀ/√Dh masked)·v with K key/value heads shared by groups of H/K query heads.
+def attend(
+    q_BxTxHxDh: jax.Array, k_BxSxKxDh: jax.Array, v_BxSxKxDh: jax.Array, mask_BxTxS: jax.Array
+) -> jax.Array:
+    """softmax(q·kᵀ/√Dh masked)·v with K key/value heads shared by groups of H/K query heads.
 
-  Logits and softmax are fp32 (`preferred_element_type`), probabilities are cast back to v's dtype for
-  the second matmul, as transformers does. Returns [B, T, H, Dh] in v's dtype.
-  """
-  b, t, h, dh = q_BxTxHxDh.shape
-  k_heads = k_BxSxKxDh.shape[2]
-  q_BxTxKxGxDh = q_BxTxHxDh.reshape(b, t, k_heads, h // k_heads, dh)
-  logits_BxKxGxTxS = jnp.einsum("btkgd,bskd->bkgts", q_BxTxKxGxDh, k_BxSxKxDh,
-                                preferred_element_type=jnp.float32) * (dh ** -0.5)
-  logits_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], logits_BxKxGxTxS, _MASKED)
-  probs_BxKxGxTxS = jax.nn.softmax(logits_BxKxGxTxS, axis=-1).astype(v_BxSxKxDh.dtype)
-  out_BxTxKxGxDh = jnp.einsum("bkgts,bskd->btkgd", probs_BxKxGxTxS, v_BxSxKxDh)
-  return out_BxTxKxGxDh.reshape(b, t, h, dh)
+    Logits and softmax are fp32 (`preferred_element_type`), probabilities are cast back to v's dtype
+    for the second matmul, as transformers does. Returns [B, T, H, Dh] in v's dtype.
+    """
+    b, t, h, dh = q_BxTxHxDh.shape
+    k_heads = k_BxSxKxDh.shape[2]
+    q_BxTxKxGxDh = q_BxTxHxDh.reshape(b, t, k_heads, h // k_heads, dh)
+    logits_BxKxGxTxS = jnp.einsum(
+        "btkgd,bskd->bkgts", q_BxTxKxGxDh, k_BxSxKxDh, preferred_element_type=jnp.float32
+    ) * (dh**-0.5)
+    logits_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], logits_BxKxGxTxS, _MASKED)
+    probs_BxKxGxTxS = jax.nn.softmax(logits_BxKxGxTxS, axis=-1).astype(v_BxSxKxDh.dtype)
+    out_BxTxKxGxDh = jnp.einsum("bkgts,bskd->btkgd", probs_BxKxGxTxS, v_BxSxKxDh)
+    return out_BxTxKxGxDh.reshape(b, t, h, dh)
 
 
 def causal_mask(attention_mask_BxT: jax.Array | None, batch: int, length: int) -> jax.Array:
-  """[B, T, T] bool: query t sees key s iff s <= t and s is a real (non-pad) token."""
-  causal_TxT = jnp.tril(jnp.ones((length, length), dtype=jnp.bool_))
-  if attention_mask_BxT is None:
-    return jnp.broadcast_to(causal_TxT, (batch, length, length))
-  return causal_TxT[None] & attention_mask_BxT.astype(jnp.bool_)[:, None, :]
+    """[B, T, T] bool: query t sees key s iff s <= t and s is a real (non-pad) token."""
+    causal_TxT = jnp.tril(jnp.ones((length, length), dtype=jnp.bool_))
+    if attention_mask_BxT is None:
+        return jnp.broadcast_to(causal_TxT, (batch, length, length))
+    return causal_TxT[None] & attention_mask_BxT.astype(jnp.bool_)[:, None, :]
 
 
 def cache_mask(valid_BxS: jax.Array, index: jax.Array, length: int) -> jax.Array:
-  """[B, T, S] bool for T new tokens written at slots [index, index+T) of an S-slot cache.
+    """[B, T, S] bool for T new tokens written at slots [index, index+T) of an S-slot cache.
 
-  Slots are in time order, so causality is slot order: query t sees slot s iff s <= index + t and the
-  slot holds a real token (`valid_BxS`, which already includes the new tokens' own mask).
-  """
-  slots_S = jnp.arange(valid_BxS.shape[1], dtype=jnp.int32)
-  query_slots_T = index + jnp.arange(length, dtype=jnp.int32)
-  causal_TxS = slots_S[None, :] <= query_slots_T[:, None]
-  return causal_TxS[None] & valid_BxS[:, None, :]
+    Slots are in time order, so causality is slot order: query t sees slot s iff s <= index + t and
+    the slot holds a real token (`valid_BxS`, which already includes the new tokens' own mask).
+    """
+    slots_S = jnp.arange(valid_BxS.shape[1], dtype=jnp.int32)
+    query_slots_T = index + jnp.arange(length, dtype=jnp.int32)
+    causal_TxS = slots_S[None, :] <= query_slots_T[:, None]
+    return causal_TxS[None] & valid_BxS[:, None, :]
 
 
 class Attention(nnx.Module):
-  """Projections + RoPE + `attend` + output projection; q/k/v bias per `config.attention_bias`."""
+    """Projections + RoPE + `attend` + output projection; q/k/v bias per `config.attention_bias`."""
 
-  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
-    d, h, k, dh = config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim
-    self.config = config
-    kw = dict(config=config, rngs=rngs)
-    self.q_proj = Dense((d,), (h, dh), in_axes=("embed",), out_axes=("heads", "head_dim"),
-                        use_bias=config.attention_bias, **kw)
-    self.k_proj = Dense((d,), (k, dh), in_axes=("embed",), out_axes=("kv_heads", "head_dim"),
-                        use_bias=config.attention_bias, **kw)
-    self.v_proj = Dense((d,), (k, dh), in_axes=("embed",), out_axes=("kv_heads", "head_dim"),
-                        use_bias=config.attention_bias, **kw)
-    self.o_proj = Dense((h, dh), (d,), in_axes=("heads", "head_dim"), out_axes=("embed",),
-                        use_bias=config.attention_out_bias, **kw)
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        d, h, k, dh = config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim
+        self.config = config
+        kw = dict(config=config, rngs=rngs)
+        self.q_proj = Dense(
+            (d,),
+            (h, dh),
+            in_axes=("embed",),
+            out_axes=("heads", "head_dim"),
+            use_bias=config.attention_bias,
+            **kw,
+        )
+        self.k_proj = Dense(
+            (d,),
+            (k, dh),
+            in_axes=("embed",),
+            out_axes=("kv_heads", "head_dim"),
+            use_bias=config.attention_bias,
+            **kw,
+        )
+        self.v_proj = Dense(
+            (d,),
+            (k, dh),
+            in_axes=("embed",),
+            out_axes=("kv_heads", "head_dim"),
+            use_bias=config.attention_bias,
+            **kw,
+        )
+        self.o_proj = Dense(
+            (h, dh),
+            (d,),
+            in_axes=("heads", "head_dim"),
+            out_axes=("embed",),
+            use_bias=config.attention_out_bias,
+            **kw,
+        )
 
-  def qkv(self, x_BxTxD: jax.Array, positions_BxT: jax.Array):
-    """Rotated queries and keys, and values, of the T input tokens."""
-    inv_freq = inverse_frequencies(self.config)
-    q = apply_rope(self.q_proj(x_BxTxD), positions_BxT, inv_freq)
-    k = apply_rope(self.k_proj(x_BxTxD), positions_BxT, inv_freq)
-    v = self.v_proj(x_BxTxD)
-    q = constrain(q, ("batch", "length", "act_heads", None))
-    k = constrain(k, ("batch", "length", "act_kv_heads", None))
-    v = constrain(v, ("batch", "length", "act_kv_heads", None))
-    return q, k, v
+    def qkv(self, x_BxTxD: jax.Array, positions_BxT: jax.Array):
+        """Rotated queries and keys, and values, of the T input tokens."""
+        inv_freq = inverse_frequencies(self.config)
+        q = apply_rope(self.q_proj(x_BxTxD), positions_BxT, inv_freq)
+        k = apply_rope(self.k_proj(x_BxTxD), positions_BxT, inv_freq)
+        v = self.v_proj(x_BxTxD)
+        q = constrain(q, ("batch", "length", "act_heads", None))
+        k = constrain(k, ("batch", "length", "act_kv_heads", None))
+        v = constrain(v, ("batch", "length", "act_kv_heads", None))
+        return q, k, v
 
-  def __call__(self, x_BxTxD: jax.Array, positions_BxT: jax.Array,
-               mask_BxTxT: jax.Array) -> jax.Array:
-    q, k, v = self.qkv(x_BxTxD, positions_BxT)
-    return self.o_proj(attend(q, k, v, mask_BxTxT))
+    def __call__(
+        self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_BxTxT: jax.Array
+    ) -> jax.Array:
+        q, k, v = self.qkv(x_BxTxD, positions_BxT)
+        return self.o_proj(attend(q, k, v, mask_BxTxT))
 
-  def decode(self, x_BxTxD: jax.Array, positions_BxT: jax.Array, mask_BxTxS: jax.Array,
-             k_LxBxSxKxDh: jax.Array, v_LxBxSxKxDh: jax.Array, layer: int, index: jax.Array):
-    """Writes this layer's new k/v at slots [index, index+T) of the stacked cache, attends over it.
+    def decode(
+        self,
+        x_BxTxD: jax.Array,
+        positions_BxT: jax.Array,
+        mask_BxTxS: jax.Array,
+        k_LxBxSxKxDh: jax.Array,
+        v_LxBxSxKxDh: jax.Array,
+        layer: int,
+        index: jax.Array,
+    ):
+        """Writes this layer's new k/v at slots [index, index+T) of the stacked cache, attends over
+        it.
 
-    The update is a `dynamic_update_slice` into the whole [L, ...] buffer, so with the cache donated
-    XLA writes in place and `index` may be traced (inside `lax.while_loop`).
-    """
-    q, k, v = self.qkv(x_BxTxD, positions_BxT)
-    start = (layer, 0, index, 0, 0)
-    k_LxBxSxKxDh = jax.lax.dynamic_update_slice(k_LxBxSxKxDh, k[None].astype(k_LxBxSxKxDh.dtype),
-                                                start)
-    v_LxBxSxKxDh = jax.lax.dynamic_update_slice(v_LxBxSxKxDh, v[None].astype(v_LxBxSxKxDh.dtype),
-                                                start)
-    out = attend(q, k_LxBxSxKxDh[layer], v_LxBxSxKxDh[layer], mask_BxTxS)
-    return self.o_proj(out), k_LxBxSxKxDh, v_LxBxSxKxDh
+        The update is a `dynamic_update_slice` into the whole [L, ...] buffer, so with the cache
+        donated XLA writes in place and `index` may be traced (inside `lax.while_loop`).
+        """
+        q, k, v = self.qkv(x_BxTxD, positions_BxT)
+        start = (layer, 0, index, 0, 0)
+        k_LxBxSxKxDh = jax.lax.dynamic_update_slice(
+            k_LxBxSxKxDh, k[None].astype(k_LxBxSxKxDh.dtype), start
+        )
+        v_LxBxSxKxDh = jax.lax.dynamic_update_slice(
+            v_LxBxSxKxDh, v[None].astype(v_LxBxSxKxDh.dtype), start
+        )
+        out = attend(q, k_LxBxSxKxDh[layer], v_LxBxSxKxDh[layer], mask_BxTxS)
+        return self.o_proj(out), k_LxBxSxKxDh, v_LxBxSxKxDh

@@ -1,9 +1,9 @@
 """Answer strings: extraction and the cheap, deterministic normalization in front of math-verify.
 
 Everything here is plain string work (regular expressions that cannot backtrack catastrophically,
-iterative scans, no recursion), so it runs in time about linear in the input and cannot be made to execute code or
-to hang. ``rewards.verify`` decides most comparisons here (equal keys, two plain numbers, two
-plain-text answers) and hands only the rest to math-verify's LaTeX-to-SymPy path, after
+iterative scans, no recursion), so it runs in time about linear in the input and cannot be made to
+execute code or to hang. ``rewards.verify`` decides most comparisons here (equal keys, two plain
+numbers, two plain-text answers) and hands only the rest to math-verify's LaTeX-to-SymPy path, after
 ``symbolic_hazard`` has ruled out inputs that make SymPy compute astronomically large numbers.
 
 Normalization policy (each rule says why it is safe for a reward):
@@ -49,13 +49,17 @@ _GSM8K_MARK = "####"
 _ANSWER_IS = re.compile(r"answer\s+is\s*:?", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|\n")
 
-_TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|textup|mbox|mathrm)\s*(?=\{)")
+_TEXT_COMMAND = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textnormal|textup|mbox|mathrm)\s*(?=\{)"
+)
 _UNIT_WORD = re.compile(r"[A-Za-z]{2,}")
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?:\.|(?![A-Za-z]))|\\[bB]igg?[lr]?(?![A-Za-z])")
 _SPACING = re.compile(r"(?<!\\)\\[!,:;>]|\\(?:q?quad|displaystyle|textstyle)(?![A-Za-z])")
 _WIDE_SPACE = re.compile(r"(?<!\\)\\ |~")
 _FRAC_VARIANT = re.compile(r"\\[dtc]frac(?![A-Za-z])")
-_DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ(?![A-Za-z])|°|\\degree(?![A-Za-z])")
+_DEGREES = re.compile(
+    r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ(?![A-Za-z])|°|\\degree(?![A-Za-z])"
+)
 _PERCENT = re.compile(r"\\?%")
 _FRAC_DIGITS = re.compile(r"\\frac\s*(\d)\s*(\d)")
 _FRAC_DIGIT_DENOMINATOR = re.compile(r"\\frac\s*\{([^{}]*)\}\s*(\d)")
@@ -65,7 +69,8 @@ _UNIT_POWER = re.compile(r"\s*\^\s*(?:\{\s*\d\s*\}|\d)")
 _PLAIN_NUMBER = r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)"
 _NUMBER_THEN_WORDS = re.compile(
     rf"(?P<number>{_PLAIN_NUMBER}|-?\\frac\{{\d+\}}\{{\d+\}})"
-    r"\s+[A-Za-z]{2,}\.?(?:\s+[A-Za-z]{2,}\.?)*(?:\s*\^\s*\{?\d\}?)?")
+    r"\s+[A-Za-z]{2,}\.?(?:\s+[A-Za-z]{2,}\.?)*(?:\s*\^\s*\{?\d\}?)?"
+)
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _CHOICE = re.compile(r"\(([A-Za-z])\)")
 _WORDS = re.compile(r"[A-Za-z][A-Za-z'\-]*[A-Za-z](?:\s+[A-Za-z][A-Za-z'\-]*[A-Za-z])*")
@@ -107,13 +112,14 @@ def matching_brace(text: str, open_index: int) -> int | None:
 
 
 def _box_content(text: str, command_end: int) -> str | None:
-    """Argument of the ``\\boxed``/``\\fbox`` ending at ``command_end``: ``{...}`` or ``\\boxed x``."""
+    """Argument of the ``\\boxed``/``\\fbox`` ending at ``command_end``: ``{...}`` or ``\\boxed
+    x``."""
     i = command_end
     while i < len(text) and text[i] in " \t":
         i += 1
     if i < len(text) and text[i] == "{":
         close = matching_brace(text, i)
-        return None if close is None else text[i + 1:close]
+        return None if close is None else text[i + 1 : close]
     token = _BOX_TOKEN.match(text, i)
     return token.group(0) if token else None
 
@@ -125,9 +131,9 @@ def _after_answer_is(text: str) -> str | None:
         pass
     if last is None:
         return None
-    rest = text[last.end():]
+    rest = text[last.end() :]
     end = _SENTENCE_END.search(rest)
-    sentence = rest[:end.start()] if end else rest
+    sentence = rest[: end.start()] if end else rest
     return sentence.strip().strip("$").strip().rstrip(".").strip() or None
 
 
@@ -139,7 +145,7 @@ def extract(text: str) -> str | None:
         return content.strip() if content and content.strip() else None
     mark = text.rfind(_GSM8K_MARK)
     if mark >= 0:
-        line = text[mark + len(_GSM8K_MARK):].strip().split("\n", 1)[0]
+        line = text[mark + len(_GSM8K_MARK) :].strip().split("\n", 1)[0]
         return line.strip().rstrip(".").strip() or None
     return _after_answer_is(text)
 
@@ -154,12 +160,15 @@ def _unwrap_text_blocks(text: str) -> str:
         close = matching_brace(text, block.end())
         if close is None:
             return text
-        inner = text[block.end() + 1:close]
-        before, after = text[:block.start()].strip(), text[close + 1:]
+        inner = text[block.end() + 1 : close]
+        before, after = text[: block.start()].strip(), text[close + 1 :]
         if not before and not after.strip():
             text = inner.strip()
-        elif (before and _UNIT_WORD.search(inner)
-              and _UNIT_POWER.sub("", after, count=1).strip() == ""):
+        elif (
+            before
+            and _UNIT_WORD.search(inner)
+            and _UNIT_POWER.sub("", after, count=1).strip() == ""
+        ):
             text = before
         else:
             return text
@@ -175,7 +184,7 @@ def normalize(answer: str) -> str:
     text = text.replace("\\$", "").replace("$", "")
     for opener, closer in (("\\(", "\\)"), ("\\[", "\\]")):
         if text.startswith(opener) and text.endswith(closer):
-            text = text[len(opener):-len(closer)]
+            text = text[len(opener) : -len(closer)]
     text = _LEFT_RIGHT.sub("", text)
     text = _SPACING.sub("", text)
     text = _WIDE_SPACE.sub(" ", text)
@@ -220,7 +229,8 @@ def drop_assignment(normalized: str) -> str:
 
 
 def as_number(normalized: str) -> tuple[Fraction, bool] | None:
-    """An integer, decimal or simple fraction as an exact Fraction, with whether it was a decimal."""
+    """An integer, decimal or simple fraction as an exact Fraction, with whether it was a
+    decimal."""
     compact = key(normalized)
     try:
         if _INTEGER.fullmatch(compact):
@@ -257,15 +267,16 @@ def _exponent(text: str, caret: int) -> tuple[str, int] | None:
         return "", i
     if text[i] == "{":
         close = matching_brace(text, i)
-        return None if close is None else (text[i + 1:close], close + 1)
+        return None if close is None else (text[i + 1 : close], close + 1)
     token = _EXPONENT_TOKEN.match(text, i)
     return token.group(0), token.end()
 
 
 def _literal_digits(text: str) -> int:
     """Number of digits of the largest integer literal in ``text`` (1 when it has none)."""
-    return max((len(m.group(0).lstrip("0") or "0") for m in _INTEGER_LITERAL.finditer(text)),
-               default=1)
+    return max(
+        (len(m.group(0).lstrip("0") or "0") for m in _INTEGER_LITERAL.finditer(text)), default=1
+    )
 
 
 def symbolic_hazard(normalized: str) -> str | None:
@@ -282,7 +293,8 @@ def symbolic_hazard(normalized: str) -> str | None:
     if _BIG_OPERATOR.search(normalized):
         return "sum, product, integral or limit"
     if ("\\binom" in normalized or "\\choose" in normalized) and (
-            _literal_digits(normalized) > MAX_BINOMIAL_LITERAL_DIGITS):
+        _literal_digits(normalized) > MAX_BINOMIAL_LITERAL_DIGITS
+    ):
         return "binomial of a large literal"
     group_digits = [1]
     last_operand_digits = 1

@@ -34,9 +34,14 @@ DEFAULT_PHRASES = (
 )
 
 
-def reasoning_pattern_reward(text: str, *, phrases: Sequence[str] = DEFAULT_PHRASES,
-                             scale: float = 0.2, cap: float = 1.0,
-                             sep: str = steps_lib.DEFAULT_SEPARATOR) -> float:
+def reasoning_pattern_reward(
+    text: str,
+    *,
+    phrases: Sequence[str] = DEFAULT_PHRASES,
+    scale: float = 0.2,
+    cap: float = 1.0,
+    sep: str = steps_lib.DEFAULT_SEPARATOR,
+) -> float:
     """``min(scale * #distinct phrases, cap) - repeated-step fraction``; case-insensitive."""
     if scale < 0 or cap < 0:
         raise ValueError(f"scale and cap must be >= 0, got scale={scale!r}, cap={cap!r}")

@@ -6,7 +6,8 @@ Every function takes one sequence's ``[T]`` arrays and returns ``[T]`` arrays; b
 
 Shape letters: ``T`` response tokens. Conventions (DESIGN.md, "Reward refinements"):
 
-* ``step_end_T`` (bool) is True on the last token of each step and False elsewhere, padding included.
+* ``step_end_T`` (bool) is True on the last token of each step and False elsewhere, padding
+  included.
     Steps are numbered k = 1..K in order of their end positions.
 * ``scores_T`` holds the process reward model's score s_k at step k's end position; values at other
     positions are ignored.
@@ -15,7 +16,8 @@ Shape letters: ``T`` response tokens. Conventions (DESIGN.md, "Reward refinement
 The refinements bound what the policy can gain from a learned process reward by adding steps:
 
 * ``raw``: s_k. Non-negative scores make the return grow with the number of steps (the hack).
-* ``clip``: min(s_k - eta, 0). Each step reward is <= 0, so an extra step can never raise the return.
+* ``clip``: min(s_k - eta, 0). Each step reward is <= 0, so an extra step can never raise the
+  return.
 * ``delta``: s_k - s_{k+1} for k <= K-2, s_{K-1} for k = K-1, 0 for k = K. The return from any step
     k < K telescopes to s_k, a single bounded score, however many steps follow.
 * ``clip_delta``: ``delta`` of the clipped scores min(s_k - eta, 0).
@@ -82,7 +84,9 @@ def delta(scores_T: Array, step_end_T: Array) -> Array:
     nxt_T = next_step_end(step_end_T)
     is_last_T = step_end_T & (nxt_T >= step_end_T.shape[-1])
     kept_T = jnp.where(step_end_T & ~is_last_T, scores_T, 0.0).astype(scores_T.dtype)
-    return jnp.where(step_end_T, kept_T - _gather_or_zero(kept_T, nxt_T), 0.0).astype(scores_T.dtype)
+    return jnp.where(step_end_T, kept_T - _gather_or_zero(kept_T, nxt_T), 0.0).astype(
+        scores_T.dtype
+    )
 
 
 def clip_delta(scores_T: Array, step_end_T: Array, eta: float | Array) -> Array:
@@ -90,8 +94,9 @@ def clip_delta(scores_T: Array, step_end_T: Array, eta: float | Array) -> Array:
     return delta(clip(scores_T, step_end_T, eta), step_end_T)
 
 
-def gated(step_rewards_T: Array, step_end_T: Array, outcome: float | Array,
-          threshold: float | Array) -> Array:
+def gated(
+    step_rewards_T: Array, step_end_T: Array, outcome: float | Array, threshold: float | Array
+) -> Array:
     """G-RA: keep step rewards only where the outcome reward reaches ``threshold``, else 0.
 
     ``step_rewards_T`` may be raw scores or any transform's output; the gate multiplies them.
@@ -100,7 +105,9 @@ def gated(step_rewards_T: Array, step_end_T: Array, outcome: float | Array,
     return jnp.where(step_end_T & keep, step_rewards_T, 0.0).astype(step_rewards_T.dtype)
 
 
-def shape_prm(scores_T: Array, step_end_T: Array, transform: str, eta: float | Array = 0.0) -> Array:
+def shape_prm(
+    scores_T: Array, step_end_T: Array, transform: str, eta: float | Array = 0.0
+) -> Array:
     """Dispatch on a transform name (static configuration, resolved at trace time)."""
     if transform == "raw":
         return raw(scores_T, step_end_T)
@@ -113,9 +120,11 @@ def shape_prm(scores_T: Array, step_end_T: Array, transform: str, eta: float | A
     raise ValueError(f"transform must be one of {PRM_TRANSFORMS}, got {transform!r}")
 
 
-def implicit_prm(logp_T: Array, ref_logp_T: Array, step_end_T: Array, response_T: Array,
-                                  beta: float | Array) -> Array:
-    """Implicit-PRM step rewards (Yuan et al. 2024): beta * sum of log(pi/pi_ref) over a step's tokens.
+def implicit_prm(
+    logp_T: Array, ref_logp_T: Array, step_end_T: Array, response_T: Array, beta: float | Array
+) -> Array:
+    """Implicit-PRM step rewards (Yuan et al. 2024): beta * sum of log(pi/pi_ref) over a step's
+    tokens.
 
     A step's tokens are those after the previous step end up to and including its own end; tokens
     after the last step end (e.g. an EOS) belong to no step. Computed as differences of the running
@@ -127,8 +136,9 @@ def implicit_prm(logp_T: Array, ref_logp_T: Array, step_end_T: Array, response_T
     return jnp.where(step_end_T, q_T - q_prev_T, 0.0).astype(logp_T.dtype)
 
 
-def kl_penalty(logp_T: Array, ref_logp_T: Array, response_T: Array,
-                              estimator: Literal["k1", "k3"] = "k1") -> Array:
+def kl_penalty(
+    logp_T: Array, ref_logp_T: Array, response_T: Array, estimator: Literal["k1", "k3"] = "k1"
+) -> Array:
     """Per-token KL(pi || pi_ref) estimate from the sampled tokens' log-probs.
 
     k1 = log pi - log pi_ref (unbiased, can be negative); k3 = exp(-k1) - 1 + k1 (unbiased, >= 0,

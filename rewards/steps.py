@@ -142,8 +142,12 @@ def step_end_positions(step_spans: Sequence[Span], token_spans: Sequence[Span]) 
     return positions
 
 
-def step_end_mask(tokenizer: Any, ids_T: Sequence[int], response_T: Sequence[bool] | None = None,
-                  sep: str = DEFAULT_SEPARATOR) -> np.ndarray:
+def step_end_mask(
+    tokenizer: Any,
+    ids_T: Sequence[int],
+    response_T: Sequence[bool] | None = None,
+    sep: str = DEFAULT_SEPARATOR,
+) -> np.ndarray:
     """``step_end_T`` for one response: True on the last token of each step, in ``ids_T``'s space.
 
     ``response_T`` marks real response tokens; padding (False) is excluded before decoding and is
@@ -154,8 +158,10 @@ def step_end_mask(tokenizer: Any, ids_T: Sequence[int], response_T: Sequence[boo
         response_T = np.ones(ids_T.shape, bool)
     response_T = np.asarray(response_T, bool)
     if ids_T.ndim != 1 or response_T.shape != ids_T.shape:
-        raise ValueError(f"ids_T and response_T must be [T] arrays of one shape, got "
-                         f"{ids_T.shape} and {response_T.shape}")
+        raise ValueError(
+            f"ids_T and response_T must be [T] arrays of one shape, got "
+            f"{ids_T.shape} and {response_T.shape}"
+        )
     where = np.flatnonzero(response_T)
     text, spans = token_char_spans(tokenizer, ids_T[where])
     mask_T = np.zeros(ids_T.shape, bool)
@@ -163,8 +169,9 @@ def step_end_mask(tokenizer: Any, ids_T: Sequence[int], response_T: Sequence[boo
     return mask_T
 
 
-def step_end_masks(tokenizer: Any, ids_BxT: np.ndarray, response_BxT: np.ndarray,
-                   sep: str = DEFAULT_SEPARATOR) -> np.ndarray:
+def step_end_masks(
+    tokenizer: Any, ids_BxT: np.ndarray, response_BxT: np.ndarray, sep: str = DEFAULT_SEPARATOR
+) -> np.ndarray:
     """``step_end_mask`` row by row: ``[B, T]`` bool."""
     ids_BxT = np.asarray(ids_BxT)
     response_BxT = np.asarray(response_BxT, bool)

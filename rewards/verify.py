@@ -1,7 +1,7 @@
 """Success reward: is a model's final answer mathematically equal to the reference answer?
 
-Grading is a host-side text layer (STYLE.md §10): it turns responses into one bool per response, which
-the PPO loop places on the last response token as the success reward.
+Grading is a host-side text layer (STYLE.md §10): it turns responses into one bool per response,
+which the PPO loop places on the last response token as the success reward.
 
 A check goes through three stages, cheapest first, and stops at the first that can decide:
 
@@ -51,7 +51,8 @@ import numpy as np
 from rewards import _normalize
 
 DEFAULT_TIMEOUT_S = 5.0
-# A worker that has not answered this long after its own SIGALRM deadline is stuck in C code: kill it.
+# A worker that has not answered this long after its own SIGALRM deadline is stuck in C code: kill
+# it.
 KILL_GRACE_S = 1.0
 # A spawned worker imports SymPy and math-verify; on a loaded machine that can take a while.
 WORKER_START_TIMEOUT_S = 120.0
@@ -66,7 +67,8 @@ logger = logging.getLogger(__name__)
 
 
 class _MathVerifyTimeoutNotice(logging.Filter):
-    """Drops math-verify's one-off "timeout is disabled" warning: this module provides the timeout."""
+    """Drops math-verify's one-off "timeout is disabled" warning: this module provides the
+    timeout."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Timeout is disabled")
@@ -116,9 +118,13 @@ class BatchResult:
         return np.asarray(self.correct, dtype=np.float32)
 
 
-def is_correct_batch(responses: Sequence[str], answers: Sequence[str], *,
-                     timeout_s: float = DEFAULT_TIMEOUT_S,
-                     num_workers: int | None = None) -> BatchResult:
+def is_correct_batch(
+    responses: Sequence[str],
+    answers: Sequence[str],
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    num_workers: int | None = None,
+) -> BatchResult:
     """``is_correct`` over a batch in a temporary process pool with a hard per-answer timeout.
 
     Pays process start-up (about a second per worker); loops should hold a ``Verifier`` instead.
@@ -146,8 +152,9 @@ class Verifier:
     ``if __name__ == "__main__":``. Use as a context manager or call ``close()``.
     """
 
-    def __init__(self, num_workers: int | None = None, *,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, num_workers: int | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
         if num_workers is None:
             num_workers = _available_cpus()
         if not isinstance(num_workers, int) or num_workers < 1:
@@ -163,9 +170,11 @@ class Verifier:
         """Process ids of the current workers (they change when a stuck worker is replaced)."""
         return [worker.process.pid for worker in self._workers]
 
-    def check_batch(self, responses: Sequence[str], answers: Sequence[str], *,
-                    timeout_s: float | None = None) -> BatchResult:
-        """``is_correct(responses[i], answers[i])`` for every i, with at most ``timeout_s`` per check.
+    def check_batch(
+        self, responses: Sequence[str], answers: Sequence[str], *, timeout_s: float | None = None
+    ) -> BatchResult:
+        """``is_correct(responses[i], answers[i])`` for every i, with at most ``timeout_s`` per
+        check.
 
         Answers are extracted here, in linear-time string scans, so workers receive only the two
         final answers: messages stay far below a pipe's buffer and a send never blocks. Pairs with
@@ -189,18 +198,24 @@ class Verifier:
             for worker in self._workers:
                 if worker.ready and worker.task is None and not worker.failed and pending:
                     index = pending.popleft()
-                    if not worker.assign(index, (index, *final_answers[index], timeout_s),
-                                         deadline=time.monotonic() + timeout_s + KILL_GRACE_S):
+                    if not worker.assign(
+                        index,
+                        (index, *final_answers[index], timeout_s),
+                        deadline=time.monotonic() + timeout_s + KILL_GRACE_S,
+                    ):
                         pending.appendleft(index)
-            multiprocessing.connection.wait([w.conn for w in self._workers],
-                                            timeout=self._seconds_to_next_deadline())
+            multiprocessing.connection.wait(
+                [w.conn for w in self._workers], timeout=self._seconds_to_next_deadline()
+            )
             for slot, worker in enumerate(self._workers):
                 replacement = self._poll(worker, outcomes)
                 if replacement is not None:
                     self._workers[slot] = replacement
-        return BatchResult(correct=[outcome == _CORRECT for outcome in outcomes],
-                           num_timeouts=outcomes.count(_TIMEOUT),
-                           num_errors=outcomes.count(_ERROR))
+        return BatchResult(
+            correct=[outcome == _CORRECT for outcome in outcomes],
+            num_timeouts=outcomes.count(_TIMEOUT),
+            num_errors=outcomes.count(_ERROR),
+        )
 
     def close(self) -> None:
         """Stops the workers; idempotent."""
@@ -218,16 +233,20 @@ class Verifier:
 
     def _start_worker(self) -> _Worker:
         parent_conn, child_conn = self._context.Pipe(duplex=True)
-        process = self._context.Process(target=_worker_main, args=(child_conn,),
-                                        name="rewards.verify worker", daemon=True)
+        process = self._context.Process(
+            target=_worker_main, args=(child_conn,), name="rewards.verify worker", daemon=True
+        )
         process.start()
         child_conn.close()
         return _Worker(process=process, conn=parent_conn, started=time.monotonic())
 
     def _seconds_to_next_deadline(self) -> float:
         now = time.monotonic()
-        deadlines = [w.deadline if w.ready else w.started + WORKER_START_TIMEOUT_S
-                     for w in self._workers if w.task is not None or not w.ready]
+        deadlines = [
+            w.deadline if w.ready else w.started + WORKER_START_TIMEOUT_S
+            for w in self._workers
+            if w.task is not None or not w.ready
+        ]
         return max(0.0, min(deadlines) - now) if deadlines else 0.0
 
     def _poll(self, worker: _Worker, outcomes: list[str | None]) -> _Worker | None:
@@ -251,11 +270,16 @@ class Verifier:
             worker.kill()
             raise RuntimeError(
                 f"a verifier worker failed to start within {WORKER_START_TIMEOUT_S} s "
-                f"(exit code {worker.process.exitcode})")
+                f"(exit code {worker.process.exitcode})"
+            )
         if worker.task is not None:
             outcomes[worker.task] = _ERROR if dead else _TIMEOUT
-            logger.warning("verifier worker %s %s on answer %d; replacing it", worker.process.pid,
-                           "died" if dead else "timed out", worker.task)
+            logger.warning(
+                "verifier worker %s %s on answer %d; replacing it",
+                worker.process.pid,
+                "died" if dead else "timed out",
+                worker.task,
+            )
         worker.kill()
         return self._start_worker()
 
@@ -364,9 +388,12 @@ def _deadline(timeout_s: float | None) -> Iterator[None]:
     Only the main thread can receive signals; elsewhere, and when the caller already runs its own
     interval timer (which we must not clobber), the block runs without a deadline.
     """
-    usable = (timeout_s is not None and hasattr(signal, "SIGALRM")
-              and threading.current_thread() is threading.main_thread()
-              and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0))
+    usable = (
+        timeout_s is not None
+        and hasattr(signal, "SIGALRM")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    )
     if not usable:
         yield
         return
@@ -419,7 +446,10 @@ def _answers_equal(predicted: str, reference: str) -> bool:
         reference = _normalize.drop_assignment(reference)
     if _normalize.key(predicted) == _normalize.key(reference):
         return True
-    predicted_number, reference_number = _normalize.as_number(predicted), _normalize.as_number(reference)
+    predicted_number, reference_number = (
+        _normalize.as_number(predicted),
+        _normalize.as_number(reference),
+    )
     if predicted_number is not None and reference_number is not None:
         return _normalize.numbers_equal(predicted_number, reference_number)
     if _normalize.is_plain_text(predicted) and _normalize.is_plain_text(reference):
@@ -443,9 +473,11 @@ def _symbolically_equal(predicted: str, reference: str) -> bool:
 
 # math-verify's default LaTeX normalization minus ``units``: that rule deletes any trailing
 # ``\text{..}``/``\mathbf{..}`` and one-letter "units", so ``5t`` would equal ``5`` and
-# ``2\mathbf{i}+3\mathbf{j}`` would equal ``2``. Units are stripped, more narrowly, by ``_normalize``.
+# ``2\mathbf{i}+3\mathbf{j}`` would equal ``2``. Units are stripped, more narrowly, by
+# ``_normalize``.
 _LATEX_NORMALIZATION = math_verify.LatexNormalizationConfig(
-    basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False)
+    basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False
+)
 
 
 def _require_str(name: str, value: object) -> None:
@@ -461,7 +493,9 @@ def _check_timeout(timeout_s: float) -> float:
 
 def _check_batch_args(responses: Sequence[str], answers: Sequence[str]) -> None:
     if len(responses) != len(answers):
-        raise ValueError(f"responses and answers differ in length: {len(responses)} != {len(answers)}")
+        raise ValueError(
+            f"responses and answers differ in length: {len(responses)} != {len(answers)}"
+        )
     for name, values in (("responses", responses), ("answers", answers)):
         for i, value in enumerate(values):
             _require_str(f"{name}[{i}]", value)

@@ -76,7 +76,13 @@ class RewardConfig:
     success_flip_prob: float = 0.0
 
     def validate(self, prefix: str = "reward") -> RewardConfig:
-        for name in ("success_weight", "orm_weight", "prm_weight", "implicit_prm_weight", "kl_coef"):
+        for name in (
+            "success_weight",
+            "orm_weight",
+            "prm_weight",
+            "implicit_prm_weight",
+            "kl_coef",
+        ):
             _positive(f"{prefix}.{name}", getattr(self, name), allow_zero=True)
         _one_of(f"{prefix}.prm_transform", self.prm_transform, PRM_TRANSFORMS)
         _unit_interval(f"{prefix}.prm_eta", self.prm_eta)
@@ -119,7 +125,9 @@ class PPOConfig:
         _unit_interval(f"{prefix}.gamma", self.gamma)
         _unit_interval(f"{prefix}.lam", self.lam)
         _positive(f"{prefix}.clip_eps", self.clip_eps)
-        if self.dual_clip != 0 and not (isinstance(self.dual_clip, (int, float)) and self.dual_clip > 1):
+        if self.dual_clip != 0 and not (
+            isinstance(self.dual_clip, (int, float)) and self.dual_clip > 1
+        ):
             _fail(f"{prefix}.dual_clip", self.dual_clip, "must be 0 (off) or a number > 1")
         for name in ("value_clip", "vf_coef", "entropy_coef"):
             _positive(f"{prefix}.{name}", getattr(self, name), allow_zero=True)
@@ -184,8 +192,11 @@ class DataConfig:
     def builder_kwargs(self) -> dict:
         if self.dataset != "toy":
             return {}
-        return {"seed": self.toy_seed, "train_size": self.toy_train_size,
-                "test_size": self.toy_test_size}
+        return {
+            "seed": self.toy_seed,
+            "train_size": self.toy_train_size,
+            "test_size": self.toy_test_size,
+        }
 
     def validate(self, prefix: str = "data") -> DataConfig:
         _one_of(f"{prefix}.dataset", self.dataset, ("gsm8k", "math", "math500", "toy"))
@@ -208,9 +219,14 @@ class MeshConfig:
 
     def validate(self, prefix: str = "mesh") -> MeshConfig:
         s = self.shape
-        if (len(s) != 3 or any(not isinstance(x, int) or (x < 1 and x != -1) for x in s)
-                or list(s).count(-1) > 1):
-            _fail(f"{prefix}.shape", s, "must be 3 integers >= 1 (data, fsdp, tensor), at most one -1")
+        if (
+            len(s) != 3
+            or any(not isinstance(x, int) or (x < 1 and x != -1) for x in s)
+            or list(s).count(-1) > 1
+        ):
+            _fail(
+                f"{prefix}.shape", s, "must be 3 integers >= 1 (data, fsdp, tensor), at most one -1"
+            )
         return self
 
 
@@ -237,7 +253,8 @@ class TrainConfig:
 
 
 def section(cls: type, cd: Mapping[str, Any] | None, prefix: str):
-    """Builds dataclass ``cls`` from a ConfigDict section, naming unknown keys; then validates it."""
+    """Builds dataclass ``cls`` from a ConfigDict section, naming unknown keys; then validates
+    it."""
     values = dict(cd.items()) if cd is not None else {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in values:
@@ -292,6 +309,7 @@ if __name__ == "__main__":
     from absl import app
     from ml_collections import config_flags
 
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py[:ARG]).",
-                                              lock_config=True)
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", None, "Config file (configs/NAME.py[:ARG]).", lock_config=True
+    )
     app.run(main)

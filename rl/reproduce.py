@@ -2,16 +2,17 @@
 
     python -m rl.reproduce --workdir=/tmp/toy [--config=configs/toy.py[:smoke]] [--config.KEY=VALUE]
 
-Runs the whole system through its own modules (see ``rl.experiments.toy_pipeline`` for the stages) and writes
-``DIR/results.json``, ``DIR/results.md`` and plots. Re-running the same command reuses every
-finished stage and resumes an interrupted one.
+Runs the whole system through its own modules (see ``rl.experiments.toy_pipeline`` for the stages)
+and writes ``DIR/results.json``, ``DIR/results.md`` and plots. Re-running the same command reuses
+every finished stage and resumes an interrupted one.
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/toy.py", "Config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/toy.py", "Config file.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where every stage writes.", required=True)
 
 
@@ -21,6 +22,7 @@ def main(argv):
         # Orbax and TFDS log every checkpoint and build at INFO; the progress lines are ours.
         logging.set_verbosity(logging.WARNING)
     from rl.experiments import toy_pipeline as pipeline
+
     pipeline.run(_CONFIG.value, _WORKDIR.value)
 
 

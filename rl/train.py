@@ -1,7 +1,8 @@
 """PPO training entry point.
 
     python -m rl.train --config=configs/smoke.py --workdir=/tmp/smoke
-    python -m rl.train --config=configs/smoke.py --workdir=/tmp/smoke --config.reward.prm_transform=clip
+    python -m rl.train --config=configs/smoke.py --workdir=/tmp/smoke
+    --config.reward.prm_transform=clip
 
 Re-running the same command resumes from the workdir's last checkpoint.
 """
@@ -9,10 +10,12 @@ Re-running the same command resumes from the workdir's last checkpoint.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py[:ARG]).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics).",
-                               required=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file (configs/NAME.py[:ARG]).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory (checkpoints, metrics).", required=True
+)
 
 
 def main(argv):

@@ -3,6 +3,7 @@
 Every test session sees the same (2, 4)-capable device set, so mesh and sharding code runs in
 ordinary unit tests on a laptop or CI machine without accelerators.
 """
+
 import os
 
 os.environ["XLA_FLAGS"] = (
@@ -17,5 +18,5 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import jax  # noqa: E402
 
 assert jax.device_count() == 8, (
-    "tests/conftest.py must run before anything imports jax; got "
-    f"{jax.device_count()} devices")
+    f"tests/conftest.py must run before anything imports jax; got {jax.device_count()} devices"
+)

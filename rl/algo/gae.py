@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 
 
-def gae(rewards_BxT: jax.Array, values_BxT: jax.Array, mask_BxT: jax.Array, gamma: float,
-        lam: float) -> tuple[jax.Array, jax.Array]:
+def gae(
+    rewards_BxT: jax.Array, values_BxT: jax.Array, mask_BxT: jax.Array, gamma: float, lam: float
+) -> tuple[jax.Array, jax.Array]:
     """Advantages and returns ``[B, T]`` (zero outside the mask). Works for any leading shape."""
     m = mask_BxT.astype(rewards_BxT.dtype)
     r = rewards_BxT * m

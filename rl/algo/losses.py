@@ -35,7 +35,8 @@ def masked(x: jax.Array, mask: jax.Array) -> Masked:
 
 
 def whiten(x: jax.Array, mask: jax.Array, shift_mean: bool = True, eps: float = 1e-8) -> jax.Array:
-    """Normalize ``x`` to unit variance over the masked entries (mean removed unless told not to)."""
+    """Normalize ``x`` to unit variance over the masked entries (mean removed unless told not
+    to)."""
     mean = masked(x, mask).mean
     var = masked(jnp.square(x - mean), mask).mean
     out = (x - mean) * jax.lax.rsqrt(var + eps)
@@ -50,8 +51,14 @@ class PolicyLoss(NamedTuple):
     approx_kl: Masked
 
 
-def policy_loss(logp: jax.Array, old_logp: jax.Array, advantages: jax.Array, mask: jax.Array,
-                clip_eps: float, dual_clip: float = 0.0) -> PolicyLoss:
+def policy_loss(
+    logp: jax.Array,
+    old_logp: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    clip_eps: float,
+    dual_clip: float = 0.0,
+) -> PolicyLoss:
     """Clipped surrogate, -min(r A, clip(r, 1-eps, 1+eps) A), with optional dual clip.
 
     Dual clip (Ye et al. 2020), for ``dual_clip`` = c > 1: for negative advantages the loss is also
@@ -70,8 +77,9 @@ def policy_loss(logp: jax.Array, old_logp: jax.Array, advantages: jax.Array, mas
     return PolicyLoss(masked(loss, mask), masked(clip_frac, mask), masked(approx_kl, mask))
 
 
-def value_loss(values: jax.Array, old_values: jax.Array, returns: jax.Array, mask: jax.Array,
-               value_clip: float) -> Masked:
+def value_loss(
+    values: jax.Array, old_values: jax.Array, returns: jax.Array, mask: jax.Array, value_clip: float
+) -> Masked:
     """0.5 * max((V - R)^2, (V_clipped - R)^2), V_clipped within value_clip of the rollout's values.
 
     ``value_clip`` = 0 gives the plain squared error.

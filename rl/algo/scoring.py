@@ -9,8 +9,8 @@ Two jitted functions per run, each compiled once for the run's fixed shapes:
 * ``shape``: the reward of DESIGN.md per token, from those scores and the host-side verifier result,
   via the pure transforms of ``rewards.shaping`` under ``jax.vmap``; then GAE and whitening.
 
-Layout as in ``rl.algo.update``: sequences ``[B, S]`` = prompt (P, left-padded) + response (R); response
-arrays ``[B, R]``.
+Layout as in ``rl.algo.update``: sequences ``[B, S]`` = prompt (P, left-padded) + response (R);
+response arrays ``[B, R]``.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def make_score_fn(graphdefs: dict[str, Any], prompt_len: int):
 
         def logp_of(name):
             logits = nnx.merge(graphdefs[name], params[name])(tokens_BxS, attention_mask_BxS)
-            return ppo.token_logp(logits[:, p - 1:-1], response_tokens)
+            return ppo.token_logp(logits[:, p - 1 : -1], response_tokens)
 
         out = {"old_logp": logp_of("policy"), "ref_logp": logp_of("ref")}
         critic = nnx.merge(graphdefs["critic"], params["critic"])
-        out["values"] = critic(tokens_BxS, attention_mask_BxS)[:, p - 1:-1]
+        out["values"] = critic(tokens_BxS, attention_mask_BxS)[:, p - 1 : -1]
         if "prm" in graphdefs:
             prm = nnx.merge(graphdefs["prm"], params["prm"])
             out["prm_scores"] = prm(tokens_BxS, attention_mask_BxS)[:, p:]
@@ -61,8 +61,17 @@ def make_score_fn(graphdefs: dict[str, Any], prompt_len: int):
     return score
 
 
-def _row_reward(cfg: RewardConfig, prm_T, step_end_T, response_T, success, orm, logp_T, ref_logp_T,
-                implicit_logp_T):
+def _row_reward(
+    cfg: RewardConfig,
+    prm_T,
+    step_end_T,
+    response_T,
+    success,
+    orm,
+    logp_T,
+    ref_logp_T,
+    implicit_logp_T,
+):
     """The per-token reward of one response, and its parts (for metrics)."""
     prm_shaped_T = jnp.zeros_like(logp_T)
     if prm_T is not None:
@@ -70,14 +79,22 @@ def _row_reward(cfg: RewardConfig, prm_T, step_end_T, response_T, success, orm, 
     process_T = cfg.prm_weight * prm_shaped_T
     if implicit_logp_T is not None:
         process_T = process_T + cfg.implicit_prm_weight * shaping.implicit_prm(
-            implicit_logp_T, ref_logp_T, step_end_T, response_T, cfg.implicit_prm_beta)
+            implicit_logp_T, ref_logp_T, step_end_T, response_T, cfg.implicit_prm_beta
+        )
     if cfg.gated:
         process_T = shaping.gated(process_T, step_end_T, success, cfg.gate_threshold)
     kl_T = shaping.kl_penalty(logp_T, ref_logp_T, response_T, cfg.kl_estimator)
     kl_coef = cfg.kl_coef if cfg.kl_in == "reward" else 0.0
-    rewards_T = shaping.combine(response_T, success=cfg.success_weight * success, orm=orm,
-                                prm_T=process_T, kl_T=kl_T, orm_weight=cfg.orm_weight,
-                                prm_weight=1.0, kl_coef=kl_coef)
+    rewards_T = shaping.combine(
+        response_T,
+        success=cfg.success_weight * success,
+        orm=orm,
+        prm_T=process_T,
+        kl_T=kl_T,
+        orm_weight=cfg.orm_weight,
+        prm_weight=1.0,
+        kl_coef=kl_coef,
+    )
     parts = {
         "prm_raw": jnp.sum(jnp.where(step_end_T, prm_T, 0.0)) if prm_T is not None else 0.0,
         "prm_shaped": jnp.sum(prm_shaped_T),
@@ -88,7 +105,8 @@ def _row_reward(cfg: RewardConfig, prm_T, step_end_T, response_T, success, orm, 
 
 
 def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig):
-    """``shape(scores, step_end_BxR, response_BxR, success_B) -> (batch arrays, reward metrics)``."""
+    """``shape(scores, step_end_BxR, response_BxR, success_B) -> (batch arrays, reward
+    metrics)``."""
 
     def shape(scores, step_end_BxR, response_BxR, success_B):
         b = response_BxR.shape[0]
@@ -97,10 +115,18 @@ def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig):
         implicit = scores.get("implicit_logp")
         row = lambda *a: _row_reward(reward_cfg, *a)  # noqa: E731
         rewards_BxR, parts = jax.vmap(row)(
-            prm, step_end_BxR, response_BxR, success_B, orm, scores["old_logp"],
-            scores["ref_logp"], implicit)
-        advantages, returns = gae(rewards_BxR, scores["values"], response_BxR, ppo_cfg.gamma,
-                                  ppo_cfg.lam)
+            prm,
+            step_end_BxR,
+            response_BxR,
+            success_B,
+            orm,
+            scores["old_logp"],
+            scores["ref_logp"],
+            implicit,
+        )
+        advantages, returns = gae(
+            rewards_BxR, scores["values"], response_BxR, ppo_cfg.gamma, ppo_cfg.lam
+        )
         if ppo_cfg.whiten_advantages:
             advantages = ppo.whiten(advantages, response_BxR)
         metrics = {f"reward/{k}": jnp.mean(v) for k, v in parts.items()}
@@ -108,7 +134,8 @@ def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig):
         metrics["reward/orm"] = jnp.mean(orm)
         metrics["reward/total"] = jnp.mean(jnp.sum(rewards_BxR, axis=-1))
         metrics["value/explained_variance"] = ppo.explained_variance(
-            scores["values"], returns, response_BxR)
+            scores["values"], returns, response_BxR
+        )
         metrics["value/mean"] = ppo.masked(scores["values"], response_BxR).mean
         return {"advantages": advantages, "returns": returns, "rewards": rewards_BxR}, metrics
 

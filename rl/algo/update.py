@@ -10,9 +10,9 @@ optimizer states keep their old values) and reported in the metrics; the caller 
 skips and stops the run past a limit.
 
 Sequence layout (all arrays of one minibatch): ``tokens_BxS`` = left-padded prompt of length P then
-the response of length R (S = P + R); ``attention_mask_BxS`` marks real tokens of both. Response-token
-arrays are ``[B, R]``: the log-prob, value, advantage, ... of response token i, whose logits come from
-sequence position P + i - 1.
+the response of length R (S = P + R); ``attention_mask_BxS`` marks real tokens of both.
+Response-token arrays are ``[B, R]``: the log-prob, value, advantage, ... of response token i, whose
+logits come from sequence position P + i - 1.
 """
 
 from __future__ import annotations
@@ -29,8 +29,16 @@ from rl.algo import losses as ppo
 from rl.config import OptimConfig, PPOConfig, RewardConfig
 
 METRIC_SUMS = ("policy_loss", "value_loss", "entropy", "clip_frac", "approx_kl", "kl_ref")
-BATCH_KEYS = ("tokens", "attention_mask", "response_mask", "old_logp", "old_values", "advantages",
-              "returns", "ref_logp")
+BATCH_KEYS = (
+    "tokens",
+    "attention_mask",
+    "response_mask",
+    "old_logp",
+    "old_values",
+    "advantages",
+    "returns",
+    "ref_logp",
+)
 
 
 @flax.struct.dataclass
@@ -65,8 +73,12 @@ def make_schedule(cfg: OptimConfig, learning_rate: float, total_steps: int) -> o
 def make_optimizer(cfg: OptimConfig, learning_rate: float, total_steps: int):
     return optax.chain(
         optax.clip_by_global_norm(cfg.max_grad_norm),
-        optax.adamw(make_schedule(cfg, learning_rate, total_steps), b1=cfg.b1, b2=cfg.b2,
-                    weight_decay=cfg.weight_decay),
+        optax.adamw(
+            make_schedule(cfg, learning_rate, total_steps),
+            b1=cfg.b1,
+            b2=cfg.b2,
+            weight_decay=cfg.weight_decay,
+        ),
     )
 
 
@@ -74,50 +86,71 @@ def response_logits(graphdef, params, tokens_BxS, attention_mask_BxS, prompt_len
     """Logits that predict each response token: positions P-1 .. S-2."""
     model = nnx.merge(graphdef, params)
     logits_BxSxV = model(tokens_BxS, attention_mask_BxS)
-    return logits_BxSxV[:, prompt_len - 1:-1]
+    return logits_BxSxV[:, prompt_len - 1 : -1]
 
 
 def response_values(graphdef, params, tokens_BxS, attention_mask_BxS, prompt_len: int):
     """Critic values of the states before each response token (same positions as the logits)."""
     model = nnx.merge(graphdef, params)
-    return model(tokens_BxS, attention_mask_BxS)[:, prompt_len - 1:-1]
+    return model(tokens_BxS, attention_mask_BxS)[:, prompt_len - 1 : -1]
 
 
 def _microbatches(batch: dict[str, jax.Array], n: int) -> dict[str, jax.Array]:
     """[B, ...] -> [n, B/n, ...] taking rows i, i+n, i+2n, ... into microbatch i.
 
-    Strided (not contiguous) so that, with the batch sharded over devices, every device holds rows of
-    every microbatch and the scan needs no data movement between devices.
+    Strided (not contiguous) so that, with the batch sharded over devices, every device holds rows
+    of every microbatch and the scan needs no data movement between devices.
     """
+
     def split(x):
         b = x.shape[0]
         return jnp.swapaxes(x.reshape((b // n, n) + x.shape[1:]), 0, 1)
+
     return jax.tree.map(split, batch)
 
 
-def make_update_fn(models: Models, ppo_cfg: PPOConfig, reward_cfg: RewardConfig,
-                   policy_tx: optax.GradientTransformation, critic_tx: optax.GradientTransformation,
-                   prompt_len: int):
+def make_update_fn(
+    models: Models,
+    ppo_cfg: PPOConfig,
+    reward_cfg: RewardConfig,
+    policy_tx: optax.GradientTransformation,
+    critic_tx: optax.GradientTransformation,
+    prompt_len: int,
+):
     """Builds ``update(state, batch) -> (state, metrics)`` (not yet jitted; see ``jit_update``)."""
     kl_in_loss = reward_cfg.kl_in == "loss" and reward_cfg.kl_coef > 0
 
     def micro_loss(policy_params, critic_params, mb, n_tokens):
         mask = mb["response_mask"]
-        logits = response_logits(models.policy, policy_params, mb["tokens"], mb["attention_mask"],
-                                 prompt_len)
+        logits = response_logits(
+            models.policy, policy_params, mb["tokens"], mb["attention_mask"], prompt_len
+        )
         logp = ppo.token_logp(logits, mb["tokens"][:, prompt_len:])
-        pg = ppo.policy_loss(logp, mb["old_logp"], mb["advantages"], mask, ppo_cfg.clip_eps,
-                             ppo_cfg.dual_clip)
+        pg = ppo.policy_loss(
+            logp, mb["old_logp"], mb["advantages"], mask, ppo_cfg.clip_eps, ppo_cfg.dual_clip
+        )
         ent = ppo.entropy(logits, mask)
-        values = response_values(models.critic, critic_params, mb["tokens"], mb["attention_mask"],
-                                 prompt_len)
+        values = response_values(
+            models.critic, critic_params, mb["tokens"], mb["attention_mask"], prompt_len
+        )
         vl = ppo.value_loss(values, mb["old_values"], mb["returns"], mask, ppo_cfg.value_clip)
         total = pg.loss.total - ppo_cfg.entropy_coef * ent.total + ppo_cfg.vf_coef * vl.total
         kl = ppo.kl_loss(logp, mb["ref_logp"], mask)
         if kl_in_loss:
             total = total + reward_cfg.kl_coef * kl.total
-        sums = dict(zip(METRIC_SUMS, (pg.loss.total, vl.total, ent.total, pg.clip_frac.total,
-                                      pg.approx_kl.total, kl.total)))
+        sums = dict(
+            zip(
+                METRIC_SUMS,
+                (
+                    pg.loss.total,
+                    vl.total,
+                    ent.total,
+                    pg.clip_frac.total,
+                    pg.approx_kl.total,
+                    kl.total,
+                ),
+            )
+        )
         return total / n_tokens, sums
 
     grad_fn = jax.grad(micro_loss, argnums=(0, 1), has_aux=True)
@@ -130,23 +163,30 @@ def make_update_fn(models: Models, ppo_cfg: PPOConfig, reward_cfg: RewardConfig,
         def body(carry, mb):
             g_policy, g_critic, sums = carry
             (gp, gc), s = grad_fn(policy_params, critic_params, mb, n_tokens)
-            return (jax.tree.map(jnp.add, g_policy, gp), jax.tree.map(jnp.add, g_critic, gc),
-                    jax.tree.map(jnp.add, sums, s)), None
+            return (
+                jax.tree.map(jnp.add, g_policy, gp),
+                jax.tree.map(jnp.add, g_critic, gc),
+                jax.tree.map(jnp.add, sums, s),
+            ), None
 
         zeros = lambda tree: jax.tree.map(jnp.zeros_like, tree)  # noqa: E731
         sums0 = {k: jnp.zeros((), jnp.float32) for k in METRIC_SUMS}
         (g_policy, g_critic, sums), _ = jax.lax.scan(
-            body, (zeros(policy_params), zeros(critic_params), sums0), mbs)
+            body, (zeros(policy_params), zeros(critic_params), sums0), mbs
+        )
         return g_policy, g_critic, {k: v / n_tokens for k, v in sums.items()}
 
     def update(state: TrainState, batch: dict[str, jax.Array]):
         g_policy, g_critic, metrics = accumulate(state.policy, state.critic, batch)
         p_updates, p_opt = policy_tx.update(g_policy, state.policy_opt, state.policy)
         c_updates, c_opt = critic_tx.update(g_critic, state.critic_opt, state.critic)
-        new = TrainState(step=state.step + 1,
-                         policy=optax.apply_updates(state.policy, p_updates),
-                         critic=optax.apply_updates(state.critic, c_updates),
-                         policy_opt=p_opt, critic_opt=c_opt)
+        new = TrainState(
+            step=state.step + 1,
+            policy=optax.apply_updates(state.policy, p_updates),
+            critic=optax.apply_updates(state.critic, c_updates),
+            policy_opt=p_opt,
+            critic_opt=c_opt,
+        )
         metrics["policy_grad_norm"] = optax.global_norm(g_policy)
         metrics["critic_grad_norm"] = optax.global_norm(g_critic)
         ok = jnp.isfinite(metrics["policy_grad_norm"]) & jnp.isfinite(metrics["critic_grad_norm"])
@@ -161,28 +201,39 @@ def make_update_fn(models: Models, ppo_cfg: PPOConfig, reward_cfg: RewardConfig,
     return update
 
 
-def state_shardings(state: TrainState, param_shardings: tuple[Any, Any],
-                    policy_tx, critic_tx, replicated) -> TrainState:
+def state_shardings(
+    state: TrainState, param_shardings: tuple[Any, Any], policy_tx, critic_tx, replicated
+) -> TrainState:
     """Shardings of a TrainState: optimizer moments follow their parameters, scalars replicate."""
     policy_sh, critic_sh = param_shardings
 
     def opt_sh(tx, opt_state, params_sh):
-        return optax.tree_map_params(tx, lambda _, s: s, opt_state, params_sh,
-                                     transform_non_params=lambda _: replicated)
+        return optax.tree_map_params(
+            tx, lambda _, s: s, opt_state, params_sh, transform_non_params=lambda _: replicated
+        )
 
-    return TrainState(step=replicated, policy=policy_sh, critic=critic_sh,
-                      policy_opt=opt_sh(policy_tx, state.policy_opt, policy_sh),
-                      critic_opt=opt_sh(critic_tx, state.critic_opt, critic_sh))
+    return TrainState(
+        step=replicated,
+        policy=policy_sh,
+        critic=critic_sh,
+        policy_opt=opt_sh(policy_tx, state.policy_opt, policy_sh),
+        critic_opt=opt_sh(critic_tx, state.critic_opt, critic_sh),
+    )
 
 
 def jit_update(update_fn, state_sharding: TrainState, batch_sharding, replicated):
     """The compiled step: explicit shardings in and out, the state donated (updated in place)."""
-    return jax.jit(update_fn, in_shardings=(state_sharding, batch_sharding),
-                   out_shardings=(state_sharding, replicated), donate_argnums=(0,))
+    return jax.jit(
+        update_fn,
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=(0,),
+    )
 
 
-def init_train_state(policy: nnx.Module, critic: nnx.Module, policy_tx, critic_tx, mesh,
-                     rules) -> tuple[Models, TrainState, TrainState]:
+def init_train_state(
+    policy: nnx.Module, critic: nnx.Module, policy_tx, critic_tx, mesh, rules
+) -> tuple[Models, TrainState, TrainState]:
     """Split the (already sharded) models and build optimizer states directly in their layout.
 
     Returns the graphdefs, the state, and the state's shardings (for ``jit_update``).
@@ -196,13 +247,21 @@ def init_train_state(policy: nnx.Module, critic: nnx.Module, policy_tx, critic_t
     replicated = NamedSharding(mesh, PartitionSpec())
     p_sh = param_shardings_of(policy_params, mesh, rules)
     c_sh = param_shardings_of(critic_params, mesh, rules)
-    abstract = TrainState(step=jnp.zeros((), jnp.int32), policy=policy_params, critic=critic_params,
-                          policy_opt=jax.eval_shape(policy_tx.init, policy_params),
-                          critic_opt=jax.eval_shape(critic_tx.init, critic_params))
+    abstract = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        policy=policy_params,
+        critic=critic_params,
+        policy_opt=jax.eval_shape(policy_tx.init, policy_params),
+        critic_opt=jax.eval_shape(critic_tx.init, critic_params),
+    )
     sharding = state_shardings(abstract, (p_sh, c_sh), policy_tx, critic_tx, replicated)
     policy_opt = jax.jit(policy_tx.init, out_shardings=sharding.policy_opt)(policy_params)
     critic_opt = jax.jit(critic_tx.init, out_shardings=sharding.critic_opt)(critic_params)
-    state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
-                       policy=policy_params, critic=critic_params, policy_opt=policy_opt,
-                       critic_opt=critic_opt)
+    state = TrainState(
+        step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
+        policy=policy_params,
+        critic=critic_params,
+        policy_opt=policy_opt,
+        critic_opt=critic_opt,
+    )
     return Models(policy_def, critic_def), state, sharding

@@ -1,4 +1,5 @@
-"""The data layer: datasets as ``Example`` lists, resumable prompt batches, prompt formatting, toy task.
+"""The data layer: datasets as ``Example`` lists, resumable prompt batches, prompt formatting, toy
+task.
 
     from rl import data
     examples = data.load("gsm8k", "train")
@@ -15,4 +16,13 @@ from rl.data.load import DATASETS, builder, load
 from rl.data.prompt_iterator import PromptIterator
 from rl.data.rows import DataError
 
-__all__ = ["DATASETS", "DataError", "Example", "PromptIterator", "builder", "load", "prompts", "toy"]
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "Example",
+    "PromptIterator",
+    "builder",
+    "load",
+    "prompts",
+    "toy",
+]

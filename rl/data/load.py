@@ -41,15 +41,23 @@ DATASETS: Mapping[str, type[LocalBuilder]] = {
 _SHOWN = 10
 
 
-def builder(name: str, *, data_dir: str | os.PathLike | None = None, **builder_kwargs: Any) -> LocalBuilder:
+def builder(
+    name: str, *, data_dir: str | os.PathLike | None = None, **builder_kwargs: Any
+) -> LocalBuilder:
     """The prepared TFDS builder of dataset ``name`` (built on first use)."""
     if name not in DATASETS:
         raise DataError(f"dataset={name!r}: must be one of {sorted(DATASETS)}")
     return DATASETS[name](data_dir=data_dir, **builder_kwargs).prepared()
 
 
-def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None,
-         require_answer: bool = True, **builder_kwargs: Any) -> list[Example]:
+def load(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    require_answer: bool = True,
+    **builder_kwargs: Any,
+) -> list[Example]:
     """The examples of one split of dataset ``name``, in file order.
 
     Args:
@@ -57,14 +65,16 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None,
       split: the split's name.
       data_dir: the build cache root; default ``rl.data.paths.default_data_dir()``.
       require_answer: leave out (and log, naming them) examples with an empty answer, which no
-        verifier can reward: the right thing for RL prompts and for evaluation. False keeps every row.
+        verifier can reward: the right thing for RL prompts and for evaluation. False keeps every
+        row.
       **builder_kwargs: passed to the dataset's builder (toy: seed, train_size, test_size, spec;
         file datasets: sources, allow_malformed).
     """
     built = builder(name, data_dir=data_dir, **builder_kwargs)
     if split not in built.info.splits:
-        raise DataError(f"dataset {name!r} has no split={split!r}; "
-                        f"its splits are {sorted(built.info.splits)}")
+        raise DataError(
+            f"dataset {name!r} has no split={split!r}; its splits are {sorted(built.info.splits)}"
+        )
     _log_rejections(name, split, built)
     source = built.as_data_source(split)
     examples = [_to_example(record) for record in source.__getitems__(range(len(source)))]
@@ -91,13 +101,27 @@ def _drop_unanswered(name: str, split: str, examples: list[Example]) -> list[Exa
     dropped = [ex.id for ex in examples if not ex.answer]
     if dropped:
         more = ", ..." if len(dropped) > _SHOWN else ""
-        log.warning("%s/%s: leaving out %d of %d examples with an empty answer (nothing to verify): %s%s",
-                    name, split, len(dropped), len(examples), ", ".join(dropped[:_SHOWN]), more)
+        log.warning(
+            "%s/%s: leaving out %d of %d examples with an empty answer (nothing to verify): %s%s",
+            name,
+            split,
+            len(dropped),
+            len(examples),
+            ", ".join(dropped[:_SHOWN]),
+            more,
+        )
     return [ex for ex in examples if ex.answer]
 
 
 def _log_rejections(name: str, split: str, built: LocalBuilder) -> None:
     report = (built.info.metadata or {}).get(split)
     if report and report["rejected"]:
-        log.warning("%s/%s was built with %d malformed row(s) of %s skipped (allow_malformed=True); "
-                    "first: %s", name, split, report["rejected"], report["file"], report["rejections"][:3])
+        log.warning(
+            "%s/%s was built with %d malformed row(s) of %s skipped (allow_malformed=True); "
+            "first: %s",
+            name,
+            split,
+            report["rejected"],
+            report["file"],
+            report["rejections"][:3],
+        )

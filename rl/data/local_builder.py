@@ -1,12 +1,12 @@
 """A TFDS builder for data made on this machine: array_record files, no TensorFlow, no downloads.
 
 TFDS 4.9.10 needs neither TensorFlow nor network access to build and read array_record datasets,
-with one exception worked around here: ``DatasetBuilder.code_path`` touches the ``importlib_resources``
-backport, which TFDS declares only for Python < 3.9 and so is not installed on 3.11 (upstream bug
-tensorflow/datasets#11212, "required dependency on importlib_resources missing"). For a builder in an
-ordinary package, TFDS's own answer is the class's source file, which is what ``code_path`` returns
-here without that import. (Installing ``importlib_resources`` also fixes it; this keeps the data layer
-working whether or not it is installed.)
+with one exception worked around here: ``DatasetBuilder.code_path`` touches the
+``importlib_resources`` backport, which TFDS declares only for Python < 3.9 and so is not installed
+on 3.11 (upstream bug tensorflow/datasets#11212, "required dependency on importlib_resources
+missing"). For a builder in an ordinary package, TFDS's own answer is the class's source file, which
+is what ``code_path`` returns here without that import. (Installing ``importlib_resources`` also
+fixes it; this keeps the data layer working whether or not it is installed.)
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ from rl.data import paths
 
 
 class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Writes array_record splits under ``data_dir`` (default ``rl.data.paths.default_data_dir()``)."""
+    """Writes array_record splits under ``data_dir`` (default
+    ``rl.data.paths.default_data_dir()``)."""
 
     def __init__(self, *, data_dir: str | os.PathLike | None = None, **kwargs: Any):
-        super().__init__(data_dir=os.fspath(paths.resolve_data_dir(data_dir)),
-                         file_format="array_record", **kwargs)
+        super().__init__(
+            data_dir=os.fspath(paths.resolve_data_dir(data_dir)),
+            file_format="array_record",
+            **kwargs,
+        )
 
     @tfds.core.utils.classproperty
     @classmethod

@@ -5,7 +5,8 @@ Source: openreasoner/openr's ``extracted_problems_and_answers.json``, a JSON lis
 ``final_answer`` is empty (items 2300 and 2544, multiple-choice problems whose answer extraction
 failed): the builder mirrors the file. They cannot be rewarded by a verifier, so ``rl.data.load``
 leaves them out of RL prompts (with a logged count naming them) unless ``require_answer=False``.
-Final answers are stored with surrounding whitespace stripped. ``solution`` is "" (the source has none).
+Final answers are stored with surrounding whitespace stripped. ``solution`` is "" (the source has
+none).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from rl.data.source_builder import SourceFileBuilder
 
 
 class MathTrain(SourceFileBuilder):
-    """MATH train problems and final answers (openreasoner/openr), read from rl/data/files/math_train."""
+    """MATH train problems and final answers (openreasoner/openr), read from
+    rl/data/files/math_train."""
 
     name = "rlreward_math_train"
     VERSION = tfds.core.Version("1.0.0")
@@ -32,7 +34,9 @@ class MathTrain(SourceFileBuilder):
         return rows.read_json_list(path)
 
     def parse_row(self, row: Mapping[str, Any], index: int, split: str) -> dict[str, Any]:
-        return {"id": f"math/{split}/{index}",
-                "question": rows.text_field(row, "problem").strip(),
-                "solution": "",
-                "answer": rows.text_field(row, "final_answer", allow_empty=True).strip()}
+        return {
+            "id": f"math/{split}/{index}",
+            "question": rows.text_field(row, "problem").strip(),
+            "solution": "",
+            "answer": rows.text_field(row, "final_answer", allow_empty=True).strip(),
+        }

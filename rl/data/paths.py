@@ -1,9 +1,9 @@
 """Where the data layer reads shipped files from and caches built datasets.
 
-Built datasets are cached so that a run (and each host of a multi-host run) reads prepared array_record
-files instead of re-parsing sources. The cache location is, in order: an explicit ``data_dir``
-argument, the ``RLREWARD_DATA_DIR`` environment variable (point it at shared storage on a TPU pod),
-``~/.cache/rlreward/tfds``.
+Built datasets are cached so that a run (and each host of a multi-host run) reads prepared
+array_record files instead of re-parsing sources. The cache location is, in order: an explicit
+``data_dir`` argument, the ``RLREWARD_DATA_DIR`` environment variable (point it at shared storage on
+a TPU pod), ``~/.cache/rlreward/tfds``.
 """
 
 from __future__ import annotations
@@ -25,4 +25,6 @@ def default_data_dir() -> pathlib.Path:
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> pathlib.Path:
     """``data_dir`` if given, else the default; as an absolute path."""
-    return (pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()).resolve()
+    return (
+        pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    ).resolve()

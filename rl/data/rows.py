@@ -2,8 +2,8 @@
 
 A benchmark's size is part of its meaning (GSM8K test has 1,319 problems; an accuracy over 1,312 is
 not comparable), so a row that cannot be used stops the build by default, with a message naming the
-file, the row and the field. ``allow_malformed=True`` is for a researcher's own, messier files: the bad
-rows are then skipped, counted, logged, and kept in the built dataset's report.
+file, the row and the field. ``allow_malformed=True`` is for a researcher's own, messier files: the
+bad rows are then skipped, counted, logged, and kept in the built dataset's report.
 
 Row numbers are 1-based line numbers for JSON Lines files (what an editor shows) and 0-based item
 indices for JSON lists (what ``json.load(f)[i]`` takes); each message says which.
@@ -53,7 +53,8 @@ class Rejection:
 
 @dataclasses.dataclass(frozen=True)
 class RawRow:
-    """A row as read: its 0-based index in the file, where it is, and the decoded JSON (or why not)."""
+    """A row as read: its 0-based index in the file, where it is, and the decoded JSON (or why
+    not)."""
 
     index: int
     where: str
@@ -70,7 +71,9 @@ def read_jsonl(path: pathlib.Path) -> Iterator[RawRow]:
             try:
                 yield RawRow(index, f"line {index + 1}", value=json.loads(line))
             except json.JSONDecodeError as e:
-                yield RawRow(index, f"line {index + 1}", error=f"not valid JSON ({e.msg}, column {e.colno})")
+                yield RawRow(
+                    index, f"line {index + 1}", error=f"not valid JSON ({e.msg}, column {e.colno})"
+                )
 
 
 def read_json_list(path: pathlib.Path) -> Iterator[RawRow]:
@@ -79,7 +82,9 @@ def read_json_list(path: pathlib.Path) -> Iterator[RawRow]:
         with open(path, encoding="utf-8") as f:
             items = json.load(f)
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})") from e
+        raise DataError(
+            f"{path}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})"
+        ) from e
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a JSON list of rows, got {type(items).__name__}")
     for index, item in enumerate(items):
@@ -87,7 +92,8 @@ def read_json_list(path: pathlib.Path) -> Iterator[RawRow]:
 
 
 def text_field(row: Mapping[str, Any], name: str, *, allow_empty: bool = False) -> str:
-    """``row[name]`` as a string; missing, non-string and (unless allowed) blank values are errors."""
+    """``row[name]`` as a string; missing, non-string and (unless allowed) blank values are
+    errors."""
     if name not in row:
         raise RowError(name, "missing")
     value = row[name]
@@ -110,29 +116,41 @@ def int_field(row: Mapping[str, Any], name: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ParsedFile:
-    """The usable rows of one file, in file order, each with its source index; and the rejections."""
+    """The usable rows of one file, in file order, each with its source index; and the
+    rejections."""
 
     path: pathlib.Path
     rows: list[tuple[int, dict[str, Any]]]
     rejections: list[Rejection]
 
     def report(self) -> dict[str, Any]:
-        """JSON-able summary, stored with the built dataset so a later reader can see what was skipped."""
-        return {"file": self.path.name, "rows": len(self.rows),
-                "rejected": len(self.rejections), "rejections": [str(r) for r in self.rejections[:100]]}
+        """JSON-able summary, stored with the built dataset so a later reader can see what was
+        skipped."""
+        return {
+            "file": self.path.name,
+            "rows": len(self.rows),
+            "rejected": len(self.rejections),
+            "rejections": [str(r) for r in self.rejections[:100]],
+        }
 
 
-def parse_file(path: pathlib.Path, raw_rows: Iterator[RawRow],
-               parse_row: Callable[[Mapping[str, Any], int], dict[str, Any]]) -> ParsedFile:
-    """Applies ``parse_row(json_object, index)`` to every row, collecting ``RowError``s as rejections."""
+def parse_file(
+    path: pathlib.Path,
+    raw_rows: Iterator[RawRow],
+    parse_row: Callable[[Mapping[str, Any], int], dict[str, Any]],
+) -> ParsedFile:
+    """Applies ``parse_row(json_object, index)`` to every row, collecting ``RowError``s as
+    rejections."""
     rows, rejections = [], []
     for raw in raw_rows:
         try:
             if raw.error is not None:
                 raise RowError(None, raw.error)
             if not isinstance(raw.value, dict):
-                raise RowError(None, f"expected a JSON object, got {type(raw.value).__name__} "
-                                     f"{_short(raw.value)}")
+                raise RowError(
+                    None,
+                    f"expected a JSON object, got {type(raw.value).__name__} {_short(raw.value)}",
+                )
             rows.append((raw.index, parse_row(raw.value, raw.index)))
         except RowError as e:
             rejections.append(Rejection(path.name, raw.where, e.field, e.reason))
@@ -140,18 +158,27 @@ def parse_file(path: pathlib.Path, raw_rows: Iterator[RawRow],
 
 
 def check_rejections(parsed: ParsedFile, *, allow_malformed: bool) -> None:
-    """Raises ``DataError`` listing the first bad rows, or (when allowed) logs how many are skipped."""
+    """Raises ``DataError`` listing the first bad rows, or (when allowed) logs how many are
+    skipped."""
     if not parsed.rejections:
         return
     n = len(parsed.rejections)
     shown = "\n  ".join(str(r) for r in parsed.rejections[:_SHOWN])
     more = f"\n  ... and {n - _SHOWN} more" if n > _SHOWN else ""
     if not allow_malformed:
-        raise DataError(f"{parsed.path}: {n} malformed row(s):\n  {shown}{more}\n"
-                        "Fix the file, or pass allow_malformed=True to skip them "
-                        "(they are then counted and logged).")
-    log.warning("%s: skipping %d malformed row(s) (allow_malformed=True), keeping %d:\n  %s%s",
-                parsed.path, n, len(parsed.rows), shown, more)
+        raise DataError(
+            f"{parsed.path}: {n} malformed row(s):\n  {shown}{more}\n"
+            "Fix the file, or pass allow_malformed=True to skip them "
+            "(they are then counted and logged)."
+        )
+    log.warning(
+        "%s: skipping %d malformed row(s) (allow_malformed=True), keeping %d:\n  %s%s",
+        parsed.path,
+        n,
+        len(parsed.rows),
+        shown,
+        more,
+    )
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -1,4 +1,5 @@
-"""The toy task of the embedded default: chains of small additions and subtractions, solved step by step.
+"""The toy task of the embedded default: chains of small additions and subtractions, solved step by
+step.
 
 A CPU-sized stand-in for math word problems that keeps what matters for reward design: a response
 is a sequence of checkable steps ending in a ``\\boxed{}`` answer the verifier can grade.
@@ -21,9 +22,10 @@ is a sequence of checkable steps ending in a ``\\boxed{}`` answer the verifier c
   almost never writes an extra line, so it cannot discover that repeating correct steps raises a raw
   PRM's return; with re-statements in its data it does (see /work/shared/TOY-NOTES.md).
 - Train and test are disjoint by construction: a problem belongs to the test side iff a hash of its
-  question text falls in one of ``TEST_BUCKETS`` buckets, whatever the seed, so no seed's training data
-  contains any seed's test problem. Each split is drawn from its own stream seeded by (seed, split),
-  without repeats, and a larger size extends a smaller one (the first n rows do not depend on size).
+  question text falls in one of ``TEST_BUCKETS`` buckets, whatever the seed, so no seed's training
+  data contains any seed's test problem. Each split is drawn from its own stream seeded by (seed,
+  split), without repeats, and a larger size extends a smaller one (the first n rows do not depend
+  on size).
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ class ToySpec:
         if self.max_ops < self.min_ops:
             raise ValueError(f"ToySpec.max_ops={self.max_ops!r}: must be >= min_ops={self.min_ops}")
         if not 0.0 <= self.redundant_step_prob < 1.0:
-            raise ValueError(f"ToySpec.redundant_step_prob={self.redundant_step_prob!r}: must be in [0, 1)")
+            raise ValueError(
+                f"ToySpec.redundant_step_prob={self.redundant_step_prob!r}: must be in [0, 1)"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +140,8 @@ def boxed(value: int) -> str:
 
 
 def parse_step(line: str) -> Step | None:
-    """The arithmetic step on ``line``, or None when the line is not one (e.g. the ``\\boxed{}`` line).
+    """The arithmetic step on ``line``, or None when the line is not one (e.g. the ``\\boxed{}``
+    line).
 
     Numbers must be written canonically (no leading zeros, no "+" sign, no spaces), the way the task
     writes them, so that "correct" means "what a correct solver of this task would write".
@@ -152,7 +157,8 @@ def step_is_correct(line: str) -> bool:
     """True iff ``line`` is one arithmetic step ``a+d=r`` / ``a-d=r`` whose arithmetic is right.
 
     This judges a line in isolation: it says nothing about whether the step belongs to the problem's
-    chain (``rl.data.toy_oracle`` does that). The ``\\boxed{}`` line is not an arithmetic step: False.
+    chain (``rl.data.toy_oracle`` does that). The ``\\boxed{}`` line is not an arithmetic step:
+    False.
     """
     step = parse_step(line)
     return step is not None and step.is_correct
@@ -168,20 +174,23 @@ def parse_question(question: str) -> ToyProblem:
     """The problem a question text states; ``ValueError`` naming the text when it is not one."""
     match = _QUESTION.fullmatch(question)
     if match is None:
-        raise ValueError(f"not a toy question: {question!r} (expected e.g. {QUESTION_PREFIX + '7+5-3'!r})")
+        raise ValueError(
+            f"not a toy question: {question!r} (expected e.g. {QUESTION_PREFIX + '7+5-3'!r})"
+        )
     deltas = tuple(int(d) for d in re.findall(r"[+-]\d+", match[2]))
     return ToyProblem(int(match[1]), deltas)
 
 
 def is_test_problem(problem: ToyProblem) -> bool:
-    """Whether the problem is reserved for the test split (a seed-independent hash of its question)."""
+    """Whether the problem is reserved for the test split (a seed-independent hash of its
+    question)."""
     digest = hashlib.sha256(problem.question.encode()).digest()
     return int.from_bytes(digest[:8], "big") % TEST_BUCKETS == 0
 
 
 def sample_problem(rng: random.Random, spec: ToySpec) -> ToyProblem:
-    """A uniformly random length in [min_ops, max_ops], start in [0, max_value], and operations drawn
-    uniformly among those that keep the running value in [0, max_value]."""
+    """A uniformly random length in [min_ops, max_ops], start in [0, max_value], and operations
+    drawn uniformly among those that keep the running value in [0, max_value]."""
     value = rng.randint(0, spec.max_value)
     start, deltas = value, []
     for _ in range(rng.randint(spec.min_ops, spec.max_ops)):
@@ -194,7 +203,8 @@ def sample_problem(rng: random.Random, spec: ToySpec) -> ToyProblem:
 
 
 def generate(split: str, size: int, *, seed: int = 0, spec: ToySpec = ToySpec()) -> list[ToyRow]:
-    """``size`` distinct problems of ``split`` with their solutions, deterministic in (seed, split, spec).
+    """``size`` distinct problems of ``split`` with their solutions, deterministic in (seed, split,
+    spec).
 
     Raises ``ValueError`` if the spec's problem space cannot supply ``size`` distinct problems.
     """
@@ -218,6 +228,8 @@ def generate(split: str, size: int, *, seed: int = 0, spec: ToySpec = ToySpec())
         seen.add(problem.question)
         rows.append(ToyRow(f"toy/{split}/{len(rows)}", problem, problem.solution(repeated)))
     if len(rows) < size:
-        raise ValueError(f"split={split!r} size={size}: found only {len(rows)} distinct problems in "
-                         f"{max_draws} draws; the spec {spec} has too few problems for this size")
+        raise ValueError(
+            f"split={split!r} size={size}: found only {len(rows)} distinct problems in "
+            f"{max_draws} draws; the spec {spec} has too few problems for this size"
+        )
     return rows

@@ -29,9 +29,16 @@ class ToyArithmetic(LocalBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First version."}
 
-    def __init__(self, *, seed: int = 0, train_size: int = DEFAULT_TRAIN_SIZE,
-                 test_size: int = DEFAULT_TEST_SIZE, spec: toy.ToySpec = toy.ToySpec(),
-                 data_dir: str | os.PathLike | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        train_size: int = DEFAULT_TRAIN_SIZE,
+        test_size: int = DEFAULT_TEST_SIZE,
+        spec: toy.ToySpec = toy.ToySpec(),
+        data_dir: str | os.PathLike | None = None,
+        **kwargs: Any,
+    ):
         for key, value in (("train_size", train_size), ("test_size", test_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ToyArithmetic {key}={value!r}: must be an integer >= 1")
@@ -44,16 +51,24 @@ class ToyArithmetic(LocalBuilder):
 
     def get_default_builder_config(self) -> tfds.core.BuilderConfig:
         s = self._spec
-        name = (f"seed{self._seed}-train{self._sizes['train']}-test{self._sizes['test']}"
-                f"-ops{s.min_ops}to{s.max_ops}-operand{s.max_operand}-value{s.max_value}"
-                f"-redundant{s.redundant_step_prob:g}")
-        return tfds.core.BuilderConfig(name=name, description=f"seed={self._seed}, sizes={self._sizes}, {s}")
+        name = (
+            f"seed{self._seed}-train{self._sizes['train']}-test{self._sizes['test']}"
+            f"-ops{s.min_ops}to{s.max_ops}-operand{s.max_operand}-value{s.max_value}"
+            f"-redundant{s.redundant_step_prob:g}"
+        )
+        return tfds.core.BuilderConfig(
+            name=name, description=f"seed={self._seed}, sizes={self._sizes}, {s}"
+        )
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
-            builder=self, description=type(self).__doc__,
-            features=tfds.features.FeaturesDict({name: tfds.features.Text() for name in TEXT_FIELDS}),
-            disable_shuffling=True)
+            builder=self,
+            description=type(self).__doc__,
+            features=tfds.features.FeaturesDict(
+                {name: tfds.features.Text() for name in TEXT_FIELDS}
+            ),
+            disable_shuffling=True,
+        )
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[int, dict[str, str]]]]:
         del dl_manager  # Nothing to download.
@@ -62,5 +77,12 @@ class ToyArithmetic(LocalBuilder):
     def _generate_examples(self, split: str) -> Iterator[tuple[int, dict[str, str]]]:
         rows = toy.generate(split, self._sizes[split], seed=self._seed, spec=self._spec)
         for i, row in enumerate(rows):
-            yield i, {"id": row.id, "question": row.problem.question, "solution": row.solution,
-                      "answer": str(row.problem.answer)}
+            yield (
+                i,
+                {
+                    "id": row.id,
+                    "question": row.problem.question,
+                    "solution": row.solution,
+                    "answer": str(row.problem.answer),
+                },
+            )

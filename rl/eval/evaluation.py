@@ -9,25 +9,27 @@ and the reward-hacking diagnostics of its generations. Library of ``python -m rl
 or, once, ``evaluate_policy(graphdef, params, tokenizer, examples, dataset=..., ...)``.
 
 What is measured (all generation goes through the one sampler PPO uses, in fixed-size batches of
-``batch_size`` prompts: the last batch is padded with repeats of its last prompt, which are dropped):
+``batch_size`` prompts: the last batch is padded with repeats of its last prompt, which are
+dropped):
   * **greedy**: temperature 0, one response per prompt; ``accuracy`` is its verified accuracy.
   * **sampled**: N = max(samples, best_of) responses per prompt at ``temperature``. pass@1 is the
     mean accuracy of the first k = ``samples`` of them; maj@k votes over their extracted answers
-    (``rewards.verify.extract_answer``, normalized as the verifier normalizes them; responses without
-    an answer do not vote; ties go to the answer that appeared first) and is right when a response
-    carrying the winning answer is. Best-of-N picks, among the first N = ``best_of``, the response the
-    reward model scores highest (ties to the first) and reports its accuracy; ``oracle_accuracy``
-    (any of the N correct) bounds it.
+    (``rewards.verify.extract_answer``, normalized as the verifier normalizes them; responses
+    without an answer do not vote; ties go to the answer that appeared first) and is right when a
+    response carrying the winning answer is. Best-of-N picks, among the first N = ``best_of``, the
+    response the reward model scores highest (ties to the first) and reports its accuracy;
+    ``oracle_accuracy`` (any of the N correct) bounds it.
   * **reward model**: it reads prompt + response in the POLICY's tokenizer (a reward model with a
     different vocabulary must be re-tokenized, which this module does not do; the CLI checks that
     the vocabularies agree). An ORM's score is read at the last response token (as PPO reads it);
-    a PRM's step scores at the policy's step-end tokens (``rewards.steps``), aggregated for ranking by
-    ``min`` (weakest step), ``last`` (final step) or ``product`` (all steps right, for probabilities).
-    A response without steps has no PRM score (NaN: never picked over one that has).
+    a PRM's step scores at the policy's step-end tokens (``rewards.steps``), aggregated for ranking
+    by ``min`` (weakest step), ``last`` (final step) or ``product`` (all steps right, for
+    probabilities). A response without steps has no PRM score (NaN: never picked over one that has).
   * **hacking diagnostics**, per generation mode: response length, steps per response, repeated-step
     fraction, and, with a reward model, its mean score and point-biserial correlation with
-    correctness; for a PRM also the raw PRM return (sum of step scores, what a raw-PRM reward pays) for
-    correct vs incorrect responses. A PRM that is hacked pays more return without more correctness.
+    correctness; for a PRM also the raw PRM return (sum of step scores, what a raw-PRM reward pays)
+    for correct vs incorrect responses. A PRM that is hacked pays more return without more
+    correctness.
 
 Letters: E examples, N samples per prompt, M = E·N response rows, B prompts per batch, P prompt
 length, R max new tokens.
@@ -198,20 +200,36 @@ class Generations:
 
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="prompt", file=sys.stderr, disable=not enabled,
-                dynamic_ncols=True)
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="prompt",
+        file=sys.stderr,
+        disable=not enabled,
+        dynamic_ncols=True,
+    )
 
 
 def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
     """The text up to the end of the first stop string (the sampler stops on the token completing
     it, whose text may run past it)."""
     ends = [text.find(s) + len(s) for s in stop_strings if s in text]
-    return text[:min(ends)] if ends else text
+    return text[: min(ends)] if ends else text
 
 
-def generate(sampler: Sampler, params: Any, prompt_ids_ExP: np.ndarray, prompt_mask_ExP: np.ndarray,
-             tokenizer: Any, *, batch_size: int, key: jax.Array, progress: bool = False,
-             desc: str = "generate") -> Generations:
+def generate(
+    sampler: Sampler,
+    params: Any,
+    prompt_ids_ExP: np.ndarray,
+    prompt_mask_ExP: np.ndarray,
+    tokenizer: Any,
+    *,
+    batch_size: int,
+    key: jax.Array,
+    progress: bool = False,
+    desc: str = "generate",
+) -> Generations:
     """All E prompts through `sampler` in batches of exactly `batch_size` (one compiled program)."""
     e = prompt_ids_ExP.shape[0]
     n = sampler.config.samples_per_prompt
@@ -219,16 +237,24 @@ def generate(sampler: Sampler, params: Any, prompt_ids_ExP: np.ndarray, prompt_m
     with _progress(e, desc, progress) as bar:
         for i, start in enumerate(range(0, e, batch_size)):
             idx = np.minimum(np.arange(start, start + batch_size), e - 1)
-            out = sampler(params, prompt_ids_ExP[idx], prompt_mask_ExP[idx],
-                          jax.random.fold_in(key, i))
+            out = sampler(
+                params, prompt_ids_ExP[idx], prompt_mask_ExP[idx], jax.random.fold_in(key, i)
+            )
             real = min(batch_size, e - start) * n
-            parts.append(jax.tree.map(lambda x: np.asarray(x)[:real], jax.device_get(
-                (out.tokens, out.response_mask, out.logp, out.lengths, out.finish_reason))))
+            parts.append(
+                jax.tree.map(
+                    lambda x: np.asarray(x)[:real],
+                    jax.device_get(
+                        (out.tokens, out.response_mask, out.logp, out.lengths, out.finish_reason)
+                    ),
+                )
+            )
             bar.update(real // n)
     tokens, mask, logp, lengths, finish = (np.concatenate(x) for x in zip(*parts))
     mask = mask.astype(bool)
-    texts = tokenizer.batch_decode([row[m] for row, m in zip(tokens, mask)],
-                                   skip_special_tokens=True)
+    texts = tokenizer.batch_decode(
+        [row[m] for row, m in zip(tokens, mask)], skip_special_tokens=True
+    )
     stops = sampler.config.stop_strings
     texts = [cut_at_stop(t, stops) for t in texts] if stops else list(texts)
     return Generations(tokens, mask, logp, lengths, finish, texts, n)
@@ -243,9 +269,9 @@ def _as_graph_and_state(model: Any) -> tuple[Any, Any]:
 class RewardScorer:
     """Per-response-token scores of a frozen reward model over prompt + response rows.
 
-    One jitted forward over chunks of exactly `chunk_rows` rows (the last chunk padded with repeats),
-    so every generation mode reuses one compiled program. On a mesh the rows are sharded over the
-    batch axes and the model's parameters must already live on the mesh.
+    One jitted forward over chunks of exactly `chunk_rows` rows (the last chunk padded with
+    repeats), so every generation mode reuses one compiled program. On a mesh the rows are sharded
+    over the batch axes and the model's parameters must already live on the mesh.
     """
 
     def __init__(self, reward_model: Any, *, chunk_rows: int, mesh=None, rules=None):
@@ -254,10 +280,16 @@ class RewardScorer:
         graphdef = self.graphdef
         self._forward = jax.jit(lambda params, ids, mask: nnx.merge(graphdef, params)(ids, mask))
 
-    def __call__(self, prompt_ids_MxP: np.ndarray, prompt_mask_MxP: np.ndarray,
-                 tokens_MxR: np.ndarray, response_MxR: np.ndarray) -> np.ndarray:
+    def __call__(
+        self,
+        prompt_ids_MxP: np.ndarray,
+        prompt_mask_MxP: np.ndarray,
+        tokens_MxR: np.ndarray,
+        response_MxR: np.ndarray,
+    ) -> np.ndarray:
         """scores_MxR (fp32): the model's score at every response position."""
         from models.sharding import array_sharding, use_mesh
+
         p = prompt_ids_MxP.shape[1]
         seq = np.concatenate([prompt_ids_MxP, tokens_MxR], axis=1).astype(np.int32)
         seq_mask = np.concatenate([prompt_mask_MxP.astype(bool), response_MxR], axis=1)
@@ -273,7 +305,7 @@ class RewardScorer:
                 ids, mask = jax.device_put((ids, mask), sharding)
                 with use_mesh(self.mesh, self.rules):
                     scores = self._forward(self.params, ids, mask)
-            out.append(np.asarray(jax.device_get(scores))[:min(c, m - start), p:])
+            out.append(np.asarray(jax.device_get(scores))[: min(c, m - start), p:])
         return np.concatenate(out).astype(np.float32)
 
 
@@ -288,8 +320,9 @@ def prm_step_scores(scores_MxR: np.ndarray, step_end_MxR: np.ndarray) -> list[np
     return [s[e] for s, e in zip(scores_MxR, step_end_MxR.astype(bool))]
 
 
-def check_answers(texts: Sequence[str], answers: Sequence[str],
-                  get_verifier: Callable[[], Verifier]) -> np.ndarray:
+def check_answers(
+    texts: Sequence[str], answers: Sequence[str], get_verifier: Callable[[], Verifier]
+) -> np.ndarray:
     """[M] bool: the verifier's verdicts. A response without an extractable answer is wrong without
     asking it (as the verifier itself decides), so a policy that never answers (random weights,
     early training) never starts its worker processes."""
@@ -301,27 +334,39 @@ def check_answers(texts: Sequence[str], answers: Sequence[str],
     return correct
 
 
-def reward_scores(scorer: RewardScorer, kind: str, gens: Generations,
-                  prompts: prompts_lib.PromptBatch, tokenizer: Any, *, separator: str,
-                  aggregation: str) -> tuple[list[float], list[float | None], list[list | None]]:
+def reward_scores(
+    scorer: RewardScorer,
+    kind: str,
+    gens: Generations,
+    prompts: prompts_lib.PromptBatch,
+    tokenizer: Any,
+    *,
+    separator: str,
+    aggregation: str,
+) -> tuple[list[float], list[float | None], list[list | None]]:
     """Per response: the reward model's score (ORM: last token; PRM: aggregated steps, NaN without
     steps), the PRM return (sum of step scores; None for an ORM) and the step scores."""
     n, m = gens.samples_per_prompt, len(gens.texts)
     rows = np.repeat(np.arange(prompts.input_ids.shape[0]), n)
-    scores = scorer(prompts.input_ids[rows], prompts.attention_mask[rows], gens.tokens,
-                    gens.response_mask)
+    scores = scorer(
+        prompts.input_ids[rows], prompts.attention_mask[rows], gens.tokens, gens.response_mask
+    )
     if kind == "orm":
         return [float(x) for x in orm_scores(scores, gens.response_mask)], [None] * m, [None] * m
     if kind != "prm":
         raise ValueError(f"reward_kind={kind!r}: must be one of {REWARD_KINDS}")
     ends = steps_lib.step_end_masks(tokenizer, gens.tokens, gens.response_mask, separator)
     steps = [s.astype(float).tolist() for s in prm_step_scores(scores, ends)]
-    return ([aggregate_prm(s, aggregation) for s in steps], [float(np.sum(s)) for s in steps],
-            steps)
+    return (
+        [aggregate_prm(s, aggregation) for s in steps],
+        [float(np.sum(s)) for s in steps],
+        steps,
+    )
 
 
-def encode(examples: Sequence[Example], tokenizer: Any, dataset: str,
-           max_prompt_len: int | None = None) -> prompts_lib.PromptBatch:
+def encode(
+    examples: Sequence[Example], tokenizer: Any, dataset: str, max_prompt_len: int | None = None
+) -> prompts_lib.PromptBatch:
     """The dataset's prompts, left-padded to `max_prompt_len` (None: the longest prompt rounded up
     to a multiple of 64, one length bucket)."""
     system = prompts_lib.system_prompt_for(dataset)
@@ -361,8 +406,9 @@ class EvalConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 fail(name, f"must be an integer >= {low}")
-        if self.max_prompt_len is not None and (not isinstance(self.max_prompt_len, int)
-                                                or self.max_prompt_len < 1):
+        if self.max_prompt_len is not None and (
+            not isinstance(self.max_prompt_len, int) or self.max_prompt_len < 1
+        ):
             fail("max_prompt_len", "must be None or an integer >= 1")
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
             fail("temperature", "must be > 0 (greedy is always evaluated separately)")
@@ -392,9 +438,19 @@ class Evaluator:
     a response first states an answer, closed by `close()`).
     """
 
-    def __init__(self, policy: Any, tokenizer: Any, config: EvalConfig, *, reward_model: Any = None,
-                 reward_kind: str = "orm", mesh=None, rules=None, verifier: Verifier | None = None,
-                 verifier_workers: int = 2):
+    def __init__(
+        self,
+        policy: Any,
+        tokenizer: Any,
+        config: EvalConfig,
+        *,
+        reward_model: Any = None,
+        reward_kind: str = "orm",
+        mesh=None,
+        rules=None,
+        verifier: Verifier | None = None,
+        verifier_workers: int = 2,
+    ):
         if reward_kind not in REWARD_KINDS:
             raise ValueError(f"reward_kind={reward_kind!r}: must be one of {REWARD_KINDS}")
         if config.best_of and reward_model is None:
@@ -402,19 +458,31 @@ class Evaluator:
         self.config, self.tokenizer, self.reward_kind = config, tokenizer, reward_kind
         self.mesh, self.rules = mesh, rules
         graphdef = policy if isinstance(policy, nnx.GraphDef) else nnx.graphdef(policy)
-        common = dict(max_new_tokens=config.max_new_tokens, eos_ids=stop_token_ids(tokenizer),
-                      stop_strings=config.stop_strings, pad_id=tokenizer.pad_token_id or 0)
+        common = dict(
+            max_new_tokens=config.max_new_tokens,
+            eos_ids=stop_token_ids(tokenizer),
+            stop_strings=config.stop_strings,
+            pad_id=tokenizer.pad_token_id or 0,
+        )
         kw = dict(mesh=mesh, rules=rules, tokenizer=tokenizer)
         self.greedy = Sampler(graphdef, SamplerConfig(temperature=0.0, **common), **kw)
         self.sampled = None
         if config.sampled_per_prompt:
-            self.sampled = Sampler(graphdef, SamplerConfig(
-                temperature=config.temperature, top_p=config.top_p,
-                samples_per_prompt=config.sampled_per_prompt, **common), **kw)
+            self.sampled = Sampler(
+                graphdef,
+                SamplerConfig(
+                    temperature=config.temperature,
+                    top_p=config.top_p,
+                    samples_per_prompt=config.sampled_per_prompt,
+                    **common,
+                ),
+                **kw,
+            )
         self.scorer = None
         if reward_model is not None:
-            self.scorer = RewardScorer(reward_model, chunk_rows=config.batch_size, mesh=mesh,
-                                       rules=rules)
+            self.scorer = RewardScorer(
+                reward_model, chunk_rows=config.batch_size, mesh=mesh, rules=rules
+            )
         self._verifier, self._own_verifier = verifier, verifier is None
         self._verifier_workers = verifier_workers
 
@@ -447,27 +515,46 @@ class Evaluator:
         rm_score, prm_return, step_scores = [None] * m, [None] * m, [None] * m
         if self.scorer is not None:
             rm_score, prm_return, step_scores = reward_scores(
-                self.scorer, self.reward_kind, gens, prompts, self.tokenizer,
-                separator=c.separator, aggregation=c.prm_aggregation)
+                self.scorer,
+                self.reward_kind,
+                gens,
+                prompts,
+                self.tokenizer,
+                separator=c.separator,
+                aggregation=c.prm_aggregation,
+            )
         records = []
         for row, text in enumerate(gens.texts):
             ex = examples[row // n]
             steps = steps_lib.step_texts(text, c.separator)
             score = rm_score[row]
-            records.append({
-                "id": ex.id, "mode": mode, "sample": row % n, "reference": ex.answer,
-                "answer": extract_answer(text), "correct": bool(correct[row]),
-                "response_length": int(gens.lengths[row]), "steps": len(steps),
-                "repeated_step_fraction": steps_lib.repeated_step_fraction(steps),
-                "finish_reason": FinishReason(int(gens.finish_reason[row])).name,
-                **({"rm_score": None if score is None or math.isnan(score) else score}
-                   if self.scorer is not None else {}),
-                "prm_return": prm_return[row], "step_scores": step_scores[row], "text": text,
-            })
+            records.append(
+                {
+                    "id": ex.id,
+                    "mode": mode,
+                    "sample": row % n,
+                    "reference": ex.answer,
+                    "answer": extract_answer(text),
+                    "correct": bool(correct[row]),
+                    "response_length": int(gens.lengths[row]),
+                    "steps": len(steps),
+                    "repeated_step_fraction": steps_lib.repeated_step_fraction(steps),
+                    "finish_reason": FinishReason(int(gens.finish_reason[row])).name,
+                    **(
+                        {"rm_score": None if score is None or math.isnan(score) else score}
+                        if self.scorer is not None
+                        else {}
+                    ),
+                    "prm_return": prm_return[row],
+                    "step_scores": step_scores[row],
+                    "text": text,
+                }
+            )
         return records
 
-    def evaluate(self, params: Any, examples: Sequence[Example], *, progress: bool = False
-                 ) -> dict[str, Any]:
+    def evaluate(
+        self, params: Any, examples: Sequence[Example], *, progress: bool = False
+    ) -> dict[str, Any]:
         """The summary (see module docstring) with the per-response dicts under "records".
 
         Top level: `n`, `accuracy` and the greedy diagnostics (`response_length`,
@@ -481,59 +568,111 @@ class Evaluator:
         prompts = self.encode(examples)
         key = jax.random.key(c.seed)
         ids, mask = prompts.input_ids, prompts.attention_mask
-        gens = generate(self.greedy, params, ids, mask, self.tokenizer, batch_size=c.batch_size,
-                        key=jax.random.fold_in(key, 0), progress=progress, desc="greedy")
+        gens = generate(
+            self.greedy,
+            params,
+            ids,
+            mask,
+            self.tokenizer,
+            batch_size=c.batch_size,
+            key=jax.random.fold_in(key, 0),
+            progress=progress,
+            desc="greedy",
+        )
         records = self._records(examples, gens, prompts, "greedy")
         greedy = diagnostics(records)
-        summary: dict[str, Any] = {"dataset": c.dataset, "n": len(examples), **greedy,
-                                   "greedy": dict(greedy)}
+        summary: dict[str, Any] = {
+            "dataset": c.dataset,
+            "n": len(examples),
+            **greedy,
+            "greedy": dict(greedy),
+        }
         if self.sampled is not None:
             n = c.sampled_per_prompt
-            gens = generate(self.sampled, params, ids, mask, self.tokenizer,
-                            batch_size=c.batch_size, key=jax.random.fold_in(key, 1),
-                            progress=progress, desc=f"sampled x{n}")
+            gens = generate(
+                self.sampled,
+                params,
+                ids,
+                mask,
+                self.tokenizer,
+                batch_size=c.batch_size,
+                key=jax.random.fold_in(key, 1),
+                progress=progress,
+                desc=f"sampled x{n}",
+            )
             sampled = self._records(examples, gens, prompts, "sampled")
             records += sampled
             correct_ExN = np.asarray([r["correct"] for r in sampled]).reshape(len(examples), n)
             if c.samples:
                 k = c.samples
                 first_k = [r for r in sampled if r["sample"] < k]
-                answers = [[r["answer"] for r in sampled[e * n:e * n + k]]
-                           for e in range(len(examples))]
+                answers = [
+                    [r["answer"] for r in sampled[e * n : e * n + k]] for e in range(len(examples))
+                ]
                 summary["sampled"] = {
-                    "k": k, "temperature": c.temperature, "top_p": c.top_p,
+                    "k": k,
+                    "temperature": c.temperature,
+                    "top_p": c.top_p,
                     "pass@1": pass_at_1(correct_ExN[:, :k]),
                     "maj@k": maj_at_k(answers, correct_ExN[:, :k]),
-                    **{key_: v for key_, v in diagnostics(first_k).items() if key_ != "accuracy"}}
+                    **{key_: v for key_, v in diagnostics(first_k).items() if key_ != "accuracy"},
+                }
             if c.best_of:
                 b = c.best_of
-                scores = np.asarray([np.nan if r["rm_score"] is None else r["rm_score"]
-                                     for r in sampled]).reshape(len(examples), n)
+                scores = np.asarray(
+                    [np.nan if r["rm_score"] is None else r["rm_score"] for r in sampled]
+                ).reshape(len(examples), n)
                 summary["best_of"] = {
-                    "n": b, "reward_kind": self.reward_kind,
+                    "n": b,
+                    "reward_kind": self.reward_kind,
                     "aggregation": c.prm_aggregation if self.reward_kind == "prm" else None,
                     "accuracy": best_of_n(scores[:, :b], correct_ExN[:, :b]),
                     "oracle_accuracy": float(correct_ExN[:, :b].any(axis=1).mean()),
                     "mean_accuracy": pass_at_1(correct_ExN[:, :b]),
-                    **{key_: v for key_, v in diagnostics([r for r in sampled if r["sample"] < b])
-                       .items() if key_ != "accuracy"}}
-        summary["settings"] = {**dataclasses.asdict(c), "step_separator": c.separator,
-                               "max_prompt_len": int(ids.shape[1]),
-                               "reward_kind": self.reward_kind if self.scorer else None}
+                    **{
+                        key_: v
+                        for key_, v in diagnostics([r for r in sampled if r["sample"] < b]).items()
+                        if key_ != "accuracy"
+                    },
+                }
+        summary["settings"] = {
+            **dataclasses.asdict(c),
+            "step_separator": c.separator,
+            "max_prompt_len": int(ids.shape[1]),
+            "reward_kind": self.reward_kind if self.scorer else None,
+        }
         summary["records"] = records
         return summary
 
 
-def evaluate_policy(policy: Any, params: Any, tokenizer: Any, examples: Sequence[Example], *,
-                    dataset: str, reward_model: Any = None, reward_kind: str = "orm", mesh=None,
-                    rules=None, verifier: Verifier | None = None, progress: bool = False,
-                    **config: Any) -> dict[str, Any]:
+def evaluate_policy(
+    policy: Any,
+    params: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    dataset: str,
+    reward_model: Any = None,
+    reward_kind: str = "orm",
+    mesh=None,
+    rules=None,
+    verifier: Verifier | None = None,
+    progress: bool = False,
+    **config: Any,
+) -> dict[str, Any]:
     """One-shot `Evaluator(...).evaluate(params, examples)`; `config` holds `EvalConfig` fields
     (max_new_tokens, batch_size, samples, best_of, temperature, prm_aggregation, step_separator,
     seed, ...). Compiles every call: loops should hold an `Evaluator`."""
-    evaluator = Evaluator(policy, tokenizer, EvalConfig(dataset=dataset, **config),
-                          reward_model=reward_model, reward_kind=reward_kind, mesh=mesh,
-                          rules=rules, verifier=verifier)
+    evaluator = Evaluator(
+        policy,
+        tokenizer,
+        EvalConfig(dataset=dataset, **config),
+        reward_model=reward_model,
+        reward_kind=reward_kind,
+        mesh=mesh,
+        rules=rules,
+        verifier=verifier,
+    )
     with evaluator:
         return evaluator.evaluate(params, examples, progress=progress)
 
@@ -556,9 +695,13 @@ def jsonable(value: Any) -> Any:
 
 def markdown_table(summary: dict[str, Any]) -> str:
     """The summary as a two-column markdown table."""
+
     def fmt(v):
-        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (
-            f"{v:.4f}" if isinstance(v, float) else str(v))
+        return (
+            "n/a"
+            if v is None or (isinstance(v, float) and math.isnan(v))
+            else (f"{v:.4f}" if isinstance(v, float) else str(v))
+        )
 
     rows = [("n", summary["n"]), ("greedy accuracy", summary["accuracy"])]
     rows += [(f"greedy {k}", v) for k, v in summary["greedy"].items() if k != "accuracy"]
@@ -588,7 +731,9 @@ def write_outputs(summary: dict[str, Any], output: str | Path, *, records: bool 
 
 # --- Loading a policy --------------------------------------------------------------------------
 
-RUN_CONFIG_FILE = "config.json"  # What a project workdir needs beside checkpoints/ (see load_policy).
+RUN_CONFIG_FILE = (
+    "config.json"  # What a project workdir needs beside checkpoints/ (see load_policy).
+)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
@@ -613,38 +758,54 @@ def checkpoint_steps(workdir: str | Path) -> list[int]:
     root = Path(workdir) / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted(int(d.name) for d in root.iterdir() if d.name.isdigit() and (d / "state").is_dir())
+    return sorted(
+        int(d.name) for d in root.iterdir() if d.name.isdigit() and (d / "state").is_dir()
+    )
 
 
-def load_policy(path: str | Path, *, tokenizer: str | Path | None = None, step: int | None = None,
-                dtype: Any = jnp.float32, mesh=None, rules=None) -> LoadedPolicy:
-    """A policy and its tokenizer from an HF directory or a project workdir (``rl.train --workdir``).
+def load_policy(
+    path: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    step: int | None = None,
+    dtype: Any = jnp.float32,
+    mesh=None,
+    rules=None,
+) -> LoadedPolicy:
+    """A policy and its tokenizer from an HF directory or a project workdir (``rl.train
+    --workdir``).
 
     HF directory: config.json + safetensors (+ tokenizer files, or pass `tokenizer`).
-    Workdir: ``checkpoints/<step>/state`` (the TrainState; only its ``policy`` subtree is read, straight
-    into its shardings) and ``config.json``, the run's config (``ConfigDict.to_json()``), from which the
-    policy's structure (its ``policy`` section: HF path or preset, dtypes, overrides) and tokenizer are
-    rebuilt exactly as the trainer built them. Default step: the latest.
+    Workdir: ``checkpoints/<step>/state`` (the TrainState; only its ``policy`` subtree is read,
+    straight into its shardings) and ``config.json``, the run's config (``ConfigDict.to_json()``),
+    from which the policy's structure (its ``policy`` section: HF path or preset, dtypes, overrides)
+    and tokenizer are rebuilt exactly as the trainer built them. Default step: the latest.
     """
     path = Path(path)
     if is_hf_dir(path):
         from models import hf_io
+
         if tokenizer is None and not any((path / f).exists() for f in TOKENIZER_FILES):
-            raise FileNotFoundError(f"{path} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
-                                    "pass a tokenizer directory")
+            raise FileNotFoundError(
+                f"{path} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                "pass a tokenizer directory"
+            )
         model = hf_io.load_causal_lm(path, dtype, mesh=mesh, rules=rules)
         return LoadedPolicy(model, hf_io.load_tokenizer(tokenizer or path), "hf")
     steps = checkpoint_steps(path)
     if not steps:
-        raise FileNotFoundError(f"{path}: neither an HF model directory (config.json with model_type) "
-                                "nor a project workdir (checkpoints/<step>/state)")
+        raise FileNotFoundError(
+            f"{path}: neither an HF model directory (config.json with model_type) "
+            "nor a project workdir (checkpoints/<step>/state)"
+        )
     run_file = path / RUN_CONFIG_FILE
     if not run_file.exists():
         raise FileNotFoundError(
             f"{path} is a project workdir but has no {RUN_CONFIG_FILE}: the policy's structure "
             f"cannot be rebuilt from checkpoints alone. Write the run's config there "
             f"(ConfigDict.to_json()), or export the policy as an HF directory "
-            f"(models.hf_io.save_causal_lm) and pass that.")
+            f"(models.hf_io.save_causal_lm) and pass that."
+        )
     if step is None:
         step = steps[-1]
     elif step not in steps:
@@ -654,8 +815,9 @@ def load_policy(path: str | Path, *, tokenizer: str | Path | None = None, step: 
     return LoadedPolicy(model, tok, "workdir", run_config, step)
 
 
-def _restore_workdir_policy(path: Path, run_config: dict[str, Any], step: int, tokenizer, mesh,
-                            rules):
+def _restore_workdir_policy(
+    path: Path, run_config: dict[str, Any], step: int, tokenizer, mesh, rules
+):
     import orbax.checkpoint as ocp
 
     from models import hf_io
@@ -666,12 +828,21 @@ def _restore_workdir_policy(path: Path, run_config: dict[str, Any], step: int, t
 
     spec = models_setup.ModelSpec.from_section("policy", run_config.get("policy"))
     data = run_config.get("data", {})
-    tok = (hf_io.load_tokenizer(tokenizer) if tokenizer else trainer_lib.load_tokenizer(
-        run_config.get("tokenizer", ""), spec, data.get("dataset", "")))
+    tok = (
+        hf_io.load_tokenizer(tokenizer)
+        if tokenizer
+        else trainer_lib.load_tokenizer(
+            run_config.get("tokenizer", ""), spec, data.get("dataset", "")
+        )
+    )
     if spec.path:
-        config = hf_io.load_config(spec.path, dtype=jnp.dtype(spec.dtype),
-                                   param_dtype=jnp.dtype(spec.param_dtype), remat=spec.remat,
-                                   **dict(spec.overrides))
+        config = hf_io.load_config(
+            spec.path,
+            dtype=jnp.dtype(spec.dtype),
+            param_dtype=jnp.dtype(spec.param_dtype),
+            remat=spec.remat,
+            **dict(spec.overrides),
+        )
     else:
         config = models_setup.model_config(spec, tok)
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: CausalLM(config, rngs=nnx.Rngs(0))))
@@ -680,11 +851,16 @@ def _restore_workdir_policy(path: Path, run_config: dict[str, Any], step: int, t
         shardings = jax.tree.map(lambda _: device, abstract)
     else:
         shardings = state_shardings(abstract, mesh, rules)
-    target = jax.tree.map(lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s),
-                          abstract, shardings)
+    target = jax.tree.map(
+        lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s), abstract, shardings
+    )
     item = {"policy": target}
     restored = ocp.PyTreeCheckpointer().restore(
         path.resolve() / "checkpoints" / str(step) / "state",
-        args=ocp.args.PyTreeRestore(item=item, partial_restore=True,
-                                    restore_args=ocp.checkpoint_utils.construct_restore_args(item)))
+        args=ocp.args.PyTreeRestore(
+            item=item,
+            partial_restore=True,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+        ),
+    )
     return nnx.merge(graphdef, restored["policy"]), tok

@@ -69,14 +69,17 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def rank_disagreement(policy_N: Sequence[float], reward_N: Sequence[float], *,
-                      method: str = "pairs") -> float:
+def rank_disagreement(
+    policy_N: Sequence[float], reward_N: Sequence[float], *, method: str = "pairs"
+) -> float:
     """SEAM of one prompt from its responses' policy scores and rewards (module docstring)."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}: must be one of {METHODS}")
     p, r = np.asarray(policy_N, np.float64), np.asarray(reward_N, np.float64)
     if p.shape != r.shape or p.ndim != 1:
-        raise ValueError(f"policy and reward scores must be two [N] arrays, got {p.shape}, {r.shape}")
+        raise ValueError(
+            f"policy and reward scores must be two [N] arrays, got {p.shape}, {r.shape}"
+        )
     if not (np.all(np.isfinite(p)) and np.all(np.isfinite(r))):
         raise ValueError("policy and reward scores must be finite")
     if method == "pairs":
@@ -92,14 +95,23 @@ def rank_disagreement(policy_N: Sequence[float], reward_N: Sequence[float], *,
     return float(np.clip((1.0 - rho) / 2.0, 0.0, 1.0))
 
 
-def seam_scores(policy_ExN: np.ndarray, reward_ExN: np.ndarray, valid_ExN: np.ndarray | None = None,
-                *, method: str = "pairs") -> np.ndarray:
+def seam_scores(
+    policy_ExN: np.ndarray,
+    reward_ExN: np.ndarray,
+    valid_ExN: np.ndarray | None = None,
+    *,
+    method: str = "pairs",
+) -> np.ndarray:
     """[E] SEAM per prompt over its valid responses (`valid_ExN`: e.g. duplicates removed)."""
     policy_ExN, reward_ExN = np.asarray(policy_ExN), np.asarray(reward_ExN)
     if valid_ExN is None:
         valid_ExN = np.ones(policy_ExN.shape, bool)
-    return np.asarray([rank_disagreement(p[v], r[v], method=method)
-                       for p, r, v in zip(policy_ExN, reward_ExN, np.asarray(valid_ExN, bool))])
+    return np.asarray(
+        [
+            rank_disagreement(p[v], r[v], method=method)
+            for p, r, v in zip(policy_ExN, reward_ExN, np.asarray(valid_ExN, bool))
+        ]
+    )
 
 
 @dataclasses.dataclass
@@ -132,11 +144,25 @@ def _first_copies(tokens_MxR: np.ndarray, n: int) -> np.ndarray:
     return keep
 
 
-def score_prompts(policy: Any, params: Any, tokenizer: Any, examples: Sequence[Example], *,
-                  dataset: str, samples: int = 8, max_new_tokens: int = 512,
-                  temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 16,
-                  max_prompt_len: int | None = None, seed: int = 0, mesh=None, rules=None,
-                  progress: bool = False, **scoring: Any) -> SeamResult:
+def score_prompts(
+    policy: Any,
+    params: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    dataset: str,
+    samples: int = 8,
+    max_new_tokens: int = 512,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    batch_size: int = 16,
+    max_prompt_len: int | None = None,
+    seed: int = 0,
+    mesh=None,
+    rules=None,
+    progress: bool = False,
+    **scoring: Any,
+) -> SeamResult:
     """SEAM of every example: `samples` responses per prompt from the policy's sampler (the one
     PPO uses; `policy` a CausalLM or its graphdef, `params` its state), then `score_generations`
     with `scoring` (reward, reward_model, prm_aggregation, length_normalize, method, ...)."""
@@ -145,16 +171,43 @@ def score_prompts(policy: Any, params: Any, tokenizer: Any, examples: Sequence[E
     _check_reward(scoring.get("reward", "verifier"), scoring.get("reward_model"))
     examples = list(examples)
     graphdef = policy if isinstance(policy, nnx.GraphDef) else nnx.graphdef(policy)
-    sampler = Sampler(graphdef, SamplerConfig(
-        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-        eos_ids=stop_token_ids(tokenizer), samples_per_prompt=samples,
-        pad_id=tokenizer.pad_token_id or 0), mesh=mesh, rules=rules, tokenizer=tokenizer)
+    sampler = Sampler(
+        graphdef,
+        SamplerConfig(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            eos_ids=stop_token_ids(tokenizer),
+            samples_per_prompt=samples,
+            pad_id=tokenizer.pad_token_id or 0,
+        ),
+        mesh=mesh,
+        rules=rules,
+        tokenizer=tokenizer,
+    )
     prompts = evaluation.encode(examples, tokenizer, dataset, max_prompt_len)
-    gens = evaluation.generate(sampler, params, prompts.input_ids, prompts.attention_mask,
-                               tokenizer, batch_size=batch_size, key=jax.random.key(seed),
-                               progress=progress, desc=f"SEAM x{samples}")
-    return score_generations(gens, prompts, examples, tokenizer, dataset=dataset,
-                             batch_size=batch_size, mesh=mesh, rules=rules, **scoring)
+    gens = evaluation.generate(
+        sampler,
+        params,
+        prompts.input_ids,
+        prompts.attention_mask,
+        tokenizer,
+        batch_size=batch_size,
+        key=jax.random.key(seed),
+        progress=progress,
+        desc=f"SEAM x{samples}",
+    )
+    return score_generations(
+        gens,
+        prompts,
+        examples,
+        tokenizer,
+        dataset=dataset,
+        batch_size=batch_size,
+        mesh=mesh,
+        rules=rules,
+        **scoring,
+    )
 
 
 def _check_reward(reward: str, reward_model: Any) -> None:
@@ -164,12 +217,24 @@ def _check_reward(reward: str, reward_model: Any) -> None:
         raise ValueError(f"reward={reward!r} needs a reward_model")
 
 
-def score_generations(gens: evaluation.Generations, prompts: Any, examples: Sequence[Example],
-                      tokenizer: Any, *, dataset: str, reward: str = "verifier",
-                      reward_model: Any = None, prm_aggregation: str = "min",
-                      length_normalize: bool = True, method: str = "pairs",
-                      step_separator: str | None = None, batch_size: int = 16, mesh=None,
-                      rules=None, verifier: Verifier | None = None) -> SeamResult:
+def score_generations(
+    gens: evaluation.Generations,
+    prompts: Any,
+    examples: Sequence[Example],
+    tokenizer: Any,
+    *,
+    dataset: str,
+    reward: str = "verifier",
+    reward_model: Any = None,
+    prm_aggregation: str = "min",
+    length_normalize: bool = True,
+    method: str = "pairs",
+    step_separator: str | None = None,
+    batch_size: int = 16,
+    mesh=None,
+    rules=None,
+    verifier: Verifier | None = None,
+) -> SeamResult:
     """SEAM from responses already sampled (N per prompt, rows e·N + n, with the policy's
     untempered log-probs, e.g. a rollout's) and their left-padded `prompts` (a PromptBatch).
 
@@ -201,24 +266,45 @@ def score_generations(gens: evaluation.Generations, prompts: Any, examples: Sequ
                 v.close()
         rewards = correct.astype(np.float64)
     else:
-        scorer = evaluation.RewardScorer(reward_model, chunk_rows=batch_size, mesh=mesh,
-                                         rules=rules)
+        scorer = evaluation.RewardScorer(
+            reward_model, chunk_rows=batch_size, mesh=mesh, rules=rules
+        )
         separator = step_separator or evaluation.default_step_separator(dataset)
-        rm, _, _ = evaluation.reward_scores(scorer, reward, gens, prompts, tokenizer,
-                                            separator=separator, aggregation=prm_aggregation)
+        rm, _, _ = evaluation.reward_scores(
+            scorer,
+            reward,
+            gens,
+            prompts,
+            tokenizer,
+            separator=separator,
+            aggregation=prm_aggregation,
+        )
         rewards = np.asarray(rm, np.float64)
     distinct = _first_copies(gens.tokens, n)
     # A PRM gives no score to a response without steps: it takes no part in the ranking.
     valid = distinct & np.isfinite(rewards)
-    scores = seam_scores(loglik.reshape(e, n), rewards.reshape(e, n), valid.reshape(e, n),
-                         method=method)
-    return SeamResult(scores, loglik.reshape(e, n), rewards.reshape(e, n), distinct.reshape(e, n),
-                      None if correct is None else correct.reshape(e, n), gens)
+    scores = seam_scores(
+        loglik.reshape(e, n), rewards.reshape(e, n), valid.reshape(e, n), method=method
+    )
+    return SeamResult(
+        scores,
+        loglik.reshape(e, n),
+        rewards.reshape(e, n),
+        distinct.reshape(e, n),
+        None if correct is None else correct.reshape(e, n),
+        gens,
+    )
 
 
-def filter_prompts(examples: Sequence[Example], scores: Sequence[float], *,
-                   keep_fraction: float | None = None, threshold: float | None = None,
-                   mode: str = "low", undefined_as: float | None = 0.5) -> list[Example]:
+def filter_prompts(
+    examples: Sequence[Example],
+    scores: Sequence[float],
+    *,
+    keep_fraction: float | None = None,
+    threshold: float | None = None,
+    mode: str = "low",
+    undefined_as: float | None = 0.5,
+) -> list[Example]:
     """The examples kept by SEAM, in their original order.
 
     Exactly one of: `keep_fraction` in (0, 1]: the round(fraction·E) (at least 1) lowest-SEAM
@@ -229,12 +315,15 @@ def filter_prompts(examples: Sequence[Example], scores: Sequence[float], *,
     examples = list(examples)
     s = np.asarray(scores, np.float64)
     if s.shape != (len(examples),):
-        raise ValueError(f"scores has shape {s.shape}; expected ({len(examples)},), one per example")
+        raise ValueError(
+            f"scores has shape {s.shape}; expected ({len(examples)},), one per example"
+        )
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: must be one of {MODES}")
     if (keep_fraction is None) == (threshold is None):
-        raise ValueError(f"give exactly one of keep_fraction={keep_fraction!r} and "
-                         f"threshold={threshold!r}")
+        raise ValueError(
+            f"give exactly one of keep_fraction={keep_fraction!r} and threshold={threshold!r}"
+        )
     if keep_fraction is not None and not 0 < keep_fraction <= 1:
         raise ValueError(f"keep_fraction={keep_fraction!r}: must be in (0, 1]")
     undefined = np.isnan(s)

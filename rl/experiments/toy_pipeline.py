@@ -42,8 +42,13 @@ from rl.rollout.sampler import SamplerConfig
 from rl.trainers.ppo_trainer import Trainer
 
 SEP = toy.STEP_SEPARATOR
-RESULT_KEYS = ("accuracy", "steps_per_response", "repeated_step_fraction", "response_length",
-               "prm_return")
+RESULT_KEYS = (
+    "accuracy",
+    "steps_per_response",
+    "repeated_step_fraction",
+    "response_length",
+    "prm_return",
+)
 
 
 def log(msg: str) -> None:
@@ -74,8 +79,12 @@ class Pipeline:
         self.tokenizer = hf_io.load_tokenizer(self.tokenizer_dir)
         t = cfg.task
         self.data_dir = str(self.wd / "tfds")
-        kwargs = dict(seed=t.seed, train_size=t.train_size, test_size=t.test_size,
-                      spec=toy.ToySpec(redundant_step_prob=t.redundant_step_prob))
+        kwargs = dict(
+            seed=t.seed,
+            train_size=t.train_size,
+            test_size=t.test_size,
+            spec=toy.ToySpec(redundant_step_prob=t.redundant_step_prob),
+        )
         self.train = data_lib.load("toy", "train", data_dir=self.data_dir, **kwargs)
         self.test = data_lib.load("toy", "test", data_dir=self.data_dir, **kwargs)
 
@@ -84,11 +93,18 @@ class Pipeline:
     def policy_config(self) -> ModelConfig:
         m, tok = self.cfg.model, self.tokenizer
         values = model_presets.tiny(
-            vocab_size=len(tok), hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
-            num_layers=m.num_layers, num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
-            initializer_range=0.02, max_position_embeddings=256).to_dict()
-        values.update(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      bos_token_id=None)
+            vocab_size=len(tok),
+            hidden_size=m.hidden_size,
+            intermediate_size=m.intermediate_size,
+            num_layers=m.num_layers,
+            num_heads=m.num_heads,
+            num_kv_heads=m.num_kv_heads,
+            initializer_range=0.02,
+            max_position_embeddings=256,
+        ).to_dict()
+        values.update(
+            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None
+        )
         return ModelConfig.from_dict(values)
 
     def stage_sft(self) -> dict[str, Any]:
@@ -111,11 +127,23 @@ class Pipeline:
         for begin in range(start, s.steps, s.chunk):
             end = min(begin + s.chunk, s.steps)
             model, opt_state, losses = sft.train_sft(
-                model, self.tokenizer, self.train, steps=s.steps, batch_size=s.batch_size,
-                learning_rate=s.learning_rate, max_len=s.max_len, seed=self.cfg.seed,
-                system_prompt=None, start_step=begin, end_step=end, opt_state=opt_state,
-                log_every=s.chunk, encoded=encoded, group_by_length=s.group_by_length,
-                pad_multiple=s.pad_multiple)
+                model,
+                self.tokenizer,
+                self.train,
+                steps=s.steps,
+                batch_size=s.batch_size,
+                learning_rate=s.learning_rate,
+                max_len=s.max_len,
+                seed=self.cfg.seed,
+                system_prompt=None,
+                start_step=begin,
+                end_step=end,
+                opt_state=opt_state,
+                log_every=s.chunk,
+                encoded=encoded,
+                group_by_length=s.group_by_length,
+                pad_multiple=s.pad_multiple,
+            )
             ckpt.save(end, {"params": nnx.state(model), "opt": opt_state}, {"step": end})
             log(f"  step {end}/{s.steps}: loss {losses[-1]:.4f}")
         ckpt.close()
@@ -132,63 +160,101 @@ class Pipeline:
         policy = hf_io.load_causal_lm(policy_dir)
         labelled_path = out / "labels.json"
         if labelled_path.exists():
-            labelled = [reward_data.StepLabelled(**row)
-                        for row in json.loads(labelled_path.read_text())]
+            labelled = [
+                reward_data.StepLabelled(**row) for row in json.loads(labelled_path.read_text())
+            ]
         else:
-            log(f"2/5 automatic step labels: {lc.solutions} policy solutions, "
-                f"{lc.completions} completions per step prefix")
+            log(
+                f"2/5 automatic step labels: {lc.solutions} policy solutions, "
+                f"{lc.completions} completions per step prefix"
+            )
             completer = labels.SamplerCompleter(
-                policy, self.tokenizer,
-                SamplerConfig(max_new_tokens=self.cfg.eval.max_new_tokens,
-                              temperature=lc.temperature,
-                              eos_ids=(self.tokenizer.eos_token_id,),
-                              pad_id=self.tokenizer.pad_token_id or 0),
-                max_prompt_len=self.cfg.sft.max_len, prompts_per_call=64, seed=seed)
+                policy,
+                self.tokenizer,
+                SamplerConfig(
+                    max_new_tokens=self.cfg.eval.max_new_tokens,
+                    temperature=lc.temperature,
+                    eos_ids=(self.tokenizer.eos_token_id,),
+                    pad_id=self.tokenizer.pad_token_id or 0,
+                ),
+                max_prompt_len=self.cfg.sft.max_len,
+                prompts_per_call=64,
+                seed=seed,
+            )
             rng = np.random.default_rng([seed, 1])
-            problems = [self.train[i] for i in rng.choice(len(self.train), lc.solutions,
-                                                          replace=False)]
+            problems = [
+                self.train[i] for i in rng.choice(len(self.train), lc.solutions, replace=False)
+            ]
             # The Monte-Carlo fractions are stored; hard labels are derived from them below.
-            labelled = labels.auto_label(problems, completer, samples_per_problem=1,
-                                         k_completions=lc.completions, sep=SEP, hard=False)
+            labelled = labels.auto_label(
+                problems,
+                completer,
+                samples_per_problem=1,
+                k_completions=lc.completions,
+                sep=SEP,
+                hard=False,
+            )
             out.mkdir(parents=True, exist_ok=True)
             labelled_path.write_text(json.dumps([dataclasses.asdict(row) for row in labelled]))
         targets = labelled if lc.soft else reward_data.hard_labels(labelled)
-        arrays = reward_data.encode(targets, self.tokenizer, max_prompt_len=24,
-                                    max_response_len=self.cfg.sft.max_len - 24, sep=SEP)
+        arrays = reward_data.encode(
+            targets,
+            self.tokenizer,
+            max_prompt_len=24,
+            max_response_len=self.cfg.sft.max_len - 24,
+            sep=SEP,
+        )
         train, held = reward_data.split_heldout(arrays, 0.1, seed=seed)
-        info: dict[str, Any] = {"labelled_solutions": len(labelled),
-                                "solution_accuracy": float(np.mean([r.outcome for r in labelled]))}
+        info: dict[str, Any] = {
+            "labelled_solutions": len(labelled),
+            "solution_accuracy": float(np.mean([r.outcome for r in labelled])),
+        }
         for kind in ("orm", "prm", "implicit_prm"):
             path = out / kind
             if (path / reward_training.META_FILE).exists():
                 continue
             log(f"  training the {kind} ({rc.steps} steps)")
-            tcfg = reward_training.RMTrainConfig(kind=kind, steps=rc.steps,
-                                                 batch_size=rc.batch_size,
-                                                 learning_rate=rc.learning_rate,
-                                                 beta=rc.implicit_beta, seed=seed)
+            tcfg = reward_training.RMTrainConfig(
+                kind=kind,
+                steps=rc.steps,
+                batch_size=rc.batch_size,
+                learning_rate=rc.learning_rate,
+                beta=rc.implicit_beta,
+                seed=seed,
+            )
             if kind == "implicit_prm":
                 model = reward_training.new_implicit_prm(policy)
                 model, _ = reward_training.train_reward_model(model, train, tcfg, reference=policy)
-                metrics = reward_training.evaluate_implicit_prm(model, policy, held,
-                                                                rc.implicit_beta)
+                metrics = reward_training.evaluate_implicit_prm(
+                    model, policy, held, rc.implicit_beta
+                )
             else:
                 model = reward_training.new_reward_model(policy=policy, seed=seed)
                 model, _ = reward_training.train_reward_model(model, train, tcfg)
-                evaluate = (reward_training.evaluate_orm if kind == "orm"
-                            else reward_training.evaluate_prm)
+                evaluate = (
+                    reward_training.evaluate_orm if kind == "orm" else reward_training.evaluate_prm
+                )
                 metrics = evaluate(model, held)
-            reward_training.save_reward_model(model, path, kind=kind, tokenizer=self.tokenizer,
-                                              beta=rc.implicit_beta, metrics=metrics)
+            reward_training.save_reward_model(
+                model,
+                path,
+                kind=kind,
+                tokenizer=self.tokenizer,
+                beta=rc.implicit_beta,
+                metrics=metrics,
+            )
             info[kind] = metrics
-            log(f"  {kind} held-out: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()
-                                                  if isinstance(v, float)))
+            log(
+                f"  {kind} held-out: "
+                + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+            )
         return _mark_done(out, info)
 
     # --- 3. PPO --------------------------------------------------------------------------------
 
     def ppo_config(self, variant: str, seed: int, policy_dir: Path) -> ml_collections.ConfigDict:
         from configs.toy import VARIANTS
+
         c = copy.deepcopy(self.cfg.ppo)
         c.unlock()
         c.seed = seed
@@ -196,7 +262,10 @@ class Pipeline:
         c.tokenizer = str(self.tokenizer_dir)
         t = self.cfg.task
         c.data.toy_seed, c.data.toy_train_size, c.data.toy_test_size = (
-            t.seed, t.train_size, t.test_size)
+            t.seed,
+            t.train_size,
+            t.test_size,
+        )
         c.policy.path = str(policy_dir)
         rm = self.wd / "reward_models"
         c.prm.path = str(rm / "prm")  # loaded in every variant: its return is logged
@@ -232,15 +301,26 @@ class Pipeline:
         prm, _ = reward_training.load_reward_model(self.wd / "reward_models" / "prm")
         e = self.cfg.eval
         summary = evaluation.evaluate_policy(
-            policy, nnx.state(policy), self.tokenizer, self.test, dataset="toy",
-            reward_model=prm, reward_kind="prm", max_new_tokens=e.max_new_tokens,
-            batch_size=e.batch_size, step_separator=SEP, seed=self.cfg.seed)
+            policy,
+            nnx.state(policy),
+            self.tokenizer,
+            self.test,
+            dataset="toy",
+            reward_model=prm,
+            reward_kind="prm",
+            max_new_tokens=e.max_new_tokens,
+            batch_size=e.batch_size,
+            step_separator=SEP,
+            seed=self.cfg.seed,
+        )
         result = {k: summary.get(k) for k in RESULT_KEYS}
         result["n"] = summary.get("n")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(evaluation.jsonable(result), indent=2, sort_keys=True))
-        log(f"4/5 evaluated {name}: " + ", ".join(
-            f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float)))
+        log(
+            f"4/5 evaluated {name}: "
+            + ", ".join(f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float))
+        )
         return result
 
     # --- all -----------------------------------------------------------------------------------
@@ -249,8 +329,11 @@ class Pipeline:
         t0 = time.perf_counter()
         policy_dir = Path(self.stage_sft()["policy"])
         rm_info = self.stage_reward_models(policy_dir)
-        results: dict[str, Any] = {"initial": self.evaluate("initial", policy_dir),
-                                   "reward_models": rm_info, "variants": {}}
+        results: dict[str, Any] = {
+            "initial": self.evaluate("initial", policy_dir),
+            "reward_models": rm_info,
+            "variants": {},
+        }
         for variant in self.cfg.variants:
             per_seed = []
             for seed in self.cfg.seeds:
@@ -258,6 +341,7 @@ class Pipeline:
                 per_seed.append(self.evaluate(f"{variant}_seed{seed}", run_dir / "policy"))
             results["variants"][variant] = summarize_seeds(per_seed, self.cfg.seeds)
         from rl.experiments import toy_report as report
+
         report.write(self.wd, results, self.cfg)
         log(f"5/5 done in {time.perf_counter() - t0:.0f} s: {self.wd / 'results.md'}")
         return results

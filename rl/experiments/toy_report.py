@@ -1,8 +1,8 @@
 """Results of the embedded default: ``results.json``, ``results.md`` and the training-curve plots.
 
-Held-out figures come from the greedy evaluation of each policy (``rl.eval.evaluation``); the curves come
-from each PPO run's ``metrics.jsonl`` (sampled rollouts): batch accuracy, steps per response and the
-PRM's raw return per response, one line per variant (mean over seeds).
+Held-out figures come from the greedy evaluation of each policy (``rl.eval.evaluation``); the curves
+come from each PPO run's ``metrics.jsonl`` (sampled rollouts): batch accuracy, steps per response
+and the PRM's raw return per response, one line per variant (mean over seeds).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {_fmt(init['accuracy'])} | {acc} | {_fmt(r['steps_per_response'], 2)} "
             f"| {_fmt(r['repeated_step_fraction'])} | {_fmt(r['response_length'], 1)} "
-            f"| {_fmt(r.get('prm_return'), 2)} |")
+            f"| {_fmt(r.get('prm_return'), 2)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -64,25 +65,42 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     def add(name, value, ok):
         # Ratios read as "2.41x", differences (accuracy, fraction) as "+0.031".
-        out.append({"check": name, "value": float(value), "holds": bool(ok),
-                    "kind": "ratio" if "steps" in name else "difference"})
+        out.append(
+            {
+                "check": name,
+                "value": float(value),
+                "holds": bool(ok),
+                "kind": "ratio" if "steps" in name else "difference",
+            }
+        )
 
     if (raw := v.get("prm_raw")) is not None:
         ratio = raw["steps_per_response"] / base["steps_per_response"]
         add(f"prm_raw steps / success_only steps >= {STEPS_HACKED}", ratio, ratio >= STEPS_HACKED)
-        add("prm_raw repeated-step fraction above the initial policy's",
+        add(
+            "prm_raw repeated-step fraction above the initial policy's",
             raw["repeated_step_fraction"] - init["repeated_step_fraction"],
-            raw["repeated_step_fraction"] > init["repeated_step_fraction"])
-        add("prm_raw accuracy below success_only", raw["accuracy"] - base["accuracy"],
-            raw["accuracy"] < base["accuracy"])
+            raw["repeated_step_fraction"] > init["repeated_step_fraction"],
+        )
+        add(
+            "prm_raw accuracy below success_only",
+            raw["accuracy"] - base["accuracy"],
+            raw["accuracy"] < base["accuracy"],
+        )
     for name in BOUNDED:
         if (r := v.get(name)) is None:
             continue
         ratio = r["steps_per_response"] / base["steps_per_response"]
-        add(f"{name} steps / success_only steps within {STEPS_KEPT}x", ratio,
-            1 / STEPS_KEPT <= ratio <= STEPS_KEPT)
-        add(f"{name} accuracy - success_only accuracy >= -{ACCURACY_SLACK}",
-            r["accuracy"] - base["accuracy"], r["accuracy"] >= base["accuracy"] - ACCURACY_SLACK)
+        add(
+            f"{name} steps / success_only steps within {STEPS_KEPT}x",
+            ratio,
+            1 / STEPS_KEPT <= ratio <= STEPS_KEPT,
+        )
+        add(
+            f"{name} accuracy - success_only accuracy >= -{ACCURACY_SLACK}",
+            r["accuracy"] - base["accuracy"],
+            r["accuracy"] >= base["accuracy"] - ACCURACY_SLACK,
+        )
     return out
 
 
@@ -97,8 +115,11 @@ def checks_markdown(rows: list[dict[str, Any]]) -> str:
 def reward_models_markdown(info: dict[str, Any]) -> str:
     """One line per reward model: its held-out accuracy / AUC against the automatic labels."""
     parts = []
-    for kind, keys in (("orm", ("accuracy", "auc")), ("prm", ("accuracy", "auc")),
-                       ("implicit_prm", ("step_accuracy", "step_auc"))):
+    for kind, keys in (
+        ("orm", ("accuracy", "auc")),
+        ("prm", ("accuracy", "auc")),
+        ("implicit_prm", ("step_accuracy", "step_auc")),
+    ):
         m = info.get(kind)
         if isinstance(m, dict):
             parts.append(f"{kind}: " + ", ".join(f"{k} {_fmt(m.get(k))}" for k in keys))
@@ -119,15 +140,18 @@ def curves(workdir: Path, variants, seeds) -> dict[str, dict[str, list[float]]]:
         n = min(len(r) for r in runs)
         for key, _, _ in CURVES:
             per_iter = [[float(r[i].get(key, np.nan)) for r in runs] for i in range(n)]
-            out[key][variant] = [float(np.nanmean(v)) if not np.all(np.isnan(v)) else float("nan")
-                                 for v in per_iter]
+            out[key][variant] = [
+                float(np.nanmean(v)) if not np.all(np.isnan(v)) else float("nan") for v in per_iter
+            ]
     return out
 
 
 def plot(workdir: Path, data: dict[str, dict[str, list[float]]]) -> list[Path]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     paths = []
     for key, label, filename in CURVES:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -152,16 +176,25 @@ def write(workdir: Path, results: dict[str, Any], cfg: ml_collections.ConfigDict
     results = dict(results, curves=data, checks=checks(results))
     (workdir / "results.json").write_text(json.dumps(_jsonable(results), indent=2, sort_keys=True))
     plots = plot(workdir, data)
-    md = ["# Reward design on the toy task", "",
-          f"Seeds: {list(cfg.seeds)}; PPO iterations per run: {cfg.ppo.train.iterations}; "
-          f"held-out problems: {results['initial'].get('n')}. Greedy decoding on the test split; "
-          "PRM return = sum of the trained PRM's step scores on the policy's own responses.", "",
-          markdown(results), ""]
+    md = [
+        "# Reward design on the toy task",
+        "",
+        f"Seeds: {list(cfg.seeds)}; PPO iterations per run: {cfg.ppo.train.iterations}; "
+        f"held-out problems: {results['initial'].get('n')}. Greedy decoding on the test split; "
+        "PRM return = sum of the trained PRM's step scores on the policy's own responses.",
+        "",
+        markdown(results),
+        "",
+    ]
     if results.get("reward_models"):
         md += [reward_models_markdown(results["reward_models"]), ""]
     if results["checks"]:
-        md += ["The paper's effect (raw PRM hacked; Clip / Delta keep the learned reward safe):", "",
-               checks_markdown(results["checks"]), ""]
+        md += [
+            "The paper's effect (raw PRM hacked; Clip / Delta keep the learned reward safe):",
+            "",
+            checks_markdown(results["checks"]),
+            "",
+        ]
     md += [f"![{p.stem}]({p.name})" for p in plots]
     (workdir / "results.md").write_text("\n".join(md) + "\n")
 

@@ -105,8 +105,10 @@ class StepLabelled:
 
 def hard_labels(examples: Sequence[StepLabelled]) -> list[StepLabelled]:
     """Soft labels made hard the Math-Shepherd way: 1 iff any completion succeeded (label > 0)."""
+
     def hard(x: float) -> float:
         return x if math.isnan(x) else float(x > 0)
+
     return [dataclasses.replace(ex, labels=[hard(x) for x in ex.labels]) for ex in examples]
 
 
@@ -123,8 +125,9 @@ def _rows(path: pathlib.Path) -> Iterator[tuple[int, dict[str, Any]]]:
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{line_no}: not JSON ({e})") from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object, got "
-                                f"{type(row).__name__}")
+                raise DataError(
+                    f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}"
+                )
             yield line_no, row
 
 
@@ -134,8 +137,10 @@ def _field(row: dict, key: str, kind: type | tuple[type, ...], where: str, name:
         raise DataError(f"{where}: field {name!r} is missing")
     value = row[key]
     if not isinstance(value, kind):
-        raise DataError(f"{where}: field {name!r} should be {getattr(kind, '__name__', kind)}, got "
-                        f"{value!r:.80}")
+        raise DataError(
+            f"{where}: field {name!r} should be {getattr(kind, '__name__', kind)}, got "
+            f"{value!r:.80}"
+        )
     return value
 
 
@@ -152,22 +157,27 @@ def read_math_shepherd(path: str | pathlib.Path) -> list[StepLabelled]:
             raise DataError(f"{where}: field 'input' has no step tag {SHEPHERD_TAG!r}")
         labels, pos = [], 0
         for k, piece in enumerate(pieces[:-1]):
-            if label[pos:pos + len(piece)] != piece or pos + len(piece) >= len(label):
-                raise DataError(f"{where}: field 'label' does not match 'input' before step tag "
-                                f"{k}")
+            if label[pos : pos + len(piece)] != piece or pos + len(piece) >= len(label):
+                raise DataError(
+                    f"{where}: field 'label' does not match 'input' before step tag {k}"
+                )
             mark = label[pos + len(piece)]
             if mark not in (SHEPHERD_GOOD, SHEPHERD_BAD):
-                raise DataError(f"{where}: field 'label' has {mark!r} at step tag {k}, expected "
-                                f"{SHEPHERD_GOOD!r} or {SHEPHERD_BAD!r}")
+                raise DataError(
+                    f"{where}: field 'label' has {mark!r} at step tag {k}, expected "
+                    f"{SHEPHERD_GOOD!r} or {SHEPHERD_BAD!r}"
+                )
             labels.append(1.0 if mark == SHEPHERD_GOOD else 0.0)
             pos += len(piece) + 1
         if label[pos:] != pieces[-1]:
-            raise DataError(f"{where}: field 'label' does not match 'input' after the last step "
-                            "tag")
+            raise DataError(
+                f"{where}: field 'label' does not match 'input' after the last step tag"
+            )
         first = pieces[0].find("Step 1:")
         if first < 0:
-            raise DataError(f"{where}: field 'input' has no 'Step 1:' separating question and "
-                            "steps")
+            raise DataError(
+                f"{where}: field 'input' has no 'Step 1:' separating question and steps"
+            )
         question = pieces[0][:first].strip()
         steps = [pieces[0][first:].strip()] + [p.strip() for p in pieces[1:-1]]
         try:
@@ -191,15 +201,23 @@ def _prm800k_trajectory(steps: list, where: str, neutral: float) -> list[tuple[s
         human = step.get("human_completion")
         if chosen is not None:
             if not isinstance(chosen, int) or not 0 <= chosen < len(completions):
-                raise DataError(f"{where}: field '{at}.chosen_completion'={chosen!r} is not an "
-                                f"index into its {len(completions)} completions")
+                raise DataError(
+                    f"{where}: field '{at}.chosen_completion'={chosen!r} is not an "
+                    f"index into its {len(completions)} completions"
+                )
             c = completions[chosen]
             rating = c.get("rating")
             if rating not in rating_label:
-                raise DataError(f"{where}: field '{at}.completions[{chosen}].rating'={rating!r}: "
-                                "expected -1, 0 or 1")
-            out.append((_field(c, "text", str, where, f"{at}.completions[{chosen}].text"),
-                        rating_label[rating]))
+                raise DataError(
+                    f"{where}: field '{at}.completions[{chosen}].rating'={rating!r}: "
+                    "expected -1, 0 or 1"
+                )
+            out.append(
+                (
+                    _field(c, "text", str, where, f"{at}.completions[{chosen}].text"),
+                    rating_label[rating],
+                )
+            )
         elif human is not None:
             if not isinstance(human, dict):
                 raise DataError(f"{where}: field '{at}.human_completion' should be an object")
@@ -231,18 +249,27 @@ def read_prm800k(path: str | pathlib.Path, *, neutral: float = 1.0) -> list[Step
             empty.append(line_no)
             continue
         try:
-            out.append(StepLabelled(problem, [t for t, _ in trajectory], [y for _, y in trajectory],
-                                    answer=str(answer), id=f"{path.name}:{line_no}"))
+            out.append(
+                StepLabelled(
+                    problem,
+                    [t for t, _ in trajectory],
+                    [y for _, y in trajectory],
+                    answer=str(answer),
+                    id=f"{path.name}:{line_no}",
+                )
+            )
         except ValueError as e:
             raise DataError(f"{where}: {e}") from None
     if empty:
-        log.info("%s: skipped %d rows with no labelled step (lines %s)", path, len(empty),
-                 empty[:_SHOWN])
+        log.info(
+            "%s: skipped %d rows with no labelled step (lines %s)", path, len(empty), empty[:_SHOWN]
+        )
     return out
 
 
-def read_math_aps(path: str | pathlib.Path, *, sep: str = steps_lib.DEFAULT_SEPARATOR
-                  ) -> list[StepLabelled]:
+def read_math_aps(
+    path: str | pathlib.Path, *, sep: str = steps_lib.DEFAULT_SEPARATOR
+) -> list[StepLabelled]:
     """OmegaPRM math-aps rows: one example per non-root prefix, labelled on its last step."""
     path = pathlib.Path(path)
     out = []
@@ -257,15 +284,19 @@ def read_math_aps(path: str | pathlib.Path, *, sep: str = steps_lib.DEFAULT_SEPA
             prefix = _field(node, "solution_prefix", str, where, f"{at}.solution_prefix")
             value = _field(node, "mc_value", (int, float), where, f"{at}.mc_value")
             if not prefix.startswith(question):
-                raise DataError(f"{where}: field '{at}.solution_prefix' does not start with the "
-                                "question")
-            steps = steps_lib.step_texts(prefix[len(question):], sep)
+                raise DataError(
+                    f"{where}: field '{at}.solution_prefix' does not start with the question"
+                )
+            steps = steps_lib.step_texts(prefix[len(question) :], sep)
             if not steps:
                 continue
             try:
                 labels = [math.nan] * (len(steps) - 1) + [float(value)]
-                out.append(StepLabelled(question, steps, labels, answer=answer,
-                                        id=f"{path.name}:{line_no}#{i}"))
+                out.append(
+                    StepLabelled(
+                        question, steps, labels, answer=answer, id=f"{path.name}:{line_no}#{i}"
+                    )
+                )
             except ValueError as e:
                 raise DataError(f"{where}: {at}: {e}") from None
     return out
@@ -273,8 +304,11 @@ def read_math_aps(path: str | pathlib.Path, *, sep: str = steps_lib.DEFAULT_SEPA
 
 def read_process_labels(fmt: str, path: str | pathlib.Path, **kwargs) -> list[StepLabelled]:
     """``fmt`` is one of FORMATS; kwargs go to the format's reader."""
-    readers = {"math_shepherd": read_math_shepherd, "prm800k": read_prm800k,
-               "math_aps": read_math_aps}
+    readers = {
+        "math_shepherd": read_math_shepherd,
+        "prm800k": read_prm800k,
+        "math_aps": read_math_aps,
+    }
     if fmt not in readers:
         raise ValueError(f"format={fmt!r}: must be one of {FORMATS}")
     return readers[fmt](path, **kwargs)
@@ -296,11 +330,16 @@ def load_jsonl(path: str | pathlib.Path) -> list[StepLabelled]:
         where = f"{path}:{line_no}"
         labels = _field(row, "labels", list, where)
         try:
-            out.append(StepLabelled(
-                question=_field(row, "question", str, where),
-                steps=_field(row, "steps", list, where),
-                labels=[math.nan if x is None else float(x) for x in labels],
-                answer=row.get("answer") or "", outcome=row.get("outcome"), id=row.get("id") or ""))
+            out.append(
+                StepLabelled(
+                    question=_field(row, "question", str, where),
+                    steps=_field(row, "steps", list, where),
+                    labels=[math.nan if x is None else float(x) for x in labels],
+                    answer=row.get("answer") or "",
+                    outcome=row.get("outcome"),
+                    id=row.get("id") or "",
+                )
+            )
         except (TypeError, ValueError) as e:
             raise DataError(f"{where}: {e}") from None
     return out
@@ -312,8 +351,14 @@ def load_jsonl(path: str | pathlib.Path) -> list[StepLabelled]:
 _OFFSETS = tuple(o for o in range(-9, 10) if o)
 
 
-def toy_step_labelled(split: str, size: int, *, seed: int = 0, error_prob: float = 0.5,
-                      spec: toy.ToySpec = toy.ToySpec()) -> list[StepLabelled]:
+def toy_step_labelled(
+    split: str,
+    size: int,
+    *,
+    seed: int = 0,
+    error_prob: float = 0.5,
+    spec: toy.ToySpec = toy.ToySpec(),
+) -> list[StepLabelled]:
     """Toy solutions in which each arithmetic step is, with probability ``error_prob``, written with
     a wrong result (off by 1..9 either way, kept in [0, spec.max_value] like every value of the
     task where the chain allows); the chain continues from the written value.
@@ -333,8 +378,11 @@ def toy_step_labelled(split: str, size: int, *, seed: int = 0, error_prob: float
             result = value + delta
             if rng.random() < error_prob:
                 # In range if possible (after an earlier error the chain may have left it).
-                offsets = ([o for o in _OFFSETS if 0 <= result + o <= spec.max_value]
-                           or [o for o in _OFFSETS if result + o >= 0] or list(_OFFSETS))
+                offsets = (
+                    [o for o in _OFFSETS if 0 <= result + o <= spec.max_value]
+                    or [o for o in _OFFSETS if result + o >= 0]
+                    or list(_OFFSETS)
+                )
                 result += rng.choice(offsets)
             line = toy.format_step(value, delta, result)
             repeats = 2 if rng.random() < spec.redundant_step_prob else 1
@@ -343,8 +391,16 @@ def toy_step_labelled(split: str, size: int, *, seed: int = 0, error_prob: float
             value = result
         lines.append(toy.boxed(value))
         labels.append(math.nan)
-        out.append(StepLabelled(problem.question, lines, labels, answer=str(problem.answer),
-                                outcome=float(value == problem.answer), id=row.id))
+        out.append(
+            StepLabelled(
+                problem.question,
+                lines,
+                labels,
+                answer=str(problem.answer),
+                outcome=float(value == problem.answer),
+                id=row.id,
+            )
+        )
     return out
 
 
@@ -384,12 +440,16 @@ class RewardArrays:
 
     def batch(self) -> dict[str, np.ndarray]:
         """The arrays a train step takes (everything but index and prompt_len)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ("index", "prompt_len")}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("index", "prompt_len")
+        }
 
 
-def split_heldout(arrays: RewardArrays, fraction: float, seed: int = 0
-                  ) -> tuple[RewardArrays, RewardArrays]:
+def split_heldout(
+    arrays: RewardArrays, fraction: float, seed: int = 0
+) -> tuple[RewardArrays, RewardArrays]:
     """(train, held-out) by a seeded permutation of the rows."""
     perm = np.random.default_rng(seed).permutation(len(arrays))
     n_held = int(round(fraction * len(arrays)))
@@ -416,9 +476,16 @@ def _response_ids(example: StepLabelled, tokenizer: Any, sep: str) -> tuple[list
     return ids, ends
 
 
-def encode(examples: Sequence[StepLabelled], tokenizer: Any, *, max_prompt_len: int,
-           max_response_len: int, sep: str = steps_lib.DEFAULT_SEPARATOR,
-           system_prompt: str | None = None, append_eos: bool = True) -> RewardArrays:
+def encode(
+    examples: Sequence[StepLabelled],
+    tokenizer: Any,
+    *,
+    max_prompt_len: int,
+    max_response_len: int,
+    sep: str = steps_lib.DEFAULT_SEPARATOR,
+    system_prompt: str | None = None,
+    append_eos: bool = True,
+) -> RewardArrays:
     """Formats each question as the policy's prompt (``rl.data.prompts.format_prompt``), joins the
     steps with ``sep`` as the response (+ EOS, which is where the PPO trainer reads an ORM), and
     marks every step's last token, as ``rewards.steps`` does for sampled responses.
@@ -446,10 +513,10 @@ def encode(examples: Sequence[StepLabelled], tokenizer: Any, *, max_prompt_len: 
         if len(prompt_ids) > p or len(ids) > r or not prompt_ids:
             too_long.append(f"{ex.id or i} ({len(prompt_ids)}+{len(ids)})")
             continue
-        tokens[i, p - len(prompt_ids):p] = prompt_ids
-        tokens[i, p:p + len(ids)] = ids
-        attn[i, p - len(prompt_ids):p + len(ids)] = True
-        resp[i, p:p + len(ids)] = True
+        tokens[i, p - len(prompt_ids) : p] = prompt_ids
+        tokens[i, p : p + len(ids)] = ids
+        attn[i, p - len(prompt_ids) : p + len(ids)] = True
+        resp[i, p : p + len(ids)] = True
         for end, y in zip(ends, ex.labels):
             if end < 0:
                 continue
@@ -461,12 +528,27 @@ def encode(examples: Sequence[StepLabelled], tokenizer: Any, *, max_prompt_len: 
         keep.append(i)
     if too_long:
         more = ", ..." if len(too_long) > _SHOWN else ""
-        log.warning("encode: left out %d of %d examples longer than max_prompt_len=%d / "
-                    "max_response_len=%d tokens: %s%s", len(too_long), n, p, r,
-                    ", ".join(too_long[:_SHOWN]), more)
+        log.warning(
+            "encode: left out %d of %d examples longer than max_prompt_len=%d / "
+            "max_response_len=%d tokens: %s%s",
+            len(too_long),
+            n,
+            p,
+            r,
+            ", ".join(too_long[:_SHOWN]),
+            more,
+        )
     rows = np.asarray(keep, np.int64)
     outcome = outcome[rows]
-    return RewardArrays(tokens=tokens[rows], attention_mask=attn[rows], response_mask=resp[rows],
-                        step_end=step_end[rows], label_mask=label_mask[rows],
-                        step_labels=labels[rows], outcome=np.nan_to_num(outcome, nan=0.0),
-                        outcome_mask=~np.isnan(outcome), index=rows, prompt_len=p)
+    return RewardArrays(
+        tokens=tokens[rows],
+        attention_mask=attn[rows],
+        response_mask=resp[rows],
+        step_end=step_end[rows],
+        label_mask=label_mask[rows],
+        step_labels=labels[rows],
+        outcome=np.nan_to_num(outcome, nan=0.0),
+        outcome_mask=~np.isnan(outcome),
+        index=rows,
+        prompt_len=p,
+    )

@@ -12,11 +12,11 @@ verified outcome instead of being continued (it has nothing left to complete).
 
 The completer is pluggable: ``complete(prefixes, k) -> k continuation texts per prefix``. The
 default, ``SamplerCompleter``, formats each prefix as the policy's prompt followed by the prefix's
-text and runs the jitted ``rl.rollout.sampler.Sampler`` with ``samples_per_prompt = k``: every prefix of a
-batch of solutions goes through the sampler together, in fixed-size chunks of prompts left-padded to
-one length, so the sampling program compiles once. ``toy_oracle_completer`` continues toy prefixes
-with the exact slipping solver of ``rl.data.toy_oracle``, whose success probabilities are known:
-the labels it yields can be checked against exact values.
+text and runs the jitted ``rl.rollout.sampler.Sampler`` with ``samples_per_prompt = k``: every
+prefix of a batch of solutions goes through the sampler together, in fixed-size chunks of prompts
+left-padded to one length, so the sampling program compiles once. ``toy_oracle_completer`` continues
+toy prefixes with the exact slipping solver of ``rl.data.toy_oracle``, whose success probabilities
+are known: the labels it yields can be checked against exact values.
 
 A prefix is continued from its text followed by the step separator (``StepPrefix.text``), so the
 completer starts the next step rather than extending step k.
@@ -71,10 +71,18 @@ def verify_in_process(texts: Sequence[str], answers: Sequence[str]) -> np.ndarra
     return np.asarray([is_correct(t, a) for t, a in zip(texts, answers)], np.float32)
 
 
-def label_solutions(problems: Sequence[Example], solutions: Sequence[str], complete: CompleteFn, *,
-                    k_completions: int, sep: str = steps_lib.DEFAULT_SEPARATOR,
-                    verify: VerifyFn | None = None, outcomes: Sequence[float] | None = None,
-                    hard: bool = False, last_step_from_outcome: bool = True) -> list[StepLabelled]:
+def label_solutions(
+    problems: Sequence[Example],
+    solutions: Sequence[str],
+    complete: CompleteFn,
+    *,
+    k_completions: int,
+    sep: str = steps_lib.DEFAULT_SEPARATOR,
+    verify: VerifyFn | None = None,
+    outcomes: Sequence[float] | None = None,
+    hard: bool = False,
+    last_step_from_outcome: bool = True,
+) -> list[StepLabelled]:
     """Step labels of ``solutions[i]`` (a solution of ``problems[i]``), all prefixes completed in
     one ``complete`` call.
 
@@ -102,8 +110,10 @@ def label_solutions(problems: Sequence[Example], solutions: Sequence[str], compl
             owners.append((i, k - 1))
     completions = complete(requests, k_completions) if requests else []
     if len(completions) != len(requests) or any(len(c) != k_completions for c in completions):
-        raise ValueError(f"complete() returned {[len(c) for c in completions][:8]}... completions "
-                         f"for {len(requests)} prefixes; expected {k_completions} for each")
+        raise ValueError(
+            f"complete() returned {[len(c) for c in completions][:8]}... completions "
+            f"for {len(requests)} prefixes; expected {k_completions} for each"
+        )
     texts = [r.text + c for r, cs in zip(requests, completions) for c in cs]
     texts_answers = [answers[i] for i, _ in owners for _ in range(k_completions)]
     correct = np.asarray(verify(texts, texts_answers), np.float32).reshape(-1, k_completions)
@@ -119,16 +129,28 @@ def label_solutions(problems: Sequence[Example], solutions: Sequence[str], compl
             continue
         if last_step_from_outcome:
             labels[i][-1] = float(outcomes[i])
-        out.append(StepLabelled(problem.question, list(steps), labels[i], answer=problem.answer,
-                                outcome=float(outcomes[i]), id=f"{problem.id}#{i}"))
+        out.append(
+            StepLabelled(
+                problem.question,
+                list(steps),
+                labels[i],
+                answer=problem.answer,
+                outcome=float(outcomes[i]),
+                id=f"{problem.id}#{i}",
+            )
+        )
     if empty:
-        log.warning("label_solutions: %d solutions have no step and get no labels: %s", len(empty),
-                    empty[:5])
+        log.warning(
+            "label_solutions: %d solutions have no step and get no labels: %s",
+            len(empty),
+            empty[:5],
+        )
     return out
 
 
-def sample_solutions(problems: Sequence[Example], complete: CompleteFn, samples_per_problem: int
-                     ) -> tuple[list[Example], list[str]]:
+def sample_solutions(
+    problems: Sequence[Example], complete: CompleteFn, samples_per_problem: int
+) -> tuple[list[Example], list[str]]:
     """``samples_per_problem`` solutions of each problem from the completer (empty prefixes):
     (problem of each solution, solutions), problem-major."""
     requests = [StepPrefix(p.question, (), "") for p in problems]
@@ -137,13 +159,27 @@ def sample_solutions(problems: Sequence[Example], complete: CompleteFn, samples_
     return out_problems, [c for cs in completions for c in cs]
 
 
-def auto_label(problems: Sequence[Example], complete: CompleteFn, *, samples_per_problem: int,
-               k_completions: int, sep: str = steps_lib.DEFAULT_SEPARATOR,
-               verify: VerifyFn | None = None, hard: bool = False) -> list[StepLabelled]:
+def auto_label(
+    problems: Sequence[Example],
+    complete: CompleteFn,
+    *,
+    samples_per_problem: int,
+    k_completions: int,
+    sep: str = steps_lib.DEFAULT_SEPARATOR,
+    verify: VerifyFn | None = None,
+    hard: bool = False,
+) -> list[StepLabelled]:
     """Sample solutions with the completer, verify them, label their steps (the whole pipeline)."""
     sol_problems, solutions = sample_solutions(problems, complete, samples_per_problem)
-    return label_solutions(sol_problems, solutions, complete, k_completions=k_completions, sep=sep,
-                           verify=verify, hard=hard)
+    return label_solutions(
+        sol_problems,
+        solutions,
+        complete,
+        k_completions=k_completions,
+        sep=sep,
+        verify=verify,
+        hard=hard,
+    )
 
 
 class SamplerCompleter:
@@ -157,9 +193,20 @@ class SamplerCompleter:
     every call. ``num_calls`` counts sampler calls; each draws from ``fold_in(key(seed), call)``.
     """
 
-    def __init__(self, policy: Any, tokenizer: Any, config: SamplerConfig, *, max_prompt_len: int,
-                 prompts_per_call: int = 8, system_prompt: str | None = None, seed: int = 0,
-                 params: Any = None, mesh=None, rules=None):
+    def __init__(
+        self,
+        policy: Any,
+        tokenizer: Any,
+        config: SamplerConfig,
+        *,
+        max_prompt_len: int,
+        prompts_per_call: int = 8,
+        system_prompt: str | None = None,
+        seed: int = 0,
+        params: Any = None,
+        mesh=None,
+        rules=None,
+    ):
         if isinstance(policy, Sampler):
             self._graphdef, mesh, rules = policy.graphdef, policy.mesh, policy.rules
             self._samplers = {policy.config.samples_per_prompt: policy}
@@ -183,28 +230,38 @@ class SamplerCompleter:
     def sampler(self, k: int) -> Sampler:
         if k not in self._samplers:
             cfg = dataclasses.replace(self.config, samples_per_prompt=k)
-            self._samplers[k] = Sampler(self._graphdef, cfg, mesh=self.mesh, rules=self.rules,
-                                        tokenizer=self.tokenizer if cfg.stop_strings else None)
+            self._samplers[k] = Sampler(
+                self._graphdef,
+                cfg,
+                mesh=self.mesh,
+                rules=self.rules,
+                tokenizer=self.tokenizer if cfg.stop_strings else None,
+            )
         return self._samplers[k]
 
     def prompt_text(self, prefix: StepPrefix) -> str:
-        return format_prompt(prefix.question, self.tokenizer,
-                             system_prompt=self.system_prompt) + prefix.text
+        return (
+            format_prompt(prefix.question, self.tokenizer, system_prompt=self.system_prompt)
+            + prefix.text
+        )
 
     def _encode(self, prefixes: Sequence[StepPrefix]) -> tuple[np.ndarray, np.ndarray]:
         p = self.max_prompt_len
-        ids = self.tokenizer([self.prompt_text(x) for x in prefixes],
-                             add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer([self.prompt_text(x) for x in prefixes], add_special_tokens=False)[
+            "input_ids"
+        ]
         pad = self.tokenizer.pad_token_id or 0
         out = np.full((len(ids), p), pad, np.int32)
         mask = np.zeros((len(ids), p), np.int32)
         for row, (x, seq) in enumerate(zip(prefixes, ids)):
             if len(seq) > p:
-                raise DataError(f"SamplerCompleter: prompt + prefix of {x.question[:60]!r} with "
-                                f"{len(x.steps)} steps is {len(seq)} tokens, longer than "
-                                f"max_prompt_len={p}")
-            out[row, p - len(seq):] = seq
-            mask[row, p - len(seq):] = 1
+                raise DataError(
+                    f"SamplerCompleter: prompt + prefix of {x.question[:60]!r} with "
+                    f"{len(x.steps)} steps is {len(seq)} tokens, longer than "
+                    f"max_prompt_len={p}"
+                )
+            out[row, p - len(seq) :] = seq
+            mask[row, p - len(seq) :] = 1
         return out, mask
 
     def __call__(self, prefixes: Sequence[StepPrefix], k: int) -> list[list[str]]:
@@ -212,7 +269,7 @@ class SamplerCompleter:
         b = self.prompts_per_call
         results: list[list[str]] = []
         for start in range(0, len(prefixes), b):
-            chunk = list(prefixes[start:start + b])
+            chunk = list(prefixes[start : start + b])
             real = len(chunk)
             chunk += [chunk[-1]] * (b - real)
             ids, mask = self._encode(chunk)
@@ -220,9 +277,10 @@ class SamplerCompleter:
             self.num_calls += 1
             out = jax.device_get(sampler(self.params, ids, mask, key))
             tokens, response = np.asarray(out.tokens), np.asarray(out.response_mask, bool)
-            texts = self.tokenizer.batch_decode([row[m] for row, m in zip(tokens, response)],
-                                                skip_special_tokens=True)
-            results += [texts[i * k:(i + 1) * k] for i in range(real)]
+            texts = self.tokenizer.batch_decode(
+                [row[m] for row, m in zip(tokens, response)], skip_special_tokens=True
+            )
+            results += [texts[i * k : (i + 1) * k] for i in range(real)]
         return results
 
 
@@ -236,8 +294,12 @@ def toy_oracle_completer(slip_prob: float, *, seed: int = 0) -> CompleteFn:
         for prefix in prefixes:
             problem = toy.parse_question(prefix.question)
             lines = list(prefix.steps)
-            out.append([toy.STEP_SEPARATOR.join(toy_oracle.complete(problem, lines, slip_prob, rng))
-                        for _ in range(k)])
+            out.append(
+                [
+                    toy.STEP_SEPARATOR.join(toy_oracle.complete(problem, lines, slip_prob, rng))
+                    for _ in range(k)
+                ]
+            )
         return out
 
     return complete

@@ -92,9 +92,13 @@ class RMTrainConfig:
         return self
 
     def optim_config(self) -> OptimConfig:
-        return OptimConfig(learning_rate=self.learning_rate, schedule=self.schedule,
-                           warmup_steps=self.warmup_steps, max_grad_norm=self.max_grad_norm,
-                           weight_decay=self.weight_decay).validate("train")
+        return OptimConfig(
+            learning_rate=self.learning_rate,
+            schedule=self.schedule,
+            warmup_steps=self.warmup_steps,
+            max_grad_norm=self.max_grad_norm,
+            weight_decay=self.weight_decay,
+        ).validate("train")
 
 
 # --- Models ---------------------------------------------------------------------------------------
@@ -106,8 +110,15 @@ def _copy(module):
     return nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
 
 
-def new_reward_model(config: ModelConfig | None = None, *, head: str = "scalar", seed: int = 0,
-                     policy: CausalLM | None = None, mesh=None, rules=None) -> RewardModel:
+def new_reward_model(
+    config: ModelConfig | None = None,
+    *,
+    head: str = "scalar",
+    seed: int = 0,
+    policy: CausalLM | None = None,
+    mesh=None,
+    rules=None,
+) -> RewardModel:
     """An ORM/PRM to train: a scalar head squashed by a sigmoid (or a 2-class head), with a bias.
 
     With ``policy``, the backbone starts as a copy of the policy's (the usual initialisation: the
@@ -119,8 +130,14 @@ def new_reward_model(config: ModelConfig | None = None, *, head: str = "scalar",
     if (config is None) == (policy is None):
         raise ValueError("new_reward_model: give exactly one of config= or policy=")
     backbone = _copy(policy.backbone) if policy is not None else None
-    model = RewardModel(policy.config if policy is not None else config, head, rngs=nnx.Rngs(seed),
-                        sigmoid=head == "scalar", head_bias=True, backbone=backbone)
+    model = RewardModel(
+        policy.config if policy is not None else config,
+        head,
+        rngs=nnx.Rngs(seed),
+        sigmoid=head == "scalar",
+        head_bias=True,
+        backbone=backbone,
+    )
     out = model.score.out
     out.kernel[...] = jnp.zeros_like(out.kernel[...])
     return shard_model(model, mesh, rules) if mesh is not None else model
@@ -131,8 +148,9 @@ def new_implicit_prm(reference: CausalLM) -> CausalLM:
     return _copy(reference)
 
 
-def head_logits(model: RewardModel, tokens_BxS: jax.Array, attention_mask_BxS: jax.Array
-                ) -> jax.Array:
+def head_logits(
+    model: RewardModel, tokens_BxS: jax.Array, attention_mask_BxS: jax.Array
+) -> jax.Array:
     """The logit whose sigmoid the model outputs: the scalar head's value, or l1 - l0 of the 2-class
     head (softmax(l)[1] = sigmoid(l1 - l0))."""
     if model.score is None:
@@ -143,8 +161,9 @@ def head_logits(model: RewardModel, tokens_BxS: jax.Array, attention_mask_BxS: j
     return out_BxSxC[..., 0]
 
 
-def sequence_logp(model: CausalLM, tokens_BxS: jax.Array, attention_mask_BxS: jax.Array
-                  ) -> jax.Array:
+def sequence_logp(
+    model: CausalLM, tokens_BxS: jax.Array, attention_mask_BxS: jax.Array
+) -> jax.Array:
     """log pi(tokens[t] | tokens[<t]) at every position t (0 at t = 0), aligned with the tokens."""
     logits = model(tokens_BxS, attention_mask_BxS)
     logp = ppo.token_logp(logits[:, :-1], tokens_BxS[:, 1:])
@@ -170,12 +189,14 @@ def orm_logit(logits_BxS: jax.Array, attention_mask_BxS: jax.Array) -> jax.Array
 
 
 def orm_loss(logits_BxS: jax.Array, batch: dict[str, jax.Array]):
-    return bce(orm_logit(logits_BxS, batch["attention_mask"]), batch["outcome"],
-               batch["outcome_mask"])
+    return bce(
+        orm_logit(logits_BxS, batch["attention_mask"]), batch["outcome"], batch["outcome_mask"]
+    )
 
 
-def implicit_reward(logp_BxS: jax.Array, ref_logp_BxS: jax.Array, response_BxS: jax.Array,
-                    beta: float) -> jax.Array:
+def implicit_reward(
+    logp_BxS: jax.Array, ref_logp_BxS: jax.Array, response_BxS: jax.Array, beta: float
+) -> jax.Array:
     """r(y) = beta * sum over response tokens of log pi - log pi_ref: [B]."""
     return beta * jnp.sum(jnp.where(response_BxS, logp_BxS - ref_logp_BxS, 0.0), axis=-1)
 
@@ -185,8 +206,13 @@ def implicit_prm_loss(logp_BxS: jax.Array, batch: dict[str, jax.Array], beta: fl
     return bce(r_B, batch["outcome"], batch["outcome_mask"])
 
 
-def implicit_step_rewards(logp_T: jax.Array, ref_logp_T: jax.Array, step_end_T: jax.Array,
-                          response_T: jax.Array, beta: float) -> jax.Array:
+def implicit_step_rewards(
+    logp_T: jax.Array,
+    ref_logp_T: jax.Array,
+    step_end_T: jax.Array,
+    response_T: jax.Array,
+    beta: float,
+) -> jax.Array:
     """beta x the summed log-ratio of each step's tokens, on the step's last token; 0 elsewhere.
 
     One sequence ([T]; ``jax.vmap`` for a batch). A step's tokens run from after the previous step
@@ -210,6 +236,7 @@ def make_loss_fn(kind: str, graphdef: Any, rest: Any, beta: float) -> Callable:
         return nnx.merge(graphdef, params, rest)
 
     if kind == "implicit_prm":
+
         def terms(params, batch):
             logp = sequence_logp(model_of(params), batch["tokens"], batch["attention_mask"])
             return implicit_prm_loss(logp, batch, beta)
@@ -243,10 +270,17 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation):
     def train_step(state: RMState, batch: dict[str, jax.Array]):
         (_, (loss, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        new = RMState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                      opt_state=opt_state)
-        metrics = {"loss": loss.mean, "accuracy": correct.mean, "labels": loss.count,
-                   "grad_norm": optax.global_norm(grads)}
+        new = RMState(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+        )
+        metrics = {
+            "loss": loss.mean,
+            "accuracy": correct.mean,
+            "labels": loss.count,
+            "grad_norm": optax.global_norm(grads),
+        }
         return new, metrics
 
     return train_step
@@ -261,13 +295,19 @@ def _batches(n: int, batch_size: int, steps: int, seed: int):
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(n) for _ in range(-(-steps * batch_size // n) + 1)])
     for i in range(steps):
-        yield order[i * batch_size:(i + 1) * batch_size]
+        yield order[i * batch_size : (i + 1) * batch_size]
 
 
-def train_reward_model(model: nnx.Module, arrays: RewardArrays, cfg: RMTrainConfig, *,
-                       reference: CausalLM | None = None, mesh=None, rules=None,
-                       log_fn: Callable[[dict[str, float]], None] | None = None
-                       ) -> tuple[nnx.Module, list[dict[str, float]]]:
+def train_reward_model(
+    model: nnx.Module,
+    arrays: RewardArrays,
+    cfg: RMTrainConfig,
+    *,
+    reference: CausalLM | None = None,
+    mesh=None,
+    rules=None,
+    log_fn: Callable[[dict[str, float]], None] | None = None,
+) -> tuple[nnx.Module, list[dict[str, float]]]:
     """Trains ``model`` (a RewardModel for orm/prm, the pi CausalLM for implicit_prm, which needs
     ``reference``) for ``cfg.steps`` steps of ``cfg.batch_size`` rows; returns it, updated in place,
     and the logged metrics (every ``log_every`` steps and the last one; fetched one step late so
@@ -296,26 +336,41 @@ def train_reward_model(model: nnx.Module, arrays: RewardArrays, cfg: RMTrainConf
     tx = make_optimizer(cfg.optim_config(), cfg.learning_rate, cfg.steps)
     step_fn = make_train_step(make_loss_fn(cfg.kind, graphdef, rest, cfg.beta), tx)
     if mesh is None:
-        state = RMState(step=jnp.zeros((), jnp.int32), params=params,
-                        opt_state=jax.jit(tx.init)(params))
+        state = RMState(
+            step=jnp.zeros((), jnp.int32), params=params, opt_state=jax.jit(tx.init)(params)
+        )
         jitted = jax.jit(step_fn, donate_argnums=(0,))
         batch_sh = {k: None for k in host}
     else:
         # Parameters and optimizer moments keep the model's (FSDP/tensor) layout; rows of the batch
         # are split over the batch axes; step count and metrics are replicated.
         from jax.sharding import NamedSharding, PartitionSpec
+
         replicated = NamedSharding(mesh, PartitionSpec())
         params_sh = state_shardings(params, mesh, rules)
-        opt_sh = optax.tree_map_params(tx, lambda _, s: s, jax.eval_shape(tx.init, params),
-                                       params_sh, transform_non_params=lambda _: replicated)
+        opt_sh = optax.tree_map_params(
+            tx,
+            lambda _, s: s,
+            jax.eval_shape(tx.init, params),
+            params_sh,
+            transform_non_params=lambda _: replicated,
+        )
         state_sh = RMState(step=replicated, params=params_sh, opt_state=opt_sh)
-        state = RMState(step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
-                        params=jax.device_put(params, params_sh),
-                        opt_state=jax.jit(tx.init, out_shardings=opt_sh)(params))
-        batch_sh = {k: array_sharding(_batch_logical_axes(v), (cfg.batch_size,) + v.shape[1:],
-                                      mesh, rules) for k, v in host.items()}
-        jitted = jax.jit(step_fn, in_shardings=(state_sh, batch_sh),
-                         out_shardings=(state_sh, replicated), donate_argnums=(0,))
+        state = RMState(
+            step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
+            params=jax.device_put(params, params_sh),
+            opt_state=jax.jit(tx.init, out_shardings=opt_sh)(params),
+        )
+        batch_sh = {
+            k: array_sharding(_batch_logical_axes(v), (cfg.batch_size,) + v.shape[1:], mesh, rules)
+            for k, v in host.items()
+        }
+        jitted = jax.jit(
+            step_fn,
+            in_shardings=(state_sh, batch_sh),
+            out_shardings=(state_sh, replicated),
+            donate_argnums=(0,),
+        )
 
     history: list[dict[str, float]] = []
     pending = None  # (step, device metrics) logged after the next step is dispatched
@@ -323,8 +378,11 @@ def train_reward_model(model: nnx.Module, arrays: RewardArrays, cfg: RMTrainConf
 
     def flush(item):
         step, metrics = item
-        record = {"step": step, **{k: float(v) for k, v in jax.device_get(metrics).items()},
-                  "time": time.perf_counter() - t0}
+        record = {
+            "step": step,
+            **{k: float(v) for k, v in jax.device_get(metrics).items()},
+            "time": time.perf_counter() - t0,
+        }
         history.append(record)
         if log_fn is not None:
             log_fn(record)
@@ -350,8 +408,9 @@ def train_reward_model(model: nnx.Module, arrays: RewardArrays, cfg: RMTrainConf
 # --- Inference and evaluation ---------------------------------------------------------------------
 
 
-def _map_batches(fn: Callable, arrays: RewardArrays, batch_size: int, *extra: np.ndarray
-                 ) -> np.ndarray:
+def _map_batches(
+    fn: Callable, arrays: RewardArrays, batch_size: int, *extra: np.ndarray
+) -> np.ndarray:
     """``fn(tokens, mask, *extra rows)`` over fixed-size batches (the last padded by repeating
     row 0, so one compiled shape serves all), concatenated on the host."""
     n = len(arrays)
@@ -360,7 +419,7 @@ def _map_batches(fn: Callable, arrays: RewardArrays, batch_size: int, *extra: np
         rows = np.arange(start, min(start + batch_size, n))
         padded = np.concatenate([rows, np.zeros(batch_size - len(rows), rows.dtype)])
         args = [arrays.tokens[padded], arrays.attention_mask[padded]] + [x[padded] for x in extra]
-        outs.append(np.asarray(fn(*args))[:len(rows)])
+        outs.append(np.asarray(fn(*args))[: len(rows)])
     return np.concatenate(outs) if outs else np.zeros((0,) + arrays.tokens.shape[1:], np.float32)
 
 
@@ -387,8 +446,9 @@ def token_logps(model: CausalLM, arrays: RewardArrays, *, batch_size: int = 32) 
     return _map_batches(lambda t, m: fn(state, t, m), arrays, batch_size)
 
 
-def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5
-                   ) -> dict[str, float]:
+def binary_metrics(
+    scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
     """Accuracy of ``scores >= threshold`` against ``labels >= 0.5`` and ROC AUC (ties count half;
     NaN when only one class is present)."""
     scores = np.asarray(scores, np.float64).ravel()
@@ -408,7 +468,7 @@ def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.
             j = i
             while j + 1 < n and sorted_scores[j + 1] == sorted_scores[i]:
                 j += 1
-            ranks[order[i:j + 1]] = (i + j) / 2 + 1
+            ranks[order[i : j + 1]] = (i + j) / 2 + 1
             i = j + 1
         auc = float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
     else:
@@ -416,16 +476,18 @@ def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.
     return {"n": n, "accuracy": accuracy, "auc": auc, "positive_rate": n_pos / n}
 
 
-def evaluate_prm(model: RewardModel, arrays: RewardArrays, *, batch_size: int = 32
-                 ) -> dict[str, float]:
+def evaluate_prm(
+    model: RewardModel, arrays: RewardArrays, *, batch_size: int = 32
+) -> dict[str, float]:
     """Step-level accuracy/AUC of the PRM's probability at every labelled step end."""
     scores = token_scores(model, arrays, batch_size=batch_size)
     m = arrays.label_mask
     return binary_metrics(scores[m], arrays.step_labels[m])
 
 
-def evaluate_orm(model: RewardModel, arrays: RewardArrays, *, batch_size: int = 32
-                 ) -> dict[str, float]:
+def evaluate_orm(
+    model: RewardModel, arrays: RewardArrays, *, batch_size: int = 32
+) -> dict[str, float]:
     """Outcome accuracy/AUC of the ORM's probability at the last response token."""
     scores = token_scores(model, arrays, batch_size=batch_size)
     last = np.asarray(last_token_mask(jnp.asarray(arrays.attention_mask)))
@@ -433,8 +495,14 @@ def evaluate_orm(model: RewardModel, arrays: RewardArrays, *, batch_size: int = 
     return binary_metrics((scores * last).sum(-1)[m], arrays.outcome[m])
 
 
-def implicit_prm_scores(policy: CausalLM, reference: CausalLM, arrays: RewardArrays, beta: float,
-                        *, batch_size: int = 32) -> dict[str, np.ndarray]:
+def implicit_prm_scores(
+    policy: CausalLM,
+    reference: CausalLM,
+    arrays: RewardArrays,
+    beta: float,
+    *,
+    batch_size: int = 32,
+) -> dict[str, np.ndarray]:
     """The implicit PRM's outputs on every row: ``reward`` [N] = r(y); ``step_rewards`` [N, S]
     (beta x each step's summed log-ratio, at step ends); ``q`` [N, S] = beta x the running log-ratio
     sum (the process value of Yuan et al.: log-odds that the prefix succeeds)."""
@@ -442,30 +510,46 @@ def implicit_prm_scores(policy: CausalLM, reference: CausalLM, arrays: RewardArr
     ref_logp = token_logps(reference, arrays, batch_size=batch_size)
     resp = arrays.response_mask
     steps = jax.vmap(implicit_step_rewards, in_axes=(0, 0, 0, 0, None))(
-        logp, ref_logp, arrays.step_end, resp, beta)
+        logp, ref_logp, arrays.step_end, resp, beta
+    )
     q = beta * np.cumsum(np.where(resp, logp - ref_logp, 0.0), axis=-1)
-    return {"reward": beta * np.where(resp, logp - ref_logp, 0.0).sum(-1),
-            "step_rewards": np.asarray(steps), "q": q, "logp": logp, "ref_logp": ref_logp}
+    return {
+        "reward": beta * np.where(resp, logp - ref_logp, 0.0).sum(-1),
+        "step_rewards": np.asarray(steps),
+        "q": q,
+        "logp": logp,
+        "ref_logp": ref_logp,
+    }
 
 
-def evaluate_implicit_prm(policy: CausalLM, reference: CausalLM, arrays: RewardArrays,
-                          beta: float, *, batch_size: int = 32) -> dict[str, float]:
+def evaluate_implicit_prm(
+    policy: CausalLM,
+    reference: CausalLM,
+    arrays: RewardArrays,
+    beta: float,
+    *,
+    batch_size: int = 32,
+) -> dict[str, float]:
     """Outcome metrics of sigma(r(y)); step metrics of sigma(q) at labelled step ends."""
     out = implicit_prm_scores(policy, reference, arrays, beta, batch_size=batch_size)
     sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
-    outcome = binary_metrics(sigmoid(out["reward"][arrays.outcome_mask]),
-                             arrays.outcome[arrays.outcome_mask])
+    outcome = binary_metrics(
+        sigmoid(out["reward"][arrays.outcome_mask]), arrays.outcome[arrays.outcome_mask]
+    )
     m = arrays.label_mask
     step = binary_metrics(sigmoid(out["q"][m]), arrays.step_labels[m])
-    return {**{f"outcome_{k}": v for k, v in outcome.items()},
-            **{f"step_{k}": v for k, v in step.items()}}
+    return {
+        **{f"outcome_{k}": v for k, v in outcome.items()},
+        **{f"step_{k}": v for k, v in step.items()},
+    }
 
 
 # --- Saving ---------------------------------------------------------------------------------------
 
 
-def save_reward_model(model: nnx.Module, path: str | pathlib.Path, *, kind: str,
-                      tokenizer: Any = None, **meta: Any) -> None:
+def save_reward_model(
+    model: nnx.Module, path: str | pathlib.Path, *, kind: str, tokenizer: Any = None, **meta: Any
+) -> None:
     """``models.hf_io.save_causal_lm`` (+ tokenizer), and ``reward_model.json`` recording what the
     checkpoint is: the kind, the head and whether its scalar output is sigmoid-squashed
     (config.json cannot say so; load it with ``load_reward_model`` or
@@ -488,8 +572,9 @@ def load_tokenizer(path: str | pathlib.Path):
     return hf_io.load_tokenizer(path)
 
 
-def load_reward_model(path: str | pathlib.Path, *, dtype: Any = jnp.float32, mesh=None, rules=None
-                      ) -> tuple[nnx.Module, dict[str, Any]]:
+def load_reward_model(
+    path: str | pathlib.Path, *, dtype: Any = jnp.float32, mesh=None, rules=None
+) -> tuple[nnx.Module, dict[str, Any]]:
     """A model saved by ``save_reward_model``, with the head it was trained with, and its
     metadata."""
     path = pathlib.Path(path)

@@ -9,19 +9,20 @@ matmul, and a full sort for top-p ~50x. Here every step does O(V) work in a few 
     token inside that one block. This is an exact draw from the (filtered, tempered) softmax.
   * **top-k** keeps the tokens whose tempered logit is >= the k-th largest (`lax.top_k`), ties
     included, as transformers' `TopKLogitsWarper` does.
-  * **top-p** keeps the smallest set of most probable tokens whose mass reaches `top_p` (after top-k,
-    renormalised over the top-k set as transformers does), expressed as a logit threshold: all tokens
-    tied with the last kept one are kept too. The threshold comes from the `candidates` largest logits
-    when the nucleus provably lies inside them (the usual case for a trained model); otherwise the step
-    falls back, under `lax.cond`, to an exact 32-step bisection on the logits' float bit patterns over
-    the whole vocabulary (slower, still no sort).
+  * **top-p** keeps the smallest set of most probable tokens whose mass reaches `top_p` (after
+    top-k, renormalised over the top-k set as transformers does), expressed as a logit threshold:
+    all tokens tied with the last kept one are kept too. The threshold comes from the `candidates`
+    largest logits when the nucleus provably lies inside them (the usual case for a trained model);
+    otherwise the step falls back, under `lax.cond`, to an exact 32-step bisection on the logits'
+    float bit patterns over the whole vocabulary (slower, still no sort).
 
 Because the token depends only on (its row's logits, its uniform) and not on which top-p branch ran,
-a row's sample does not depend on the other rows of the batch (up to float rounding at a CDF boundary).
+a row's sample does not depend on the other rows of the batch (up to float rounding at a CDF
+boundary).
 
 Returned per row: the token, its log-prob under the model's untempered, unfiltered distribution
-(`log_softmax(logits)[token]`, what PPO's ratio needs) and its log-prob under the distribution actually
-sampled from (tempered, filtered, renormalised; 0 for greedy).
+(`log_softmax(logits)[token]`, what PPO's ratio needs) and its log-prob under the distribution
+actually sampled from (tempered, filtered, renormalised; 0 for greedy).
 
 Letters: B rows, V vocabulary, K candidates, nb blocks of bs tokens.
 """
@@ -42,8 +43,15 @@ class Selection(NamedTuple):
     sample_logp_B: jax.Array  # fp32, log-prob under the sampling distribution (0 for greedy)
 
 
-def select(logits_BxV: jax.Array, key: jax.Array, *, temperature: float, top_k: int = 0,
-           top_p: float = 1.0, candidates: int = 128) -> Selection:
+def select(
+    logits_BxV: jax.Array,
+    key: jax.Array,
+    *,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    candidates: int = 128,
+) -> Selection:
     """The next token of every row. `temperature == 0` means greedy (top_k/top_p are then moot).
 
     temperature, top_k, top_p and candidates are Python numbers (compile-time constants).
@@ -51,8 +59,9 @@ def select(logits_BxV: jax.Array, key: jax.Array, *, temperature: float, top_k: 
     logits_BxV = logits_BxV.astype(jnp.float32)
     if temperature == 0:
         return greedy(logits_BxV)
-    return sample(logits_BxV, key, temperature=temperature, top_k=top_k, top_p=top_p,
-                  candidates=candidates)
+    return sample(
+        logits_BxV, key, temperature=temperature, top_k=top_k, top_p=top_p, candidates=candidates
+    )
 
 
 def greedy(logits_BxV: jax.Array) -> Selection:
@@ -60,9 +69,9 @@ def greedy(logits_BxV: jax.Array) -> Selection:
 
     Blocked: the big pass is a plain max over blocks of the vocabulary, then `argmax` runs over the
     block maxima and inside the winning block only. On XLA:CPU a full-width `jnp.argmax` (a variadic
-    value/index reduce) or `lax.top_k(·, 1)` adds about a third of the LM head's time at 152k tokens;
-    the blocked form costs about one plain max pass. The log-sum-exp is a second pass (one exp per
-    logit): the price of returning log-probs.
+    value/index reduce) or `lax.top_k(·, 1)` adds about a third of the LM head's time at 152k
+    tokens; the blocked form costs about one plain max pass. The log-sum-exp is a second pass (one
+    exp per logit): the price of returning log-probs.
     """
     b, v = logits_BxV.shape
     l_BxNbxBs, bs = _blocks(logits_BxV)
@@ -78,10 +87,10 @@ def greedy(logits_BxV: jax.Array) -> Selection:
 def _top_k(x_BxV: jax.Array, k: int):
     """`lax.top_k` behind an optimization barrier.
 
-    XLA:CPU implements TopK by a sort that its TopK rewriter turns back into the fast TopK kernel only
-    when the sort's outputs are used whole; slicing single columns out of them (as the threshold code
-    does) defeats the rewrite and leaves a full sort of the vocabulary (~1 s per step at 152k). The
-    barrier keeps the outputs whole.
+    XLA:CPU implements TopK by a sort that its TopK rewriter turns back into the fast TopK kernel
+    only when the sort's outputs are used whole; slicing single columns out of them (as the
+    threshold code does) defeats the rewrite and leaves a full sort of the vocabulary (~1 s per step
+    at 152k). The barrier keeps the outputs whole.
     """
     return jax.lax.optimization_barrier(jax.lax.top_k(x_BxV, k))
 
@@ -96,8 +105,15 @@ def _blocks(x_BxV: jax.Array):
     return x_BxV.reshape(b, nb, bs), bs
 
 
-def sample(logits_BxV: jax.Array, key: jax.Array, *, temperature: float, top_k: int = 0,
-           top_p: float = 1.0, candidates: int = 128) -> Selection:
+def sample(
+    logits_BxV: jax.Array,
+    key: jax.Array,
+    *,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    candidates: int = 128,
+) -> Selection:
     """One exact draw per row from softmax(logits / temperature) filtered by top-k then top-p."""
     b, v = logits_BxV.shape
     z_BxV = logits_BxV if temperature == 1 else logits_BxV / temperature
@@ -134,8 +150,8 @@ def _logsumexp(x_BxV: jax.Array, shift_B: jax.Array) -> jax.Array:
 def block_size(v: int) -> int:
     """Tokens per block for `inverse_cdf`: the divisor of v nearest sqrt(v) (log scale).
 
-    If v has no divisor within 8x of sqrt(v) (e.g. a prime vocabulary), returns 128 and the logits are
-    padded with -inf to a multiple of it.
+    If v has no divisor within 8x of sqrt(v) (e.g. a prime vocabulary), returns 128 and the logits
+    are padded with -inf to a multiple of it.
     """
     root = math.sqrt(v)
     divisors = [d for d in range(1, int(root) + 1) if v % d == 0]
@@ -158,15 +174,20 @@ def inverse_cdf(z_BxV: jax.Array, m_B: jax.Array, tau_B: jax.Array, u_B: jax.Arr
     cum_BxNb = jnp.cumsum(w_BxNb, axis=-1)
     mass_B = cum_BxNb[:, -1]
     target_B = u_B * mass_B
-    blk_B = jnp.minimum(jnp.sum(cum_BxNb <= target_B[:, None], axis=-1, dtype=jnp.int32),
-                        _last_positive(w_BxNb))
+    blk_B = jnp.minimum(
+        jnp.sum(cum_BxNb <= target_B[:, None], axis=-1, dtype=jnp.int32), _last_positive(w_BxNb)
+    )
     z_in_BxBs = jnp.take_along_axis(z_BxNbxBs, blk_B[:, None, None], axis=1)[:, 0]
     w_in_BxBs = jnp.where(z_in_BxBs >= tau_B[:, None], jnp.exp(z_in_BxBs - m_B[:, None]), 0.0)
-    base_B = (jnp.take_along_axis(cum_BxNb, blk_B[:, None], axis=1)[:, 0]
-              - jnp.take_along_axis(w_BxNb, blk_B[:, None], axis=1)[:, 0])
+    base_B = (
+        jnp.take_along_axis(cum_BxNb, blk_B[:, None], axis=1)[:, 0]
+        - jnp.take_along_axis(w_BxNb, blk_B[:, None], axis=1)[:, 0]
+    )
     cum_in_BxBs = jnp.cumsum(w_in_BxBs, axis=-1)
-    j_B = jnp.minimum(jnp.sum(cum_in_BxBs <= (target_B - base_B)[:, None], axis=-1, dtype=jnp.int32),
-                      _last_positive(w_in_BxBs))
+    j_B = jnp.minimum(
+        jnp.sum(cum_in_BxBs <= (target_B - base_B)[:, None], axis=-1, dtype=jnp.int32),
+        _last_positive(w_in_BxBs),
+    )
     z_tok_B = jnp.take_along_axis(z_in_BxBs, j_B[:, None], axis=1)[:, 0]
     return blk_B * bs + j_B, z_tok_B, mass_B
 
@@ -181,9 +202,10 @@ def _top_p_threshold(z_BxV, m_B, cand_v_BxK, top_k: int, top_p: float) -> jax.Ar
 
     The nucleus is {z >= tau} for the largest tau whose kept mass reaches top_p of the (top-k) mass.
     Fast path: cumulative mass over the sorted candidates. It is exact when, for every row, the mass
-    is reached before the sentinel (last) candidate at a value strictly above the sentinel's, since all
-    tokens outside the list are <= the sentinel; for top-k, the top-k set must also lie inside the list
-    (no tie with the k-th value beyond it) so that its mass is known. Otherwise: exact bisection.
+    is reached before the sentinel (last) candidate at a value strictly above the sentinel's, since
+    all tokens outside the list are <= the sentinel; for top-k, the top-k set must also lie inside
+    the list (no tie with the k-th value beyond it) so that its mass is known. Otherwise: exact
+    bisection.
     """
     k_c = cand_v_BxK.shape[1]
     whole_vocab = k_c == z_BxV.shape[1]
@@ -205,8 +227,9 @@ def _top_p_threshold(z_BxV, m_B, cand_v_BxK, top_k: int, top_p: float) -> jax.Ar
     else:
         covered_B = jnp.any(reach_BxK[:, :-1], axis=-1) & (tau_p_B > cand_v_BxK[:, -1])
     covered_B = covered_B & topk_known_B
-    return jax.lax.cond(jnp.all(covered_B), lambda: tau_p_B,
-                        lambda: bisect_top_p(z_BxV, m_B, tau_k_B, top_p))
+    return jax.lax.cond(
+        jnp.all(covered_B), lambda: tau_p_B, lambda: bisect_top_p(z_BxV, m_B, tau_k_B, top_p)
+    )
 
 
 def _ordered_key(x: jax.Array) -> jax.Array:
@@ -218,8 +241,8 @@ def _ordered_key(x: jax.Array) -> jax.Array:
 def bisect_top_p(z_BxV, m_B, tau_k_B, top_p: float) -> jax.Array:
     """Exact top-p threshold over the whole vocabulary: 32 halvings of the float32 key range.
 
-    Finds the largest key t with mass(key(z) >= t) >= top_p·mass(kept by top-k); returns the smallest
-    logit at or above it (so the kept set is {z >= tau}).
+    Finds the largest key t with mass(key(z) >= t) >= top_p·mass(kept by top-k); returns the
+    smallest logit at or above it (so the kept set is {z >= tau}).
     """
     w_BxV = jnp.where(z_BxV >= tau_k_B[:, None], jnp.exp(z_BxV - m_B[:, None]), 0.0)
     target_B = top_p * jnp.sum(w_BxV, axis=-1)

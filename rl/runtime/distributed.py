@@ -35,9 +35,13 @@ def maybe_initialize() -> None:
         jax.distributed.initialize(
             coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-            process_id=int(os.environ["JAX_PROCESS_ID"]))
-    elif (os.environ.get("RLREWARD_DISTRIBUTED") == "1" or os.environ.get("TPU_WORKER_HOSTNAMES")
-          or os.environ.get("CLOUD_TPU_TASK_ID")):
+            process_id=int(os.environ["JAX_PROCESS_ID"]),
+        )
+    elif (
+        os.environ.get("RLREWARD_DISTRIBUTED") == "1"
+        or os.environ.get("TPU_WORKER_HOSTNAMES")
+        or os.environ.get("CLOUD_TPU_TASK_ID")
+    ):
         # On Cloud TPU VMs JAX reads the slice from the TPU metadata; launch/tpu.sh run sets
         # RLREWARD_DISTRIBUTED=1, as an ssh shell need not export the TPU variables.
         jax.distributed.initialize()
@@ -81,8 +85,11 @@ def to_host(tree: Any) -> Any:
     if jax.process_count() == 1:
         return jax.device_get(tree)
     leaves, treedef = jax.tree.flatten(tree)
-    split = [i for i, x in enumerate(leaves) if isinstance(x, jax.Array)
-             and not x.is_fully_addressable and not x.is_fully_replicated]
+    split = [
+        i
+        for i, x in enumerate(leaves)
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated
+    ]
     named = [i for i in split if isinstance(leaves[i].sharding, NamedSharding)]
     if named:
         out_shardings = [NamedSharding(leaves[i].sharding.mesh, PartitionSpec()) for i in named]

@@ -23,10 +23,16 @@ import numpy as np
 from rl.runtime.distributed import is_main_process, is_remote, run_path
 
 PROGRESS_KEYS = (
-    ("reward/success", "acc"), ("reward/total", "R"), ("reward/prm_raw", "prm"),
-    ("reward/kl", "kl"), ("rollout/response_length", "len"), ("rollout/steps_per_response", "steps"),
-    ("rollout/repeated_step_fraction", "rep"), ("update/policy_loss", "pg"),
-    ("update/value_loss", "vf"), ("time/iteration", "s"),
+    ("reward/success", "acc"),
+    ("reward/total", "R"),
+    ("reward/prm_raw", "prm"),
+    ("reward/kl", "kl"),
+    ("rollout/response_length", "len"),
+    ("rollout/steps_per_response", "steps"),
+    ("rollout/repeated_step_fraction", "rep"),
+    ("update/policy_loss", "pg"),
+    ("update/value_loss", "vf"),
+    ("time/iteration", "s"),
 )
 
 
@@ -49,12 +55,16 @@ class MetricsWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = []
         if self.path.exists():
-            kept = [line + "\n" for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            kept = [
+                line + "\n"
+                for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
             self.path.write_text("".join(kept))
         if is_remote(self.path):
             self._lines = kept
         from tensorboardX import SummaryWriter
+
         self._tb = SummaryWriter(os.fspath(workdir / "tensorboard"))
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
@@ -72,8 +82,11 @@ class MetricsWriter:
             if key != "step" and isinstance(value, (int, float)):
                 self._tb.add_scalar(key, value, step)
         self._tb.flush()
-        shown = " ".join(f"{short}={record[k]:.3g}" for k, short in PROGRESS_KEYS
-                         if isinstance(record.get(k), (int, float)))
+        shown = " ".join(
+            f"{short}={record[k]:.3g}"
+            for k, short in PROGRESS_KEYS
+            if isinstance(record.get(k), (int, float))
+        )
         print(f"[iter {step}] {shown}", file=sys.stdout, flush=True)
 
     def close(self) -> None:

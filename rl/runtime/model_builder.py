@@ -50,21 +50,31 @@ class ModelSpec:
         known = {f.name for f in dataclasses.fields(cls)} - {"name"}
         for key in values:
             if key not in known:
-                raise ConfigError(f"config.{name}.{key}={values[key]!r}: unknown key; known keys: "
-                                  f"{sorted(known)}")
+                raise ConfigError(
+                    f"config.{name}.{key}={values[key]!r}: unknown key; known keys: {sorted(known)}"
+                )
         overrides = values.pop("overrides", None) or {}
         spec = cls(name=name, overrides=tuple(sorted(dict(overrides).items())), **values)
         if spec.path and spec.preset:
-            raise ConfigError(f"config.{name}.preset={spec.preset!r}: give path or preset, not both "
-                              f"(path={spec.path!r})")
-        if spec.preset and not spec.preset.startswith("qwen2_like:") and (
-                spec.preset not in model_presets.PRESETS):
-            raise ConfigError(f"config.{name}.preset={spec.preset!r}: unknown; known: "
-                              f"{sorted(model_presets.PRESETS)}")
+            raise ConfigError(
+                f"config.{name}.preset={spec.preset!r}: give path or preset, not both "
+                f"(path={spec.path!r})"
+            )
+        if (
+            spec.preset
+            and not spec.preset.startswith("qwen2_like:")
+            and (spec.preset not in model_presets.PRESETS)
+        ):
+            raise ConfigError(
+                f"config.{name}.preset={spec.preset!r}: unknown; known: "
+                f"{sorted(model_presets.PRESETS)}"
+            )
         for field in ("dtype", "param_dtype"):
             if getattr(spec, field) not in ("float32", "bfloat16"):
-                raise ConfigError(f"config.{name}.{field}={getattr(spec, field)!r}: must be "
-                                  "'float32' or 'bfloat16'")
+                raise ConfigError(
+                    f"config.{name}.{field}={getattr(spec, field)!r}: must be "
+                    "'float32' or 'bfloat16'"
+                )
         if spec.kind not in REWARD_KINDS:
             raise ConfigError(f"config.{name}.kind={spec.kind!r}: must be one of {REWARD_KINDS}")
         return spec
@@ -73,9 +83,15 @@ class ModelSpec:
 def model_config(spec: ModelSpec, tokenizer: Any) -> ModelConfig:
     """The ModelConfig of a random preset, sized to the tokenizer."""
     values = model_presets.get_config(spec.preset).to_dict()
-    values.update(vocab_size=len(tokenizer), dtype=spec.dtype, param_dtype=spec.param_dtype,
-                  remat=spec.remat, eos_token_id=tokenizer.eos_token_id,
-                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+    values.update(
+        vocab_size=len(tokenizer),
+        dtype=spec.dtype,
+        param_dtype=spec.param_dtype,
+        remat=spec.remat,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     values.update(dict(spec.overrides))
     return ModelConfig.from_dict(values)
 
@@ -88,38 +104,60 @@ def _reward_head(spec: ModelSpec, tokenizer: Any) -> RewardHead:
         token = getattr(spec, field)
         tid = tokenizer.convert_tokens_to_ids(token) if token else None
         if tid is None or tid == tokenizer.unk_token_id:
-            raise ConfigError(f"config.{spec.name}.{field}={token!r}: not a single token of the "
-                              "tokenizer (kind='token_prob' needs one)")
+            raise ConfigError(
+                f"config.{spec.name}.{field}={token!r}: not a single token of the "
+                "tokenizer (kind='token_prob' needs one)"
+            )
         ids.append(int(tid))
     return RewardHead("token_prob", good_token_id=ids[0], bad_token_id=ids[1])
 
 
 def build_causal_lm(spec: ModelSpec, tokenizer: Any, mesh, rules) -> CausalLM:
     if spec.path:
-        return hf_io.load_causal_lm(spec.path, jnp.dtype(spec.dtype),
-                                    param_dtype=jnp.dtype(spec.param_dtype), mesh=mesh, rules=rules,
-                                    remat=spec.remat, **dict(spec.overrides))
+        return hf_io.load_causal_lm(
+            spec.path,
+            jnp.dtype(spec.dtype),
+            param_dtype=jnp.dtype(spec.param_dtype),
+            mesh=mesh,
+            rules=rules,
+            remat=spec.remat,
+            **dict(spec.overrides),
+        )
     config = model_config(spec, tokenizer)
     return create_sharded(lambda: CausalLM(config, rngs=nnx.Rngs(spec.seed)), mesh, rules)
 
 
 def build_reward_model(spec: ModelSpec, tokenizer: Any, mesh, rules) -> RewardModel:
-    """A frozen ORM/PRM. A directory written by ``rl.reward_models.training.save_reward_model`` says its
-    own head (kind, sigmoid) in ``reward_model.json``, which takes precedence over ``kind``."""
+    """A frozen ORM/PRM. A directory written by ``rl.reward_models.training.save_reward_model`` says
+    its own head (kind, sigmoid) in ``reward_model.json``, which takes precedence over ``kind``."""
     if spec.path and (Path(spec.path) / "reward_model.json").exists():
         from rl.reward_models.training import load_reward_model
+
         model, _ = load_reward_model(spec.path, dtype=jnp.dtype(spec.dtype), mesh=mesh, rules=rules)
         return model
     head = _reward_head(spec, tokenizer)
     if spec.path:
-        return hf_io.load_causal_lm(spec.path, jnp.dtype(spec.dtype),
-                                    param_dtype=jnp.dtype(spec.param_dtype), mesh=mesh, rules=rules,
-                                    head=head, **dict(spec.overrides))
+        return hf_io.load_causal_lm(
+            spec.path,
+            jnp.dtype(spec.dtype),
+            param_dtype=jnp.dtype(spec.param_dtype),
+            mesh=mesh,
+            rules=rules,
+            head=head,
+            **dict(spec.overrides),
+        )
     config = model_config(spec, tokenizer)
     return create_sharded(
-        lambda: RewardModel(config, head.kind, rngs=nnx.Rngs(spec.seed),
-                            good_token_id=head.good_token_id, bad_token_id=head.bad_token_id),
-        mesh, rules)
+        lambda: RewardModel(
+            config,
+            head.kind,
+            rngs=nnx.Rngs(spec.seed),
+            good_token_id=head.good_token_id,
+            bad_token_id=head.bad_token_id,
+        ),
+        mesh,
+        rules,
+    )
 
 
 def build_critic(policy: CausalLM, mesh, rules) -> ValueModel:
@@ -130,5 +168,6 @@ def build_critic(policy: CausalLM, mesh, rules) -> ValueModel:
 def frozen_copy(model: nnx.Module) -> nnx.Module:
     """A copy with its own buffers (the trained original's are donated to the update step)."""
     import jax
+
     graphdef, state = nnx.split(model)
     return nnx.merge(graphdef, jax.tree.map(jnp.copy, state))

@@ -1,4 +1,5 @@
-"""The PPO training loop: data -> rollout -> scoring -> shaping -> GAE -> updates -> metrics -> ckpt.
+"""The PPO training loop: data -> rollout -> scoring -> shaping -> GAE -> updates -> metrics ->
+ckpt.
 
 Every phase on the device is one function compiled once for the run's fixed shapes (the sampler,
 ``score``, ``shape``, ``update``); host work is text: decoding responses, verifying answers, finding
@@ -6,11 +7,11 @@ step ends. The loop is deterministic given the seed: iteration i draws its rando
 ``fold_in(key(seed), i)``, and the data iterator's position is checkpointed, so a resumed run
 continues exactly where the interrupted one would have gone.
 
-Multi-host (``rl.runtime.distributed``): every process runs this loop on the same full global batch; host
-arrays enter the mesh through ``to_global`` and device results come back whole through ``to_host``,
-so the host-side text work and the metrics are the same on every process. Only process 0 writes
-``config.json``, metrics and logs; every process takes part in checkpointing and in exporting the
-policy (both gather or write shards collectively). The workdir may be ``gs://``.
+Multi-host (``rl.runtime.distributed``): every process runs this loop on the same full global batch;
+host arrays enter the mesh through ``to_global`` and device results come back whole through
+``to_host``, so the host-side text work and the metrics are the same on every process. Only process
+0 writes ``config.json``, metrics and logs; every process takes part in checkpointing and in
+exporting the policy (both gather or write shards collectively). The workdir may be ``gs://``.
 """
 
 from __future__ import annotations
@@ -66,22 +67,28 @@ def rollout_text_stats(texts: list[str], sep: str) -> dict[str, float]:
     return {
         "rollout/steps_per_response": float(np.mean([len(s) for s in per])) if per else 0.0,
         "rollout/repeated_step_fraction": (
-            float(np.mean([steps_lib.repeated_step_fraction(s) for s in per])) if per else 0.0),
+            float(np.mean([steps_lib.repeated_step_fraction(s) for s in per])) if per else 0.0
+        ),
     }
 
 
 def load_tokenizer(path: str, policy: ModelSpec, dataset: str):
-    """The run's tokenizer: ``config.tokenizer``, else the policy checkpoint's, else the toy task's."""
+    """The run's tokenizer: ``config.tokenizer``, else the policy checkpoint's, else the toy
+    task's."""
     from models.hf_io import load_tokenizer as load_hf
+
     if path:
         return load_hf(path)
     if policy.path:
         return load_hf(policy.path)
     if dataset == "toy":
         from rl.data.toy_tokenizer import toy_tokenizer
+
         return toy_tokenizer()
-    raise ConfigError(f"config.tokenizer={path!r}: a random-weight policy on {dataset!r} needs a "
-                      "tokenizer directory")
+    raise ConfigError(
+        f"config.tokenizer={path!r}: a random-weight policy on {dataset!r} needs a "
+        "tokenizer directory"
+    )
 
 
 def stop_token_ids(tokenizer) -> tuple[int, ...]:
@@ -95,21 +102,33 @@ def stop_token_ids(tokenizer) -> tuple[int, ...]:
 class Trainer:
     """Holds the run's compiled functions and state; ``run()`` trains to ``train.iterations``."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-                 success_fn: Callable[..., np.ndarray] | None = None):
+    def __init__(
+        self,
+        cfg: ml_collections.ConfigDict,
+        workdir: str | os.PathLike,
+        *,
+        success_fn: Callable[..., np.ndarray] | None = None,
+    ):
         """``success_fn(texts, answers, tokens, response_mask) -> [rows] float`` replaces the
         verifier as the outcome reward (custom rewards, tests); default: the answer verifier."""
         self.success_fn = success_fn
         # Everything is validated before anything is built or compiled.
         self.cfg = RLConfig.from_config_dict(cfg)
-        self.specs = {name: ModelSpec.from_section(name, cfg.get(name))
-                      for name in ("policy", "prm", "orm", "implicit_prm")}
+        self.specs = {
+            name: ModelSpec.from_section(name, cfg.get(name))
+            for name in ("policy", "prm", "orm", "implicit_prm")
+        }
         rc = self.cfg.reward
-        for name, used in (("prm", rc.uses_prm), ("orm", rc.uses_orm),
-                           ("implicit_prm", rc.uses_implicit_prm)):
+        for name, used in (
+            ("prm", rc.uses_prm),
+            ("orm", rc.uses_orm),
+            ("implicit_prm", rc.uses_implicit_prm),
+        ):
             if used and not self.specs[name].configured:
-                raise ConfigError(f"config.{name}.path='': reward uses {name} (weight > 0) but no "
-                                  f"{name}.path or {name}.preset is set")
+                raise ConfigError(
+                    f"config.{name}.path='': reward uses {name} (weight > 0) but no "
+                    f"{name}.path or {name}.preset is set"
+                )
         if not self.specs["policy"].configured:
             raise ConfigError("config.policy.path='': set policy.path or policy.preset")
         d = self.cfg.data
@@ -119,7 +138,8 @@ class Trainer:
             raise ConfigError(
                 f"config.ppo.minibatches={self.cfg.ppo.minibatches}, "
                 f"microbatches={self.cfg.ppo.microbatches}: must divide the "
-                f"{self.batch_rows} rollout rows (prompts_per_batch x samples_per_prompt) evenly")
+                f"{self.batch_rows} rollout rows (prompts_per_batch x samples_per_prompt) evenly"
+            )
 
         # An epath: a gs:// workdir (shared by a pod's hosts) stays a URL, never a local path.
         self.workdir = distributed.run_path(workdir)
@@ -134,13 +154,16 @@ class Trainer:
                 f"config.mesh.shape={tuple(self.cfg.mesh.shape)}: the update batch is split over "
                 f"data x fsdp = {shards} devices, which must divide the {per_micro} rows of a "
                 f"microbatch (prompts_per_batch x samples_per_prompt / ppo.minibatches / "
-                f"ppo.microbatches); use more rows or a mesh with fewer data/fsdp devices")
+                f"ppo.microbatches); use more rows or a mesh with fewer data/fsdp devices"
+            )
         self.rules = tuple(cfg.get("sharding_rules", RULES))
         self.tokenizer = load_tokenizer(cfg.get("tokenizer", ""), self.specs["policy"], d.dataset)
         self.examples = self._load_examples(cfg, d.split)
         self._build_models()
         self._build_functions()
-        self.checkpointer = Checkpointer(self.workdir / "checkpoints", self.cfg.train.keep_checkpoints)
+        self.checkpointer = Checkpointer(
+            self.workdir / "checkpoints", self.cfg.train.keep_checkpoints
+        )
         self.verifier = Verifier(num_workers=cfg.get("verifier_workers", 2))
         self.evaluator, self.eval_examples = self._build_evaluator(cfg)
         self._stop_requested = False
@@ -160,14 +183,16 @@ class Trainer:
         if self.cfg.reward.uses_orm:
             frozen["orm"] = models_setup.build_reward_model(self.specs["orm"], tok, mesh, rules)
         if self.cfg.reward.uses_implicit_prm:
-            frozen["implicit"] = models_setup.build_causal_lm(self.specs["implicit_prm"], tok, mesh,
-                                                              rules)
+            frozen["implicit"] = models_setup.build_causal_lm(
+                self.specs["implicit_prm"], tok, mesh, rules
+            )
         c = self.cfg
         total = c.train.iterations * c.ppo.epochs * c.ppo.minibatches
         self.policy_tx = upd.make_optimizer(c.optim, c.optim.learning_rate, total)
         self.critic_tx = upd.make_optimizer(c.optim, c.optim.critic_learning_rate, total)
         self.models, self.state, self.state_sharding = upd.init_train_state(
-            policy, critic, self.policy_tx, self.critic_tx, mesh, rules)
+            policy, critic, self.policy_tx, self.critic_tx, mesh, rules
+        )
         self.frozen_defs, self.frozen_params = {}, {}
         for name, model in frozen.items():
             self.frozen_defs[name], self.frozen_params[name] = nnx.split(model)
@@ -178,24 +203,34 @@ class Trainer:
         self.batch_sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
         self.sampler = Sampler(
             self.models.policy,
-            SamplerConfig(max_new_tokens=c.rollout.max_new_tokens, temperature=c.rollout.temperature,
-                          top_p=c.rollout.top_p, top_k=c.rollout.top_k,
-                          eos_ids=stop_token_ids(self.tokenizer),
-                          stop_strings=c.rollout.stop_strings,
-                          samples_per_prompt=c.data.samples_per_prompt,
-                          pad_id=self.tokenizer.pad_token_id or 0),
-            mesh=mesh, rules=self.rules, tokenizer=self.tokenizer)
+            SamplerConfig(
+                max_new_tokens=c.rollout.max_new_tokens,
+                temperature=c.rollout.temperature,
+                top_p=c.rollout.top_p,
+                top_k=c.rollout.top_k,
+                eos_ids=stop_token_ids(self.tokenizer),
+                stop_strings=c.rollout.stop_strings,
+                samples_per_prompt=c.data.samples_per_prompt,
+                pad_id=self.tokenizer.pad_token_id or 0,
+            ),
+            mesh=mesh,
+            rules=self.rules,
+            tokenizer=self.tokenizer,
+        )
         p = c.data.max_prompt_len
-        graphdefs = {"policy": self.models.policy, "critic": self.models.critic,
-                     **self.frozen_defs}
+        graphdefs = {"policy": self.models.policy, "critic": self.models.critic, **self.frozen_defs}
         self.score_fn = jax.jit(make_score_fn(graphdefs, p))
         self.shape_fn = jax.jit(make_shape_fn(c.reward, c.ppo))
-        update_fn = upd.make_update_fn(self.models, c.ppo, c.reward, self.policy_tx,
-                                       self.critic_tx, p)
-        self.update_fn = upd.jit_update(update_fn, self.state_sharding, self.batch_sharding,
-                                        self.replicated)
-        self.take_rows = jax.jit(lambda batch, idx: jax.tree.map(lambda x: x[idx], batch),
-                                 out_shardings=self.batch_sharding)
+        update_fn = upd.make_update_fn(
+            self.models, c.ppo, c.reward, self.policy_tx, self.critic_tx, p
+        )
+        self.update_fn = upd.jit_update(
+            update_fn, self.state_sharding, self.batch_sharding, self.replicated
+        )
+        self.take_rows = jax.jit(
+            lambda batch, idx: jax.tree.map(lambda x: x[idx], batch),
+            out_shardings=self.batch_sharding,
+        )
 
     def _load_examples(self, cfg: ml_collections.ConfigDict, split: str):
         """The dataset's ``split``, without prompts longer than max_prompt_len (about 0.9% of MATH
@@ -203,29 +238,49 @@ class Trainer:
         encoder mid-run."""
         d = self.cfg.data
         with distributed.main_process_first(f"rl.trainers.ppo_trainer: dataset {split} built"):
-            examples = data_lib.load(d.dataset, split, data_dir=cfg.get("data_dir") or None,
-                                     **d.builder_kwargs())
-        return prompts_lib.drop_overlong(examples, self.tokenizer, d.max_prompt_len,
-                                         system_prompt=prompts_lib.system_prompt_for(d.dataset))
+            examples = data_lib.load(
+                d.dataset, split, data_dir=cfg.get("data_dir") or None, **d.builder_kwargs()
+            )
+        return prompts_lib.drop_overlong(
+            examples,
+            self.tokenizer,
+            d.max_prompt_len,
+            system_prompt=prompts_lib.system_prompt_for(d.dataset),
+        )
 
     def _build_evaluator(self, cfg: ml_collections.ConfigDict):
         """The periodic greedy evaluation (train.eval_every > 0): its Evaluator and problems."""
         c, d, t = self.cfg, self.cfg.data, self.cfg.train
         if not t.eval_every:
             return None, []
-        from rl.eval.evaluation import EvalConfig, Evaluator  # rl.eval.evaluation imports this module
+        from rl.eval.evaluation import (
+            EvalConfig,
+            Evaluator,
+        )  # rl.eval.evaluation imports this module
+
         examples = list(self._load_examples(cfg, t.eval_split))
-        examples = examples[:t.eval_limit] if t.eval_limit else examples
+        examples = examples[: t.eval_limit] if t.eval_limit else examples
         if not examples:
-            raise ConfigError(f"config.train.eval_split={t.eval_split!r}: no {d.dataset} problem "
-                              f"fits max_prompt_len={d.max_prompt_len}")
+            raise ConfigError(
+                f"config.train.eval_split={t.eval_split!r}: no {d.dataset} problem "
+                f"fits max_prompt_len={d.max_prompt_len}"
+            )
         evaluator = Evaluator(
-            self.models.policy, self.tokenizer,
-            EvalConfig(dataset=d.dataset, max_new_tokens=c.rollout.max_new_tokens,
-                       batch_size=self.batch_rows, step_separator=d.step_separator,
-                       max_prompt_len=d.max_prompt_len, stop_strings=tuple(c.rollout.stop_strings),
-                       seed=c.seed),
-            mesh=self.mesh, rules=self.rules, verifier=self.verifier)
+            self.models.policy,
+            self.tokenizer,
+            EvalConfig(
+                dataset=d.dataset,
+                max_new_tokens=c.rollout.max_new_tokens,
+                batch_size=self.batch_rows,
+                step_separator=d.step_separator,
+                max_prompt_len=d.max_prompt_len,
+                stop_strings=tuple(c.rollout.stop_strings),
+                seed=c.seed,
+            ),
+            mesh=self.mesh,
+            rules=self.rules,
+            verifier=self.verifier,
+        )
         return evaluator, examples
 
     def evaluate(self) -> dict[str, float]:
@@ -233,16 +288,22 @@ class Trainer:
         ``eval/repeated_step_fraction``, ``eval/response_length``, ... (numbers only)."""
         with use_mesh(self.mesh, self.rules):
             summary = self.evaluator.evaluate(self.state.policy, self.eval_examples)
-        return {f"eval/{k}": float(v) for k, v in summary.items()
-                if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+        return {
+            f"eval/{k}": float(v)
+            for k, v in summary.items()
+            if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+        }
 
     # --- one iteration -------------------------------------------------------------------------
 
     def _rollout(self, examples, key):
         c = self.cfg
         batch = prompts_lib.encode_prompts(
-            examples, self.tokenizer, c.data.max_prompt_len,
-            system_prompt=prompts_lib.system_prompt_for(c.data.dataset))
+            examples,
+            self.tokenizer,
+            c.data.max_prompt_len,
+            system_prompt=prompts_lib.system_prompt_for(c.data.dataset),
+        )
         ids, mask = batch.input_ids, batch.attention_mask
         with use_mesh(self.mesh, self.rules):
             out = self.sampler(self.state.policy, ids, mask, key)
@@ -262,7 +323,8 @@ class Trainer:
 
         t1 = time.perf_counter()
         texts = self.tokenizer.batch_decode(
-            [row[m] for row, m in zip(tokens, response)], skip_special_tokens=True)
+            [row[m] for row, m in zip(tokens, response)], skip_special_tokens=True
+        )
         answers = [e.answer for e in examples for _ in range(n)]
         timeouts = 0
         if self.success_fn is not None:
@@ -273,8 +335,9 @@ class Trainer:
             success = correct = np.asarray(verdict.rewards, np.float32)
             timeouts = verdict.num_timeouts
         if c.reward.success_flip_prob > 0:
-            success = np.asarray(shaping.flip_success(jnp.asarray(success), k_noise,
-                                                      c.reward.success_flip_prob))
+            success = np.asarray(
+                shaping.flip_success(jnp.asarray(success), k_noise, c.reward.success_flip_prob)
+            )
         step_end = steps_lib.step_end_masks(self.tokenizer, tokens, response, c.data.step_separator)
         seq = np.concatenate([_rows(ids, n), tokens], axis=1).astype(np.int32)
         seq_mask = np.concatenate([_rows(mask, n).astype(bool), response], axis=1)
@@ -282,8 +345,11 @@ class Trainer:
         put = lambda x: to_global(x, self.batch_sharding)  # noqa: E731
         seq, seq_mask, response_d, last_d = put(seq), put(seq_mask), put(response), put(last)
         with use_mesh(self.mesh, self.rules):
-            params = {"policy": self.state.policy, "critic": self.state.critic,
-                      **self.frozen_params}
+            params = {
+                "policy": self.state.policy,
+                "critic": self.state.critic,
+                **self.frozen_params,
+            }
             # Blocking here costs nothing (shaping needs the scores next) and keeps the
             # per-phase times honest under asynchronous dispatch.
             scores = jax.block_until_ready(self.score_fn(params, seq, seq_mask, last_d))
@@ -305,10 +371,16 @@ class Trainer:
             metrics["update/skipped"] = 1.0
             metrics["update/nonfinite_reward"] = 1.0
         else:
-            batch = {"tokens": seq, "attention_mask": seq_mask, "response_mask": response_d,
-                     "old_logp": scores["old_logp"], "old_values": scores["values"],
-                     "advantages": arrays["advantages"], "returns": arrays["returns"],
-                     "ref_logp": scores["ref_logp"]}
+            batch = {
+                "tokens": seq,
+                "attention_mask": seq_mask,
+                "response_mask": response_d,
+                "old_logp": scores["old_logp"],
+                "old_values": scores["values"],
+                "advantages": arrays["advantages"],
+                "returns": arrays["returns"],
+                "ref_logp": scores["ref_logp"],
+            }
             metrics.update(self._update(batch, k_perm))
         times["update"] = time.perf_counter() - t3
         update_tokens = float(response.sum()) * c.ppo.epochs
@@ -329,7 +401,7 @@ class Trainer:
             for epoch in range(c.ppo.epochs):
                 perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), rows))
                 for m in range(c.ppo.minibatches):
-                    idx = to_global(perm[m * per:(m + 1) * per], self.replicated)
+                    idx = to_global(perm[m * per : (m + 1) * per], self.replicated)
                     self.state, mets = self.update_fn(self.state, self.take_rows(batch, idx))
                     mets = to_host(mets)
                     for k, v in mets.items():
@@ -371,14 +443,21 @@ class Trainer:
                     raise TooManyBadUpdates(
                         f"{bad_in_a_row} consecutive iterations had a non-finite loss or reward "
                         f"(train.max_bad_updates={c.train.max_bad_updates}); stopping at "
-                        f"iteration {it + 1}. See {writer.path}.")
+                        f"iteration {it + 1}. See {writer.path}."
+                    )
                 done = it + 1 == c.train.iterations
                 # SIGTERM reaches a pod's hosts at different moments; all must stop together.
                 self._stop_requested = distributed.any_process(self._stop_requested)
                 if done or (it + 1) % c.train.checkpoint_every == 0 or self._stop_requested:
-                    self.checkpointer.save(it + 1, self.state, {
-                        "iteration": it + 1, "bad_in_a_row": bad_in_a_row,
-                        "data": data_iter.state()})
+                    self.checkpointer.save(
+                        it + 1,
+                        self.state,
+                        {
+                            "iteration": it + 1,
+                            "bad_in_a_row": bad_in_a_row,
+                            "data": data_iter.state(),
+                        },
+                    )
                 if self._stop_requested:
                     if is_main_process():
                         print(f"SIGTERM: saved iteration {it + 1}, exiting", flush=True)
@@ -399,6 +478,7 @@ class Trainer:
         written to a local staging directory and copied up by process 0.
         """
         from models.hf_io import save_causal_lm
+
         model = nnx.merge(self.models.policy, self.state.policy)
         path = distributed.run_path(path)
         if not distributed.is_remote(path):

@@ -1,15 +1,16 @@
 """Supervised fine-tuning on worked solutions: the policy PPO starts from.
 
-Sequences are ``prompt + solution + EOS``, right-padded; the loss is the token cross-entropy over the
-solution and its EOS only (the prompt is context), as a sum divided by the batch's target-token count.
+Sequences are ``prompt + solution + EOS``, right-padded; the loss is the token cross-entropy over
+the solution and its EOS only (the prompt is context), as a sum divided by the batch's target-token
+count.
 
 Padding costs compute, so batches can be cut to their longest row rounded up to ``pad_multiple``
 tokens (one compile per distinct length, at most ``max_len / pad_multiple``) and grouped by length
 (``group_by_length``: batches are drawn from a pool of that many batches sorted by length, as
-transformers' ``group_by_length`` does), which on the toy task nearly halves the padded tokens. Cutting
-right padding never changes the loss: attention is causal and pads carry no target. The prompt text is formatted exactly as the PPO
-trainer formats it (``rl.data.prompts``), so the policy is trained on the distribution it will be
-prompted with.
+transformers' ``group_by_length`` does), which on the toy task nearly halves the padded tokens.
+Cutting right padding never changes the loss: attention is causal and pads carry no target. The
+prompt text is formatted exactly as the PPO trainer formats it (``rl.data.prompts``), so the policy
+is trained on the distribution it will be prompted with.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from rl.data import Example
 from rl.data import prompts as prompts_lib
 
 
-def encode_sft(examples: Sequence[Example], tokenizer: Any, max_len: int,
-               system_prompt: str | None) -> dict[str, np.ndarray]:
+def encode_sft(
+    examples: Sequence[Example], tokenizer: Any, max_len: int, system_prompt: str | None
+) -> dict[str, np.ndarray]:
     """tokens / attention_mask / target_mask ``[N, max_len]``; target_mask marks solution + EOS."""
     n = len(examples)
     tokens = np.full((n, max_len), tokenizer.pad_token_id or 0, np.int32)
@@ -40,21 +42,25 @@ def encode_sft(examples: Sequence[Example], tokenizer: Any, max_len: int,
         prompt = prompts_lib.format_prompt(ex.question, tokenizer, system_prompt=system_prompt)
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         s_ids = tokenizer(ex.solution, add_special_tokens=False)["input_ids"] + [
-            tokenizer.eos_token_id]
+            tokenizer.eos_token_id
+        ]
         ids = p_ids + s_ids
         if len(ids) > max_len:
-            raise ValueError(f"example {ex.id!r}: prompt + solution is {len(ids)} tokens, more than "
-                             f"max_len={max_len}")
-        tokens[i, :len(ids)] = ids
-        attention[i, :len(ids)] = True
-        target[i, len(p_ids):len(ids)] = True
+            raise ValueError(
+                f"example {ex.id!r}: prompt + solution is {len(ids)} tokens, more than "
+                f"max_len={max_len}"
+            )
+        tokens[i, : len(ids)] = ids
+        attention[i, : len(ids)] = True
+        target[i, len(p_ids) : len(ids)] = True
     return {"tokens": tokens, "attention_mask": attention, "target_mask": target}
 
 
 def sft_optimizer(learning_rate: float, steps: int, warmup_steps: int = 50):
     """AdamW on linear warmup then cosine decay to 10%, after global-norm clipping at 1."""
-    schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps,
-                                                  max(steps, warmup_steps + 1), learning_rate * 0.1)
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, learning_rate, warmup_steps, max(steps, warmup_steps + 1), learning_rate * 0.1
+    )
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.0))
 
 
@@ -84,11 +90,12 @@ def _compiled_step(graphdef, learning_rate: float, steps: int, warmup_steps: int
     return jax.jit(make_sft_step(graphdef, tx), donate_argnums=(0, 1)), tx
 
 
-def batch_indices(lengths: np.ndarray, batch_size: int, seed: int, step: int,
-                  group_by_length: int = 0) -> np.ndarray:
-    """The rows of batch ``step``: uniform draws, or with ``group_by_length = G`` one of G batches cut
-    from a pool of G x batch_size uniform draws sorted by length (the pool and the order in which its
-    batches are used depend on (seed, step // G))."""
+def batch_indices(
+    lengths: np.ndarray, batch_size: int, seed: int, step: int, group_by_length: int = 0
+) -> np.ndarray:
+    """The rows of batch ``step``: uniform draws, or with ``group_by_length = G`` one of G batches
+    cut from a pool of G x batch_size uniform draws sorted by length (the pool and the order in
+    which its batches are used depend on (seed, step // G))."""
     rng = np.random.default_rng
     n = len(lengths)
     if group_by_length <= 1:
@@ -97,16 +104,30 @@ def batch_indices(lengths: np.ndarray, batch_size: int, seed: int, step: int,
     pool = rng([seed, pool_id, 0]).integers(0, n, size=group_by_length * batch_size)
     pool = pool[np.argsort(lengths[pool], kind="stable")]
     order = rng([seed, pool_id, 1]).permutation(group_by_length)
-    return pool[order[slot] * batch_size:(order[slot] + 1) * batch_size]
+    return pool[order[slot] * batch_size : (order[slot] + 1) * batch_size]
 
 
-def train_sft(model: nnx.Module, tokenizer: Any, examples: Sequence[Example], *, steps: int,
-              batch_size: int, learning_rate: float, max_len: int, seed: int = 0,
-              system_prompt: str | None = None, warmup_steps: int = 50,
-              log_every: int = 50, log_fn: Callable[[int, float], None] | None = None,
-              start_step: int = 0, end_step: int | None = None, opt_state: Any = None,
-              encoded: dict[str, np.ndarray] | None = None, group_by_length: int = 0,
-              pad_multiple: int = 0) -> tuple[nnx.Module, Any, list[float]]:
+def train_sft(
+    model: nnx.Module,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    max_len: int,
+    seed: int = 0,
+    system_prompt: str | None = None,
+    warmup_steps: int = 50,
+    log_every: int = 50,
+    log_fn: Callable[[int, float], None] | None = None,
+    start_step: int = 0,
+    end_step: int | None = None,
+    opt_state: Any = None,
+    encoded: dict[str, np.ndarray] | None = None,
+    group_by_length: int = 0,
+    pad_multiple: int = 0,
+) -> tuple[nnx.Module, Any, list[float]]:
     """Trains ``model`` in place for ``steps`` steps of ``batch_size`` examples drawn (with a fixed
     seed, by step) from ``examples``; returns the model, the optimizer state and the loss curve.
 
@@ -116,8 +137,9 @@ def train_sft(model: nnx.Module, tokenizer: Any, examples: Sequence[Example], *,
     to skip re-tokenizing the examples on every chunk. ``group_by_length`` / ``pad_multiple``: see
     the module docstring (0 turns each off); batches still depend only on (seed, i).
     """
-    data = encoded if encoded is not None else encode_sft(examples, tokenizer, max_len,
-                                                          system_prompt)
+    data = (
+        encoded if encoded is not None else encode_sft(examples, tokenizer, max_len, system_prompt)
+    )
     graphdef, params = nnx.split(model)
     step_fn, tx = _compiled_step(graphdef, learning_rate, steps, warmup_steps)
     if opt_state is None:

@@ -14,14 +14,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _resolve(*flags):
-    proc = subprocess.run([sys.executable, "-m", "rl.config", "--config=configs/smoke.py", *flags],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl.config", "--config=configs/smoke.py", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return proc
 
 
 def test_command_line_override_reaches_the_validated_config():
-    proc = _resolve("--config.reward.prm_transform=delta", "--config.reward.prm_eta=0.25",
-                    "--config.mesh.shape=(2,4,1)")
+    proc = _resolve(
+        "--config.reward.prm_transform=delta",
+        "--config.reward.prm_eta=0.25",
+        "--config.mesh.shape=(2,4,1)",
+    )
     assert proc.returncode == 0, proc.stderr
     resolved = json.loads(proc.stdout)
     assert resolved["reward"]["prm_transform"] == "delta"
@@ -43,16 +51,19 @@ def test_locked_config_rejects_unknown_override():
     assert "prm_wieght" in proc.stderr
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("reward.kl_coef", -0.1, "config.reward.kl_coef=-0.1"),
-    ("reward.prm_eta", 1.5, "config.reward.prm_eta=1.5"),
-    ("reward.kl_estimator", "k2", "config.reward.kl_estimator='k2'"),
-    ("ppo.epochs", 0, "config.ppo.epochs=0"),
-    ("ppo.dual_clip", 0.5, "config.ppo.dual_clip=0.5"),
-    ("rollout.top_p", 0.0, "config.rollout.top_p=0.0"),
-    ("data.step_separator", "", "config.data.step_separator=''"),
-    ("optim.learning_rate", float("nan"), "config.optim.learning_rate=nan"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("reward.kl_coef", -0.1, "config.reward.kl_coef=-0.1"),
+        ("reward.prm_eta", 1.5, "config.reward.prm_eta=1.5"),
+        ("reward.kl_estimator", "k2", "config.reward.kl_estimator='k2'"),
+        ("ppo.epochs", 0, "config.ppo.epochs=0"),
+        ("ppo.dual_clip", 0.5, "config.ppo.dual_clip=0.5"),
+        ("rollout.top_p", 0.0, "config.rollout.top_p=0.0"),
+        ("data.step_separator", "", "config.data.step_separator=''"),
+        ("optim.learning_rate", float("nan"), "config.optim.learning_rate=nan"),
+    ],
+)
 def test_validation_errors_name_key_and_value(key, value, message):
     cfg = smoke.get_config()
     section, name = key.split(".")

@@ -26,8 +26,9 @@ PAPER = {  # module: (policy directory, shape preset, default slice)
 SLICES = [(m, t) for m in PAPER for t in m.get_config().topologies]
 
 
-@pytest.mark.parametrize("module, topology", SLICES,
-                         ids=[f"{m.__name__.split('.')[-1]}:{t}" for m, t in SLICES])
+@pytest.mark.parametrize(
+    "module, topology", SLICES, ids=[f"{m.__name__.split('.')[-1]}:{t}" for m, t in SLICES]
+)
 def test_every_supported_slice_validates_with_a_mesh_of_its_devices(module, topology):
     c = module.get_config(topology)
     rl = RLConfig.from_config_dict(c)
@@ -61,16 +62,32 @@ def test_documented_choices_are_the_values(module):
     assert (rl.data.prompts_per_batch, rl.data.samples_per_prompt) == (32, 4)
     assert (rl.rollout.max_new_tokens, rl.rollout.temperature) == (1024, 1.0)
     assert (rl.reward.prm_transform, rl.reward.prm_weight, rl.reward.prm_eta) == (
-        "clip_delta", 1.0, 0.5)
+        "clip_delta",
+        1.0,
+        0.5,
+    )
     assert (rl.reward.kl_coef, rl.reward.kl_in) == (0.05, "reward")
     assert (rl.ppo.gamma, rl.ppo.lam, rl.ppo.clip_eps, rl.ppo.epochs, rl.ppo.minibatches) == (
-        1.0, 0.95, 0.2, 1, 2)
+        1.0,
+        0.95,
+        0.2,
+        1,
+        2,
+    )
     assert (rl.optim.learning_rate, rl.optim.critic_learning_rate) == (1e-6, 5e-6)
     # The reasons live in the shared docstring; each config file says where.
     doc = qwen2_1p5b.__doc__
-    for phrase in ("clip_delta(eta=0.5)", "lr 1e-6 actor / 5e-6 critic", "KL to the reference 0.05",
-                   "GAE lambda 0.95", "gamma 1", "max_new_tokens=1024", "4 samples",
-                   "huggingface-cli download", "do not publish"):
+    for phrase in (
+        "clip_delta(eta=0.5)",
+        "lr 1e-6 actor / 5e-6 critic",
+        "KL to the reference 0.05",
+        "GAE lambda 0.95",
+        "gamma 1",
+        "max_new_tokens=1024",
+        "4 samples",
+        "huggingface-cli download",
+        "do not publish",
+    ):
         assert phrase in doc, phrase
     assert "huggingface-cli download" in module.__doc__ and "launch.aot" in module.__doc__
 
@@ -83,8 +100,18 @@ def test_unknown_slice_names_the_supported_ones():
 
 def test_slice_arg_and_overrides_reach_the_validated_config():
     proc = subprocess.run(
-        [sys.executable, "-m", "rl.config", "--config=configs/qwen2p5_math_7b.py:v5e-64",
-         "--config.data.dataset=gsm8k"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "rl.config",
+            "--config=configs/qwen2p5_math_7b.py:v5e-64",
+            "--config.data.dataset=gsm8k",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     resolved = json.loads(proc.stdout)
     assert resolved["mesh"]["shape"] == [1, 64, 1]

@@ -39,7 +39,7 @@ TRICKY = [
     "--config.notes=`date` && echo $(whoami) | cat > /dev/null",
     "--config.glob=*.py [ab]? ~root",
     "--config.slashes=a\\b\\\\c\\'d",
-    '--config.mixed="double" and \'single\'  two  spaces\ttab',
+    "--config.mixed=\"double\" and 'single'  two  spaces\ttab",
     "--config.empty=",
 ]
 
@@ -52,7 +52,8 @@ def fake_bin(tmp_path_factory):
         "#!/bin/sh\n"
         f"touch '{d}/called'\n"
         "echo 'FAKE GCLOUD CALLED: launch/tpu.sh ran a command it should only print' >&2\n"
-        "exit 97\n")
+        "exit 97\n"
+    )
     (d / "gcloud").chmod(0o755)
     return d
 
@@ -68,10 +69,14 @@ def tpu(fake_bin):
     """Runs `bash launch/tpu.sh ARGS` (another copy with script=) with the fake gcloud first."""
 
     def run(*args, script=SCRIPT, env=None):
-        full_env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
-                    **(env or {})}
-        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
-                              env=full_env, timeout=60)
+        full_env = {
+            **os.environ,
+            "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
+            **(env or {}),
+        }
+        return subprocess.run(
+            ["bash", str(script), *args], capture_output=True, text=True, env=full_env, timeout=60
+        )
 
     return run
 
@@ -97,7 +102,7 @@ def remote_command(argv):
 def python_argv(words):
     """The remote python's argv: from the interpreter up to the log redirection."""
     start = words.index(PYTHON)
-    return words[start + 1:words.index(">>", start)]
+    return words[start + 1 : words.index(">>", start)]
 
 
 def jax_pin(requirements):
@@ -107,12 +112,30 @@ def jax_pin(requirements):
 
 # --- usage ---------------------------------------------------------------------------------
 
+
 def test_help_documents_every_subcommand_and_option(tpu):
     p = tpu("--help")
     assert p.returncode == 0
-    for word in ["create", "setup", "run", "logs", "stop", "delete", "--dry-run", "--type",
-                 "--version", "--spot", "--queued", "--config", "--workdir", "--module",
-                 "--worker", "--follow", "v2-alpha-tpuv5", "tpu-ubuntu2204-base"]:
+    for word in [
+        "create",
+        "setup",
+        "run",
+        "logs",
+        "stop",
+        "delete",
+        "--dry-run",
+        "--type",
+        "--version",
+        "--spot",
+        "--queued",
+        "--config",
+        "--workdir",
+        "--module",
+        "--worker",
+        "--follow",
+        "v2-alpha-tpuv5",
+        "tpu-ubuntu2204-base",
+    ]:
         assert word in p.stdout, word
     assert not p.stdout.startswith("#!")
     assert tpu("create", "--help").stdout == p.stdout
@@ -125,59 +148,94 @@ def test_no_arguments_is_an_error_with_usage(tpu):
 
 # --- create --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("given_type, accelerator, runtime", [
-    ("v4-32", "v4-32", "tpu-ubuntu2204-base"),
-    ("v5e-64", "v5litepod-64", "v2-alpha-tpuv5-lite"),
-    ("v5litepod-16", "v5litepod-16", "v2-alpha-tpuv5-lite"),
-    ("v5p-128", "v5p-128", "v2-alpha-tpuv5"),
-    ("v6e-8", "v6e-8", "v2-alpha-tpuv6e"),
-    ("v3-8", "v3-8", "tpu-ubuntu2204-base"),
-])
+
+@pytest.mark.parametrize(
+    "given_type, accelerator, runtime",
+    [
+        ("v4-32", "v4-32", "tpu-ubuntu2204-base"),
+        ("v5e-64", "v5litepod-64", "v2-alpha-tpuv5-lite"),
+        ("v5litepod-16", "v5litepod-16", "v2-alpha-tpuv5-lite"),
+        ("v5p-128", "v5p-128", "v2-alpha-tpuv5"),
+        ("v6e-8", "v6e-8", "v2-alpha-tpuv6e"),
+        ("v3-8", "v3-8", "tpu-ubuntu2204-base"),
+    ],
+)
 def test_create_maps_type_and_default_runtime(tpu, given_type, accelerator, runtime):
-    assert dry(tpu, "create", f"--type={given_type}") == [[
-        "gcloud", "compute", "tpus", "tpu-vm", "create", NAME, f"--zone={ZONE}",
-        f"--accelerator-type={accelerator}", f"--version={runtime}"]]
+    assert dry(tpu, "create", f"--type={given_type}") == [
+        [
+            "gcloud",
+            "compute",
+            "tpus",
+            "tpu-vm",
+            "create",
+            NAME,
+            f"--zone={ZONE}",
+            f"--accelerator-type={accelerator}",
+            f"--version={runtime}",
+        ]
+    ]
 
 
 def test_create_spot_project_and_explicit_runtime(tpu):
-    (argv,) = dry(tpu, "create", "--type=v4-32", "--spot", "--project=my-project-1",
-                  "--version=tpu-vm-base")
+    (argv,) = dry(
+        tpu, "create", "--type=v4-32", "--spot", "--project=my-project-1", "--version=tpu-vm-base"
+    )
     assert argv[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "create", NAME]
-    assert sorted(argv[6:]) == sorted([f"--zone={ZONE}", "--project=my-project-1",
-                                       "--accelerator-type=v4-32", "--version=tpu-vm-base",
-                                       "--spot"])
+    assert sorted(argv[6:]) == sorted(
+        [
+            f"--zone={ZONE}",
+            "--project=my-project-1",
+            "--accelerator-type=v4-32",
+            "--version=tpu-vm-base",
+            "--spot",
+        ]
+    )
 
 
 @pytest.mark.parametrize("spot", [False, True])
 def test_create_queued_uses_queued_resources(tpu, spot):
     (argv,) = dry(tpu, "create", "--type=v5p-128", "--queued", *(["--spot"] if spot else []))
     assert argv[:6] == ["gcloud", "compute", "tpus", "queued-resources", "create", NAME]
-    expected = [f"--node-id={NAME}", f"--zone={ZONE}", "--accelerator-type=v5p-128",
-                "--runtime-version=v2-alpha-tpuv5"] + (["--spot"] if spot else [])
+    expected = [
+        f"--node-id={NAME}",
+        f"--zone={ZONE}",
+        "--accelerator-type=v5p-128",
+        "--runtime-version=v2-alpha-tpuv5",
+    ] + (["--spot"] if spot else [])
     assert sorted(argv[6:]) == sorted(expected)
 
 
 # --- setup ---------------------------------------------------------------------------------
+
 
 def test_setup_copies_to_and_installs_on_every_worker(tpu):
     commands = dry(tpu, "setup")
     assert commands[0][:2] == ["tar", "-czf"]  # the local tarball, printed, not made
     tarball = commands[0][2]
     scp, ssh = only_gcloud(commands)
-    assert scp == ["gcloud", "compute", "tpus", "tpu-vm", "scp", tarball,
-                   f"{NAME}:rlreward-code.tar.gz", f"--zone={ZONE}", "--worker=all"]
+    assert scp == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "scp",
+        tarball,
+        f"{NAME}:rlreward-code.tar.gz",
+        f"--zone={ZONE}",
+        "--worker=all",
+    ]
     assert ssh[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", NAME]
     assert f"--zone={ZONE}" in ssh and "--worker=all" in ssh
     words = [w.removesuffix(";") for w in remote_command(ssh)[1]]  # `a; b`: ";" ends a word
     pip = [PYTHON, "-m", "pip", "install", "--quiet"]
     assert "python3.11 -m venv $HOME/rlreward/venv" in " ".join(words)
     i = words.index("$HOME/rlreward/code/requirements.txt")
-    assert words[i - 6:i] == [*pip, "-r"]
+    assert words[i - 6 : i] == [*pip, "-r"]
     pin = jax_pin(REPO / "requirements.txt")
     i = words.index(f"jax[tpu]=={pin}")
-    assert words[i - 5:i] == pip and words[i + 1:i + 3] == ["-f", LIBTPU]
+    assert words[i - 5 : i] == pip and words[i + 1 : i + 3] == ["-f", LIBTPU]
     j = words.index("$HOME/rlreward/code/launch/requirements-tpu.txt")
-    assert j > i and words[j - 6:j] == [*pip, "-r"]
+    assert j > i and words[j - 6 : j] == [*pip, "-r"]
     assert not pathlib.Path(tarball).exists()
 
 
@@ -186,9 +244,18 @@ def make_repo_copy(root, requirements):
     (root / "launch").mkdir(parents=True)
     shutil.copy(SCRIPT, root / "launch" / "tpu.sh")
     (root / "requirements.txt").write_text(requirements)
-    for rel in ["rl/train.py", "configs/smoke.py", ".venv/bin/python", ".git/HEAD", "runs/x/log",
-                "workdirs/y", "rl/__pycache__/train.cpython-311.pyc", ".pytest_cache/v",
-                ".hypothesis/db", "rlreward.egg-info/PKG-INFO"]:
+    for rel in [
+        "rl/train.py",
+        "configs/smoke.py",
+        ".venv/bin/python",
+        ".git/HEAD",
+        "runs/x/log",
+        "workdirs/y",
+        "rl/__pycache__/train.cpython-311.pyc",
+        ".pytest_cache/v",
+        ".hypothesis/db",
+        "rlreward.egg-info/PKG-INFO",
+    ]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(rel)
     return root / "launch" / "tpu.sh"
@@ -212,52 +279,97 @@ def test_setup_tarball_holds_the_code_without_venv_git_runs_caches(tpu, tmp_path
     script = make_repo_copy(tmp_path / "repo", "jax==1.2.3\n")
     tar = dry(tpu, "setup", script=script, env={"TMPDIR": str(tmp_path)})[0]
     subprocess.run(tar, check=True, timeout=60)  # the printed local command, run as printed
-    listing = subprocess.run(["tar", "-tzf", tar[2]], capture_output=True, text=True,
-                             check=True).stdout.split()
+    listing = subprocess.run(
+        ["tar", "-tzf", tar[2]], capture_output=True, text=True, check=True
+    ).stdout.split()
     files = {f.removeprefix("./") for f in listing if not f.endswith("/")}
     assert files == {"rl/train.py", "configs/smoke.py", "requirements.txt", "launch/tpu.sh"}
 
 
 # --- run -----------------------------------------------------------------------------------
 
+
 def test_run_starts_the_module_detached_on_every_worker(tpu):
     (ssh,) = dry(tpu, "run", "--config=configs/smoke.py", "--workdir=gs://bucket/runs/a")
     assert ssh[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", NAME]
     assert f"--zone={ZONE}" in ssh and "--worker=all" in ssh
     _, words = remote_command(ssh)
-    assert python_argv(words) == ["-m", "rl.train", "--config=configs/smoke.py",
-                                  "--workdir=gs://bucket/runs/a"]
+    assert python_argv(words) == [
+        "-m",
+        "rl.train",
+        "--config=configs/smoke.py",
+        "--workdir=gs://bucket/runs/a",
+    ]
     i = words.index(PYTHON)
-    assert words[i - 4:i] == ["PYTHONUNBUFFERED=1", "RLREWARD_DISTRIBUTED=1", "setsid", "nohup"]
+    assert words[i - 4 : i] == ["PYTHONUNBUFFERED=1", "RLREWARD_DISTRIBUTED=1", "setsid", "nohup"]
     log = "$HOME/rlreward/logs/smoke.log"
     assert words[words.index(">>", i) + 1] == log
-    assert words[words.index(">>", i) + 2:words.index(">>", i) + 6] == ["2>&1", "<", "/dev/null", "&"]
+    assert words[words.index(">>", i) + 2 : words.index(">>", i) + 6] == [
+        "2>&1",
+        "<",
+        "/dev/null",
+        "&",
+    ]
     assert "$HOME/rlreward/logs/smoke.pid" in words
 
 
 def test_run_module_run_name_and_config_argument(tpu):
-    (ssh,) = dry(tpu, "run", "--module=rl.train_rm", "--config=configs/rm_smoke.py:tiny",
-                 "--workdir=gs://b/rm", "--run=rm-a")
+    (ssh,) = dry(
+        tpu,
+        "run",
+        "--module=rl.train_rm",
+        "--config=configs/rm_smoke.py:tiny",
+        "--workdir=gs://b/rm",
+        "--run=rm-a",
+    )
     _, words = remote_command(ssh)
-    assert python_argv(words) == ["-m", "rl.train_rm", "--config=configs/rm_smoke.py:tiny",
-                                  "--workdir=gs://b/rm"]
+    assert python_argv(words) == [
+        "-m",
+        "rl.train_rm",
+        "--config=configs/rm_smoke.py:tiny",
+        "--workdir=gs://b/rm",
+    ]
     assert "$HOME/rlreward/logs/rm-a.log" in words
     (ssh,) = dry(tpu, "run", "--config=configs/toy.py:smoke", "--workdir=gs://b/t")
     assert "$HOME/rlreward/logs/toy-smoke.log" in remote_command(ssh)[1]
 
 
 def test_run_overrides_reach_python_as_one_argument_each(tpu):
-    (ssh,) = dry(tpu, "run", "--config=configs/smoke.py", "--workdir=gs://b/p q", *TRICKY,
-                 "--", "--extra=1", "two words", "'")
+    (ssh,) = dry(
+        tpu,
+        "run",
+        "--config=configs/smoke.py",
+        "--workdir=gs://b/p q",
+        *TRICKY,
+        "--",
+        "--extra=1",
+        "two words",
+        "'",
+    )
     _, words = remote_command(ssh)
-    assert python_argv(words) == ["-m", "rl.train", "--config=configs/smoke.py",
-                                  "--workdir=gs://b/p q", *TRICKY, "--extra=1", "two words", "'"]
+    assert python_argv(words) == [
+        "-m",
+        "rl.train",
+        "--config=configs/smoke.py",
+        "--workdir=gs://b/p q",
+        *TRICKY,
+        "--extra=1",
+        "two words",
+        "'",
+    ]
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.lists(st.text(st.characters(blacklist_characters="\x00\n\r",
-                                      blacklist_categories=("Cs",)), max_size=12),
-                min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.text(
+            st.characters(blacklist_characters="\x00\n\r", blacklist_categories=("Cs",)),
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_run_any_override_value_survives_both_shells(tpu, values):
     overrides = [f"--config.k{i}={v}" for i, v in enumerate(values)]
     (ssh,) = dry(tpu, "run", "--config=configs/smoke.py", "--workdir=gs://b/p", *overrides)
@@ -283,7 +395,8 @@ def test_run_remote_script_under_a_real_shell(tpu, tmp_path):
         "open(os.path.join(os.environ['HOME'], 'argv.json'), 'w').write(json.dumps(\n"
         "    {'argv': sys.argv[1:], 'cwd': os.getcwd(), 'sid': os.getsid(0) == os.getpid()}))\n"
         "print('training started', flush=True)\n"
-        "time.sleep(60)\n")
+        "time.sleep(60)\n"
+    )
     venv_python.chmod(0o755)
     env = {**os.environ, "HOME": str(home)}
     pid_file = home / "rlreward" / "logs" / "smoke.pid"
@@ -291,8 +404,9 @@ def test_run_remote_script_under_a_real_shell(tpu, tmp_path):
     def remote(*args):
         (ssh,) = dry(tpu, *args)
         command, _ = remote_command(ssh)
-        return subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env,
-                              timeout=60)
+        return subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, env=env, timeout=60
+        )
 
     p = remote("run", "--config=configs/smoke.py", "--workdir=gs://b/p", *TRICKY, "--", "x y")
     pid = None
@@ -300,12 +414,20 @@ def test_run_remote_script_under_a_real_shell(tpu, tmp_path):
         assert p.returncode == 0, p.stderr
         assert "started smoke" in p.stdout
         for _ in range(200):
-            if (home / "argv.json").exists() and "started" in (home / "rlreward" / "logs" / "smoke.log").read_text():
+            if (home / "argv.json").exists() and "started" in (
+                home / "rlreward" / "logs" / "smoke.log"
+            ).read_text():
                 break
             time.sleep(0.05)
         seen = json.loads((home / "argv.json").read_text())
-        assert seen["argv"] == ["-m", "rl.train", "--config=configs/smoke.py",
-                                "--workdir=gs://b/p", *TRICKY, "x y"]
+        assert seen["argv"] == [
+            "-m",
+            "rl.train",
+            "--config=configs/smoke.py",
+            "--workdir=gs://b/p",
+            *TRICKY,
+            "x y",
+        ]
         assert seen["cwd"] == str(home / "rlreward" / "code")
         assert seen["sid"], "python should lead its own session (setsid)"
         pid = int(pid_file.read_text())
@@ -342,7 +464,9 @@ def test_stop_kills_the_process_group_after_the_grace_period(tpu, tmp_path):
     # A run that ignores SIGTERM and has a child in its process group.
     proc = subprocess.Popen(
         ["setsid", "bash", "-c", "trap '' TERM; sleep 60 & echo $! > child; wait"],
-        cwd=tmp_path, start_new_session=False)
+        cwd=tmp_path,
+        start_new_session=False,
+    )
     try:
         for _ in range(200):
             if (tmp_path / "child").exists() and (tmp_path / "child").read_text().strip():
@@ -352,8 +476,13 @@ def test_stop_kills_the_process_group_after_the_grace_period(tpu, tmp_path):
         (logs / "stuck.pid").write_text(f"{proc.pid}\n")
         (ssh,) = dry(tpu, "stop", "--run=stuck", "--grace=1")
         command, _ = remote_command(ssh)
-        p = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
-                           env={**os.environ, "HOME": str(home)}, timeout=60)
+        p = subprocess.run(
+            ["bash", "-c", command],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": str(home)},
+            timeout=60,
+        )
         assert p.returncode == 0, p.stderr
         assert "alive after 1s, SIGKILL" in p.stdout
         assert proc.wait(timeout=10) == -signal.SIGKILL
@@ -372,6 +501,7 @@ def test_stop_kills_the_process_group_after_the_grace_period(tpu, tmp_path):
 
 # --- logs, stop, delete --------------------------------------------------------------------
 
+
 def test_logs_worker_run_follow(tpu):
     (ssh,) = dry(tpu, "logs")
     assert "--worker=0" in ssh and f"--zone={ZONE}" in ssh
@@ -388,52 +518,95 @@ def test_stop_signals_every_worker(tpu):
     assert "kill -TERM" in command and "-lt 30" in command
 
 
-@pytest.mark.parametrize("queued, expected", [
-    (False, ["gcloud", "compute", "tpus", "tpu-vm", "delete", NAME, f"--zone={ZONE}", "--quiet"]),
-    (True, ["gcloud", "compute", "tpus", "queued-resources", "delete", NAME, f"--zone={ZONE}",
-            "--force", "--quiet"]),
-])
+@pytest.mark.parametrize(
+    "queued, expected",
+    [
+        (
+            False,
+            ["gcloud", "compute", "tpus", "tpu-vm", "delete", NAME, f"--zone={ZONE}", "--quiet"],
+        ),
+        (
+            True,
+            [
+                "gcloud",
+                "compute",
+                "tpus",
+                "queued-resources",
+                "delete",
+                NAME,
+                f"--zone={ZONE}",
+                "--force",
+                "--quiet",
+            ],
+        ),
+    ],
+)
 def test_delete(tpu, queued, expected):
     assert dry(tpu, "delete", *(["--queued"] if queued else [])) == [expected]
 
 
 def test_project_reaches_every_gcloud_command(tpu):
-    for args in [("create", "--type=v4-8"), ("setup",), ("logs",), ("stop",), ("delete",),
-                 ("run", "--config=configs/smoke.py", "--workdir=gs://b/p")]:
+    for args in [
+        ("create", "--type=v4-8"),
+        ("setup",),
+        ("logs",),
+        ("stop",),
+        ("delete",),
+        ("run", "--config=configs/smoke.py", "--workdir=gs://b/p"),
+    ]:
         for argv in only_gcloud(dry(tpu, *args, "--project=my-project-1")):
             assert "--project=my-project-1" in argv, args
 
 
 # --- errors --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (["create", f"--zone={ZONE}", "--type=v4-8"], "--name"),
-    (["create", f"--name={NAME}", "--type=v4-8"], "--zone"),
-    (["create", "--name=Bad_Name", f"--zone={ZONE}", "--type=v4-8"], "--name='Bad_Name'"),
-    (["create", "--name=-x", f"--zone={ZONE}", "--type=v4-8"], "--name='-x'"),
-    (["create", f"--name={NAME}", "--zone=uscentral2b", "--type=v4-8"], "--zone='uscentral2b'"),
-    (["create", f"--name={NAME}", "--zone=us-central2-b;ls", "--type=v4-8"], "--zone='us-central2-b;ls'"),
-    (["create", f"--name={NAME}", "--zone=", "--type=v4-8"], "--zone: empty value"),
-    (["create", "--name", NAME, f"--zone={ZONE}"], "--name needs a value"),
-    (["launch", *LOC], "unknown subcommand 'launch'"),
-    (["create", *LOC, "--type=v4-8", "--colour=red"], "unknown option '--colour'"),
-    (["create", *LOC, "--type=v4-8", "--config=configs/smoke.py"], "unknown option '--config' for create"),
-    (["setup", *LOC, "--spot"], "unknown option '--spot' for setup"),
-    (["create", *LOC, "--spot=yes", "--type=v4-8"], "--spot takes no value"),
-    (["create", *LOC], "--type"),
-    (["create", *LOC, "--type=v9-8"], "--type='v9-8'"),
-    (["create", *LOC, "--type=v4"], "--type='v4'"),
-    (["create", *LOC, "--type=v4-8", "--project=X"], "--project='X'"),
-    (["run", *LOC, "--workdir=gs://b/p"], "--config"),
-    (["run", *LOC, "--config=configs/smoke.py"], "--workdir"),
-    (["run", *LOC, "--config=configs/nope.py", "--workdir=gs://b/p"], "--config='configs/nope.py'"),
-    (["run", *LOC, "--config=configs/smoke.py", "--workdir=gs://b/p", "--module=rl;ls"], "--module='rl;ls'"),
-    (["run", *LOC, "--config=configs/smoke.py", "--workdir=gs://b/p", "--run=a/b"], "--run='a/b'"),
-    (["run", *LOC, "--config=configs/smoke.py", "--workdir=gs://b/p", "stray"], "'stray'"),
-    (["setup", *LOC, "--config.x=1"], "--config.x=1"),
-    (["logs", *LOC, "--worker=first"], "--worker='first'"),
-    (["stop", *LOC, "--grace=soon"], "--grace='soon'"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["create", f"--zone={ZONE}", "--type=v4-8"], "--name"),
+        (["create", f"--name={NAME}", "--type=v4-8"], "--zone"),
+        (["create", "--name=Bad_Name", f"--zone={ZONE}", "--type=v4-8"], "--name='Bad_Name'"),
+        (["create", "--name=-x", f"--zone={ZONE}", "--type=v4-8"], "--name='-x'"),
+        (["create", f"--name={NAME}", "--zone=uscentral2b", "--type=v4-8"], "--zone='uscentral2b'"),
+        (
+            ["create", f"--name={NAME}", "--zone=us-central2-b;ls", "--type=v4-8"],
+            "--zone='us-central2-b;ls'",
+        ),
+        (["create", f"--name={NAME}", "--zone=", "--type=v4-8"], "--zone: empty value"),
+        (["create", "--name", NAME, f"--zone={ZONE}"], "--name needs a value"),
+        (["launch", *LOC], "unknown subcommand 'launch'"),
+        (["create", *LOC, "--type=v4-8", "--colour=red"], "unknown option '--colour'"),
+        (
+            ["create", *LOC, "--type=v4-8", "--config=configs/smoke.py"],
+            "unknown option '--config' for create",
+        ),
+        (["setup", *LOC, "--spot"], "unknown option '--spot' for setup"),
+        (["create", *LOC, "--spot=yes", "--type=v4-8"], "--spot takes no value"),
+        (["create", *LOC], "--type"),
+        (["create", *LOC, "--type=v9-8"], "--type='v9-8'"),
+        (["create", *LOC, "--type=v4"], "--type='v4'"),
+        (["create", *LOC, "--type=v4-8", "--project=X"], "--project='X'"),
+        (["run", *LOC, "--workdir=gs://b/p"], "--config"),
+        (["run", *LOC, "--config=configs/smoke.py"], "--workdir"),
+        (
+            ["run", *LOC, "--config=configs/nope.py", "--workdir=gs://b/p"],
+            "--config='configs/nope.py'",
+        ),
+        (
+            ["run", *LOC, "--config=configs/smoke.py", "--workdir=gs://b/p", "--module=rl;ls"],
+            "--module='rl;ls'",
+        ),
+        (
+            ["run", *LOC, "--config=configs/smoke.py", "--workdir=gs://b/p", "--run=a/b"],
+            "--run='a/b'",
+        ),
+        (["run", *LOC, "--config=configs/smoke.py", "--workdir=gs://b/p", "stray"], "'stray'"),
+        (["setup", *LOC, "--config.x=1"], "--config.x=1"),
+        (["logs", *LOC, "--worker=first"], "--worker='first'"),
+        (["stop", *LOC, "--grace=soon"], "--grace='soon'"),
+    ],
+)
 def test_errors_name_the_flag_and_value(tpu, args, message):
     p = tpu(*args, "--dry-run")
     assert p.returncode != 0
@@ -443,6 +616,7 @@ def test_errors_name_the_flag_and_value(tpu, args, message):
 
 # --- without --dry-run ---------------------------------------------------------------------
 
+
 def test_without_dry_run_commands_run_and_the_first_failure_stops_the_script(tmp_path):
     """setup for real against a gcloud that fails: the tarball is made, scp is attempted, the
     install over ssh is never reached, the exit status is gcloud's and the tarball is removed."""
@@ -451,15 +625,26 @@ def test_without_dry_run_commands_run_and_the_first_failure_stops_the_script(tmp
     bin_dir.mkdir()
     (bin_dir / "gcloud").write_text(f"#!/bin/sh\necho \"$@\" >> '{tmp_path}/calls'\nexit 97\n")
     (bin_dir / "gcloud").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "TMPDIR": str(tmp_path)}
-    p = subprocess.run(["bash", str(script), "setup", *LOC], capture_output=True, text=True,
-                       env=env, timeout=60)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "TMPDIR": str(tmp_path),
+    }
+    p = subprocess.run(
+        ["bash", str(script), "setup", *LOC], capture_output=True, text=True, env=env, timeout=60
+    )
     assert p.returncode == 97
     tarball = tmp_path / f"rlreward-code-{NAME}.tar.gz"
     assert (tmp_path / "calls").read_text().split() == [
-        "compute", "tpus", "tpu-vm", "scp", str(tarball), f"{NAME}:rlreward-code.tar.gz",
-        f"--zone={ZONE}", "--worker=all"]
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "scp",
+        str(tarball),
+        f"{NAME}:rlreward-code.tar.gz",
+        f"--zone={ZONE}",
+        "--worker=all",
+    ]
     assert not tarball.exists()
 
 
@@ -469,11 +654,17 @@ def test_executed_argv_equals_the_printed_one(tpu, tmp_path):
     (bin_dir / "gcloud").write_text(
         f"#!{sys.executable}\n"
         "import json, sys\n"
-        f"open({str(tmp_path / 'argv.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+        f"open({str(tmp_path / 'argv.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+    )
     (bin_dir / "gcloud").chmod(0o755)
     args = ["run", *LOC, "--config=configs/smoke.py", "--workdir=gs://b/p", *TRICKY]
-    p = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    p = subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+    )
     assert p.returncode == 0, p.stderr
     executed = json.loads((tmp_path / "argv.json").read_text())
     (printed,) = dry(tpu, "run", *args[3:])

@@ -1,4 +1,5 @@
 """Fixtures of tests/models: tiny random transformers checkpoints saved once per session."""
+
 import pytest
 
 from models import presets as model_presets
@@ -11,39 +12,39 @@ from tests.models.hf_reference import build, jit_forward, make_hf_model
 
 @pytest.fixture(scope="session")
 def tiny_config() -> ModelConfig:
-  return ModelConfig.from_dict(model_presets.tiny().to_dict())
+    return ModelConfig.from_dict(model_presets.tiny().to_dict())
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_config) -> CausalLM:
-  """A random tiny CausalLM (seed 0), shared; tests must not modify it."""
-  return build(lambda: CausalLM(tiny_config, rngs=nnx.Rngs(0)))
+    """A random tiny CausalLM (seed 0), shared; tests must not modify it."""
+    return build(lambda: CausalLM(tiny_config, rngs=nnx.Rngs(0)))
 
 
 @pytest.fixture(scope="session")
 def tiny_forward(tiny_model):
-  return jit_forward(tiny_model)
+    return jit_forward(tiny_model)
 
 
 @pytest.fixture(scope="session")
 def qwen2_hf():
-  return make_hf_model("qwen2", seed=0)
+    return make_hf_model("qwen2", seed=0)
 
 
 @pytest.fixture(scope="session")
 def qwen2_dir(qwen2_hf, tmp_path_factory):
-  path = tmp_path_factory.mktemp("qwen2_tiny")
-  qwen2_hf.save_pretrained(path)
-  return path
+    path = tmp_path_factory.mktemp("qwen2_tiny")
+    qwen2_hf.save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="session")
 def llama_hf():
-  return make_hf_model("llama", seed=1)
+    return make_hf_model("llama", seed=1)
 
 
 @pytest.fixture(scope="session")
 def llama_dir(llama_hf, tmp_path_factory):
-  path = tmp_path_factory.mktemp("llama_tiny")
-  llama_hf.save_pretrained(path)
-  return path
+    path = tmp_path_factory.mktemp("llama_tiny")
+    llama_hf.save_pretrained(path)
+    return path

@@ -1,4 +1,5 @@
 """ModelConfig validation, HF config conversion, and the presets' published sizes."""
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -8,86 +9,112 @@ from models import presets as model_presets
 from models.config import ModelConfig, count_params
 from models.decoder import CausalLM
 
-BASE = dict(vocab_size=32, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=4,
-            num_kv_heads=2)
+BASE = dict(
+    vocab_size=32, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=4, num_kv_heads=2
+)
 
 
-@pytest.mark.parametrize("change,message", [
-    (dict(num_kv_heads=3), r"num_kv_heads=3 must divide num_heads=4"),
-    (dict(hidden_size=0), r"hidden_size=0 must be a positive int"),
-    (dict(head_dim=5), r"head_dim=5 must be a positive even int"),
-    (dict(dtype="int8"), r"dtype='int8' is not supported"),
-    (dict(rope_type="yarn"), r"rope_type='yarn' is not supported"),
-    (dict(remat_policy="some"), r"remat_policy='some'"),
-    (dict(arch="gpt2"), r"arch='gpt2'"),
-    (dict(rope_theta=-1.0), r"rope_theta=-1.0 must be a positive"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(num_kv_heads=3), r"num_kv_heads=3 must divide num_heads=4"),
+        (dict(hidden_size=0), r"hidden_size=0 must be a positive int"),
+        (dict(head_dim=5), r"head_dim=5 must be a positive even int"),
+        (dict(dtype="int8"), r"dtype='int8' is not supported"),
+        (dict(rope_type="yarn"), r"rope_type='yarn' is not supported"),
+        (dict(remat_policy="some"), r"remat_policy='some'"),
+        (dict(arch="gpt2"), r"arch='gpt2'"),
+        (dict(rope_theta=-1.0), r"rope_theta=-1.0 must be a positive"),
+    ],
+)
 def test_validation_names_field_and_value(change, message):
-  with pytest.raises(ValueError, match=message):
-    ModelConfig(**{**BASE, **change})
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**{**BASE, **change})
 
 
 def test_derived_and_canonical_fields():
-  cfg = ModelConfig(**BASE, dtype=jnp.bfloat16, eos_token_id=[1, 2])
-  assert cfg.head_dim == 4 and cfg.num_groups == 2
-  assert cfg.dtype == jnp.bfloat16 and cfg.param_dtype == jnp.float32
-  assert cfg.eos_token_id == (1, 2)
-  hash(cfg)  # Static structure in modules and a cache key.
-  with pytest.raises(ValueError, match=r"no field\(s\) \['hidden'\]"):
-    ModelConfig.from_dict({**BASE, "hidden": 3})
+    cfg = ModelConfig(**BASE, dtype=jnp.bfloat16, eos_token_id=[1, 2])
+    assert cfg.head_dim == 4 and cfg.num_groups == 2
+    assert cfg.dtype == jnp.bfloat16 and cfg.param_dtype == jnp.float32
+    assert cfg.eos_token_id == (1, 2)
+    hash(cfg)  # Static structure in modules and a cache key.
+    with pytest.raises(ValueError, match=r"no field\(s\) \['hidden'\]"):
+        ModelConfig.from_dict({**BASE, "hidden": 3})
 
 
 def test_from_hf_legacy_and_transformers5_layouts():
-  legacy = {"model_type": "qwen2", "vocab_size": 151936, "hidden_size": 1536,
-            "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
-            "num_key_value_heads": 2, "rope_theta": 10000.0, "rope_scaling": None,
-            "max_position_embeddings": 4096, "tie_word_embeddings": True,
-            "use_sliding_window": False, "sliding_window": 4096, "hidden_act": "silu"}
-  cfg = ModelConfig.from_hf(legacy, dtype="bfloat16")
-  assert cfg == ModelConfig.from_dict(model_presets.qwen2_5_math_1_5b().to_dict()).replace(
-      bos_token_id=None, eos_token_id=None)
-  modern = {k: v for k, v in legacy.items() if k not in ("rope_theta", "rope_scaling")}
-  modern["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
-  assert ModelConfig.from_hf(modern, dtype="bfloat16") == cfg
-  # to_hf → from_hf round trip, both families.
-  assert ModelConfig.from_hf(cfg.to_hf()).replace(dtype="bfloat16") == cfg
-  llama = ModelConfig(**BASE, arch="llama", rope_type="llama3", rope_factor=8.0,
-                      rope_original_max_position=64)
-  assert ModelConfig.from_hf(llama.to_hf()) == llama
+    legacy = {
+        "model_type": "qwen2",
+        "vocab_size": 151936,
+        "hidden_size": 1536,
+        "intermediate_size": 8960,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 2,
+        "rope_theta": 10000.0,
+        "rope_scaling": None,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": True,
+        "use_sliding_window": False,
+        "sliding_window": 4096,
+        "hidden_act": "silu",
+    }
+    cfg = ModelConfig.from_hf(legacy, dtype="bfloat16")
+    assert cfg == ModelConfig.from_dict(model_presets.qwen2_5_math_1_5b().to_dict()).replace(
+        bos_token_id=None, eos_token_id=None
+    )
+    modern = {k: v for k, v in legacy.items() if k not in ("rope_theta", "rope_scaling")}
+    modern["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
+    assert ModelConfig.from_hf(modern, dtype="bfloat16") == cfg
+    # to_hf → from_hf round trip, both families.
+    assert ModelConfig.from_hf(cfg.to_hf()).replace(dtype="bfloat16") == cfg
+    llama = ModelConfig(
+        **BASE, arch="llama", rope_type="llama3", rope_factor=8.0, rope_original_max_position=64
+    )
+    assert ModelConfig.from_hf(llama.to_hf()) == llama
 
 
 def test_from_hf_rejects_unsupported_features():
-  base = {"model_type": "qwen2", "vocab_size": 8, "hidden_size": 8, "intermediate_size": 8,
-          "num_hidden_layers": 1, "num_attention_heads": 2}
-  with pytest.raises(ValueError, match="use_sliding_window=True"):
-    ModelConfig.from_hf({**base, "use_sliding_window": True})
-  with pytest.raises(ValueError, match="model_type='mistral'"):
-    ModelConfig.from_hf({**base, "model_type": "mistral"})
-  with pytest.raises(ValueError, match=r"rope_parameters\.rope_type='dynamic'"):
-    ModelConfig.from_hf({**base, "rope_parameters": {"rope_type": "dynamic", "factor": 2.0}})
-  with pytest.raises(ValueError, match="needs attention_bias=True"):
-    ModelConfig(**BASE).to_hf("qwen2")
+    base = {
+        "model_type": "qwen2",
+        "vocab_size": 8,
+        "hidden_size": 8,
+        "intermediate_size": 8,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+    }
+    with pytest.raises(ValueError, match="use_sliding_window=True"):
+        ModelConfig.from_hf({**base, "use_sliding_window": True})
+    with pytest.raises(ValueError, match="model_type='mistral'"):
+        ModelConfig.from_hf({**base, "model_type": "mistral"})
+    with pytest.raises(ValueError, match=r"rope_parameters\.rope_type='dynamic'"):
+        ModelConfig.from_hf({**base, "rope_parameters": {"rope_type": "dynamic", "factor": 2.0}})
+    with pytest.raises(ValueError, match="needs attention_bias=True"):
+        ModelConfig(**BASE).to_hf("qwen2")
 
 
-@pytest.mark.parametrize("name,params", [
-    ("qwen2_0_5b", 494_032_768),
-    ("qwen2_1_5b", 1_543_714_304),
-    ("qwen2_5_math_1_5b", 1_543_714_304),
-    ("qwen2_5_math_7b", 7_615_616_512),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("qwen2_0_5b", 494_032_768),
+        ("qwen2_1_5b", 1_543_714_304),
+        ("qwen2_5_math_1_5b", 1_543_714_304),
+        ("qwen2_5_math_7b", 7_615_616_512),
+    ],
+)
 def test_presets_have_published_sizes(name, params):
-  cfg = ModelConfig.from_dict(model_presets.get_config(name).to_dict())
-  assert count_params(cfg) == params
-  if name not in ("qwen2_0_5b", "qwen2_5_math_7b"):  # One tied and one untied module suffice.
-    return
-  # The module agrees with the formula, built abstractly (no memory).
-  abstract = nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0)))
-  sizes = [v.size for v in jax.tree.leaves(nnx.state(abstract, nnx.Param))]
-  assert sum(sizes) == params
+    cfg = ModelConfig.from_dict(model_presets.get_config(name).to_dict())
+    assert count_params(cfg) == params
+    if name not in ("qwen2_0_5b", "qwen2_5_math_7b"):  # One tied and one untied module suffice.
+        return
+    # The module agrees with the formula, built abstractly (no memory).
+    abstract = nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0)))
+    sizes = [v.size for v in jax.tree.leaves(nnx.state(abstract, nnx.Param))]
+    assert sum(sizes) == params
 
 
 def test_qwen2_like_and_arg_parsing():
-  cfg = ModelConfig.from_dict(model_presets.get_config("qwen2_like:512,8").to_dict())
-  assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.num_kv_heads) == (512, 8, 8, 2)
-  with pytest.raises(ValueError, match="unknown model preset 'gpt'"):
-    model_presets.get_config("gpt")
+    cfg = ModelConfig.from_dict(model_presets.get_config("qwen2_like:512,8").to_dict())
+    assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.num_kv_heads) == (512, 8, 8, 2)
+    with pytest.raises(ValueError, match="unknown model preset 'gpt'"):
+        model_presets.get_config("gpt")

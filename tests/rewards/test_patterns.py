@@ -8,9 +8,20 @@ def test_distinct_phrases_scaled_capped_minus_repetition():
     # "First, I need to" and "Therefore": 2 phrases * 0.2.
     assert reasoning_pattern_reward("First, I need to add.\n\nTherefore 4.") == pytest.approx(0.4)
     # The same phrase many times counts once.
-    assert reasoning_pattern_reward("therefore a.\n\ntherefore b.\n\ntherefore c.") == pytest.approx(0.2)
-    many = "\n\n".join(["first, i need to x", "let me check y", "wait z", "therefore w",
-                        "alternatively v", "this means u", "to summarize t"])
+    assert reasoning_pattern_reward(
+        "therefore a.\n\ntherefore b.\n\ntherefore c."
+    ) == pytest.approx(0.2)
+    many = "\n\n".join(
+        [
+            "first, i need to x",
+            "let me check y",
+            "wait z",
+            "therefore w",
+            "alternatively v",
+            "this means u",
+            "to summarize t",
+        ]
+    )
     assert reasoning_pattern_reward(many) == pytest.approx(1.0)  # 7 * 0.2 capped at 1
     # Two of four steps repeat an earlier one: -0.5.
     rep = "Let me check.\n\nLet me check.\n\nLet me check.\n\nx"

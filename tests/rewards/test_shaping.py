@@ -30,6 +30,7 @@ def _at(rewards, ends):
 
 # --- hand-computed expectations -------------------------------------------------------------
 
+
 def test_worked_example_delta():
     s, m = _place([0.7, 0.2, 0.4, 0.8], [2, 5, 7, 11], 14)
     out = np.asarray(shaping.delta(s, m))
@@ -42,15 +43,24 @@ def test_raw_clip_clip_delta_hand_values():
     s, m = _place([0.7, 0.2, 0.4, 0.8], ends, 12)
     np.testing.assert_allclose(_at(shaping.raw(s, m), ends), [0.7, 0.2, 0.4, 0.8], atol=1e-6)
     # min(s - 0.5, 0) = (0, -0.3, -0.1, 0)
-    np.testing.assert_allclose(_at(shaping.clip(s, m, ETA), ends), [0.0, -0.3, -0.1, 0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        _at(shaping.clip(s, m, ETA), ends), [0.0, -0.3, -0.1, 0.0], atol=1e-6
+    )
     # delta of c = (0, -0.3, -0.1, 0): (0 - -0.3, -0.3 - -0.1, c_3, 0) = (0.3, -0.2, -0.1, 0)
-    np.testing.assert_allclose(_at(shaping.clip_delta(s, m, ETA), ends), [0.3, -0.2, -0.1, 0.0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        _at(shaping.clip_delta(s, m, ETA), ends), [0.3, -0.2, -0.1, 0.0], atol=1e-6
+    )
 
 
-@pytest.mark.parametrize("fn", [shaping.raw, shaping.delta,
-                                functools.partial(shaping.clip, eta=ETA),
-                                functools.partial(shaping.clip_delta, eta=ETA)])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        shaping.raw,
+        shaping.delta,
+        functools.partial(shaping.clip, eta=ETA),
+        functools.partial(shaping.clip_delta, eta=ETA),
+    ],
+)
 def test_no_steps_gives_zeros(fn):
     s = jnp.full((8,), 0.9)
     m = jnp.zeros((8,), bool)
@@ -77,10 +87,13 @@ def test_padding_after_response_and_step_ending_on_last_token():
     s = jnp.asarray([0, 0.7, 0, 0.2, 0, 0.4, 5.0, 5.0, 5.0, 5.0], jnp.float32)
     m = jnp.asarray([0, 1, 0, 1, 0, 1, 0, 0, 0, 0], bool)
     np.testing.assert_allclose(shaping.delta(s, m), [0, 0.5, 0, 0.2, 0, 0, 0, 0, 0, 0], atol=1e-6)
-    np.testing.assert_allclose(shaping.clip(s, m, ETA), [0, 0, 0, -0.3, 0, -0.1, 0, 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(
+        shaping.clip(s, m, ETA), [0, 0, 0, -0.3, 0, -0.1, 0, 0, 0, 0], atol=1e-6
+    )
     s2, m2 = _place([0.7, 0.2, 0.4, 0.8], [0, 3, 6, 9], 10)
-    np.testing.assert_allclose(_at(shaping.delta(s2, m2), [0, 3, 6, 9]), [0.5, -0.2, 0.4, 0.0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        _at(shaping.delta(s2, m2), [0, 3, 6, 9]), [0.5, -0.2, 0.4, 0.0], atol=1e-6
+    )
 
 
 def test_gated():
@@ -93,8 +106,9 @@ def test_gated():
 
 def test_shape_prm_dispatch_and_error():
     s, m = _place([0.7, 0.2, 0.4, 0.8], [1, 4, 6, 9], 12)
-    np.testing.assert_allclose(shaping.shape_prm(s, m, "clip_delta", ETA),
-                               shaping.clip_delta(s, m, ETA))
+    np.testing.assert_allclose(
+        shaping.shape_prm(s, m, "clip_delta", ETA), shaping.clip_delta(s, m, ETA)
+    )
     with pytest.raises(ValueError, match="transform.*'clipdelta'"):
         shaping.shape_prm(s, m, "clipdelta", ETA)
 
@@ -115,8 +129,9 @@ def test_kl_estimators():
     resp = jnp.asarray([1, 1, 0], bool)
     np.testing.assert_allclose(shaping.kl_penalty(logp, ref, resp, "k1"), [0.5, -1.0, 0], atol=1e-6)
     k1 = np.array([0.5, -1.0])
-    np.testing.assert_allclose(shaping.kl_penalty(logp, ref, resp, "k3"),
-                               np.r_[np.exp(-k1) - 1 + k1, 0], rtol=1e-6)
+    np.testing.assert_allclose(
+        shaping.kl_penalty(logp, ref, resp, "k3"), np.r_[np.exp(-k1) - 1 + k1, 0], rtol=1e-6
+    )
     with pytest.raises(ValueError, match="estimator.*'k2'"):
         shaping.kl_penalty(logp, ref, resp, "k2")
 
@@ -125,8 +140,9 @@ def test_combine_hand_values():
     resp = jnp.asarray([1, 1, 1, 1, 0, 0], bool)
     prm = jnp.asarray([0, 0.5, 0, -0.2, 0, 0])
     kl = jnp.asarray([0.1, 0.2, 0.0, -0.1, 0.3, 0.3])
-    r = shaping.combine(resp, success=1.0, orm=0.6, prm_T=prm, kl_T=kl, orm_weight=0.5,
-                        prm_weight=2.0, kl_coef=0.1)
+    r = shaping.combine(
+        resp, success=1.0, orm=0.6, prm_T=prm, kl_T=kl, orm_weight=0.5, prm_weight=2.0, kl_coef=0.1
+    )
     # last token 3: 1 + 0.5*0.6 + 2*(-0.2) - 0.1*(-0.1) = 0.91
     np.testing.assert_allclose(r, [-0.01, 0.98, 0.0, 0.91, 0, 0], atol=1e-6)
     np.testing.assert_array_equal(shaping.combine(jnp.zeros(4, bool), success=1.0), np.zeros(4))
@@ -170,7 +186,7 @@ def test_delta_return_from_step_k_equals_s_k(seq):
     ends = np.flatnonzero(np.asarray(m))
     s_k = np.asarray(s)[ends]
     for k in range(len(ends) - 1):  # every step k < K
-        np.testing.assert_allclose(d[ends[k]:].sum(), s_k[k], atol=1e-5)
+        np.testing.assert_allclose(d[ends[k] :].sum(), s_k[k], atol=1e-5)
     if len(ends):
         assert d[ends[-1]] == 0
 
@@ -184,15 +200,23 @@ def _returns_with_repeats(base_scores, repeated_score, n_repeats, eta):
     scores = list(base_scores[:-1]) + [repeated_score] * n_repeats + [base_scores[-1]]
     k = len(scores)
     s, m = _place(scores, range(k), k)
-    return {name: float(jnp.sum(f(s, m))) for name, f in [
-        ("raw", shaping.raw), ("delta", shaping.delta),
-        ("clip", functools.partial(shaping.clip, eta=eta)),
-        ("clip_delta", functools.partial(shaping.clip_delta, eta=eta))]}
+    return {
+        name: float(jnp.sum(f(s, m)))
+        for name, f in [
+            ("raw", shaping.raw),
+            ("delta", shaping.delta),
+            ("clip", functools.partial(shaping.clip, eta=eta)),
+            ("clip_delta", functools.partial(shaping.clip_delta, eta=eta)),
+        ]
+    }
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(0, 1, width=32), min_size=1, max_size=5), st.floats(0.015625, 1, width=32),
-       st.floats(0, 1))
+@given(
+    st.lists(st.floats(0, 1, width=32), min_size=1, max_size=5),
+    st.floats(0.015625, 1, width=32),
+    st.floats(0, 1),
+)
 def test_repeated_steps_grow_raw_linearly_but_never_the_bounded_returns(base, rep, eta):
     rets = [_returns_with_repeats(base, rep, n, eta) for n in range(6)]
     raws = np.array([r["raw"] for r in rets])
@@ -213,8 +237,12 @@ def _return_to_go_at(rewards, position):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(0, 1, width=32), min_size=1, max_size=5), st.floats(0, 1, width=32),
-       st.floats(0, 1, width=32), st.floats(0, 1))
+@given(
+    st.lists(st.floats(0, 1, width=32), min_size=1, max_size=5),
+    st.floats(0, 1, width=32),
+    st.floats(0, 1, width=32),
+    st.floats(0, 1),
+)
 def test_stop_or_continue_credit_delta_pays_the_extra_step_like_raw(prefix, extra, final, eta):
     """At the decision "write the final step now, or one more step first", the return-to-go of
     the step written at that position differs by s_extra under both raw and delta: Delta bounds
@@ -223,12 +251,15 @@ def test_stop_or_continue_credit_delta_pays_the_extra_step_like_raw(prefix, extr
 
     This is why, in the embedded default, PRM-delta lengthens responses like PRM-raw (README).
     """
-    stop = list(prefix) + [final]            # the decision point is step j = len(prefix)
+    stop = list(prefix) + [final]  # the decision point is step j = len(prefix)
     cont = list(prefix) + [extra, final]
     j = len(prefix)
-    fns = {"raw": shaping.raw, "delta": shaping.delta,
-           "clip": functools.partial(shaping.clip, eta=eta),
-           "clip_delta": functools.partial(shaping.clip_delta, eta=eta)}
+    fns = {
+        "raw": shaping.raw,
+        "delta": shaping.delta,
+        "clip": functools.partial(shaping.clip, eta=eta),
+        "clip_delta": functools.partial(shaping.clip_delta, eta=eta),
+    }
     gap = {}
     for name, f in fns.items():
         r_stop = f(*_place(stop, range(len(stop)), len(stop)))
@@ -251,8 +282,9 @@ _ROW_FNS = {
     "clip_delta": lambda s, m: shaping.clip_delta(s, m, ETA),
     "gated": lambda s, m: shaping.gated(s, m, s[0], 0.5),
     "implicit": lambda s, m: shaping.implicit_prm(jnp.log(s + 0.1), jnp.log(0.5), m, _RESP, 0.1),
-    "combine": lambda s, m: shaping.combine(_RESP, success=1.0, prm_T=shaping.delta(s, m),
-                                            prm_weight=1.0, kl_T=s, kl_coef=0.1),
+    "combine": lambda s, m: shaping.combine(
+        _RESP, success=1.0, prm_T=shaping.delta(s, m), prm_weight=1.0, kl_T=s, kl_coef=0.1
+    ),
 }
 # Compiled once for the module, so hypothesis examples do not each pay compilation.
 _JIT_VMAP = {name: jax.jit(jax.vmap(f)) for name, f in _ROW_FNS.items()}

@@ -68,13 +68,13 @@ def test_qwen_left_of_padding_and_batch():
     t = max(len(a), len(b)) + 2
     ids = np.full((2, t), tok.pad_token_id)
     resp = np.zeros((2, t), bool)
-    ids[0, :len(a)], resp[0, :len(a)] = a, True
-    ids[1, :len(b)], resp[1, :len(b)] = b, True
+    ids[0, : len(a)], resp[0, : len(a)] = a, True
+    ids[1, : len(b)], resp[1, : len(b)] = b, True
     masks = steps.step_end_masks(tok, ids, resp)
     assert masks.shape == (2, t)
     assert masks[0].sum() == 3 and masks[0, len(a) - 1]
     assert np.flatnonzero(masks[1]).tolist() == [len(b) - 1]
-    assert not masks[:, len(a):].any()
+    assert not masks[:, len(a) :].any()
 
 
 def test_qwen_non_canonical_sample_uses_sampled_tokens():
@@ -138,7 +138,7 @@ def test_qwen_masks_count_steps_and_cover_step_ends(text, sep):
 def test_tag_steps():
     tagged, starts = steps.tag_steps("a=1\n\n b=2 \n\n", "ки")
     assert tagged == "a=1 ки\n\nb=2 ки"
-    assert [tagged[s:s + 2] for s in starts] == ["ки", "ки"]
+    assert [tagged[s : s + 2] for s in starts] == ["ки", "ки"]
 
 
 def test_bad_shapes_name_the_arrays():

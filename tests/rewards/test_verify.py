@@ -1,4 +1,5 @@
-"""Success-reward verifier: extraction, an equivalence table, agreement on real data, hostile inputs.
+"""Success-reward verifier: extraction, an equivalence table, agreement on real data, hostile
+inputs.
 
 Measured on the shipped data (run these tests with ``-s`` to print the figures):
 
@@ -26,8 +27,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rewards import _normalize
-from rewards.verify import (DEFAULT_TIMEOUT_S, KILL_GRACE_S, BatchResult, Verifier, extract_answer,
-                            is_correct, is_correct_batch)
+from rewards.verify import (
+    DEFAULT_TIMEOUT_S,
+    KILL_GRACE_S,
+    BatchResult,
+    Verifier,
+    extract_answer,
+    is_correct,
+    is_correct_batch,
+)
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "rl" / "data" / "files"
 POOL_TIMEOUT_S = 2.0
@@ -55,28 +63,34 @@ def _same_answer(a: str, b: str) -> bool:
 
 # --- extraction ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("so \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),
-    ("\\boxed{\\frac{\\sqrt{3}}{\\left(2+\\frac{1}{x}\\right)}}",
-     "\\frac{\\sqrt{3}}{\\left(2+\\frac{1}{x}\\right)}"),
-    ("first \\boxed{1}, then \\boxed{2}", "2"),
-    ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
-    ("thus \\fbox{7}", "7"),
-    ("\\boxed{3} or rather \\fbox{4}", "4"),
-    ("$\\boxed 5$", "5"),
-    ("She makes 9 * 2 = $18.\n#### 1,234", "1,234"),
-    ("#### 5\n#### 6", "6"),
-    ("The answer is 42.", "42"),
-    ("So the final answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
-    ("THE ANSWER IS 3.5", "3.5"),
-    ("\\boxed{7} and #### 8", "7"),
-    ("#### 8\nso the answer is 9", "8"),
-    ("no final answer here", None),
-    ("", None),
-    ("\\boxed{", None),
-    ("\\boxed{}", None),
-    ("\\boxed{1} but then \\boxed{2", None),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("so \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),
+        (
+            "\\boxed{\\frac{\\sqrt{3}}{\\left(2+\\frac{1}{x}\\right)}}",
+            "\\frac{\\sqrt{3}}{\\left(2+\\frac{1}{x}\\right)}",
+        ),
+        ("first \\boxed{1}, then \\boxed{2}", "2"),
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("thus \\fbox{7}", "7"),
+        ("\\boxed{3} or rather \\fbox{4}", "4"),
+        ("$\\boxed 5$", "5"),
+        ("She makes 9 * 2 = $18.\n#### 1,234", "1,234"),
+        ("#### 5\n#### 6", "6"),
+        ("The answer is 42.", "42"),
+        ("So the final answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
+        ("THE ANSWER IS 3.5", "3.5"),
+        ("\\boxed{7} and #### 8", "7"),
+        ("#### 8\nso the answer is 9", "8"),
+        ("no final answer here", None),
+        ("", None),
+        ("\\boxed{", None),
+        ("\\boxed{}", None),
+        ("\\boxed{1} but then \\boxed{2", None),
+    ],
+)
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
 
@@ -85,65 +99,113 @@ def test_extract_answer(text, expected):
 
 EQUAL = [
     # thousands separators
-    ("\\boxed{1,000}", "1000"), ("#### 1,234,567", "1234567"), ("\\boxed{10,\\!080}", "10080"),
+    ("\\boxed{1,000}", "1000"),
+    ("#### 1,234,567", "1234567"),
+    ("\\boxed{10,\\!080}", "10080"),
     ("\\boxed{1{,}500}", "1500"),
     # units, currency and trailing text
-    ("\\boxed{5 \\text{ cm}}", "5"), ("\\boxed{5 dollars}", "5"), ("\\boxed{\\$32,\\!348}", "32348"),
-    ("\\boxed{5 apples}", "5"), ("\\boxed{864 \\mbox{ inches}^2}", "864"),
-    ("The answer is $18.90.", "\\$18.90"), ("\\boxed{\\frac{270}7\\text{ degrees}}", "\\frac{270}{7}"),
+    ("\\boxed{5 \\text{ cm}}", "5"),
+    ("\\boxed{5 dollars}", "5"),
+    ("\\boxed{\\$32,\\!348}", "32348"),
+    ("\\boxed{5 apples}", "5"),
+    ("\\boxed{864 \\mbox{ inches}^2}", "864"),
+    ("The answer is $18.90.", "\\$18.90"),
+    ("\\boxed{\\frac{270}7\\text{ degrees}}", "\\frac{270}{7}"),
     # percent: the sign is dropped, the number compared as written
-    ("\\boxed{50\\%}", "50"), ("\\boxed{12.5}", "12.5\\%"),
+    ("\\boxed{50\\%}", "50"),
+    ("\\boxed{12.5}", "12.5\\%"),
     # fractions and decimals
-    ("\\boxed{\\dfrac{3}{4}}", "\\frac{3}{4}"), ("\\boxed{\\tfrac34}", "\\frac{3}{4}"),
-    ("\\boxed{0.5}", "\\frac{1}{2}"), ("\\boxed{1/2}", "0.5"), ("\\boxed{0.333333}", "\\frac{1}{3}"),
-    ("\\boxed{.35625}", "\\frac{57}{160}"), ("\\boxed{18.00}", "18"),
+    ("\\boxed{\\dfrac{3}{4}}", "\\frac{3}{4}"),
+    ("\\boxed{\\tfrac34}", "\\frac{3}{4}"),
+    ("\\boxed{0.5}", "\\frac{1}{2}"),
+    ("\\boxed{1/2}", "0.5"),
+    ("\\boxed{0.333333}", "\\frac{1}{3}"),
+    ("\\boxed{.35625}", "\\frac{57}{160}"),
+    ("\\boxed{18.00}", "18"),
     # intervals and tuples
-    ("\\boxed{(3,4]}", "(3, 4]"), ("\\boxed{(-\\infty, 0]}", "(-\\infty,0]"),
+    ("\\boxed{(3,4]}", "(3, 4]"),
+    ("\\boxed{(-\\infty, 0]}", "(-\\infty,0]"),
     ("\\boxed{[-2, 7]}", "x \\in [-2,7]"),
     ("\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "(3, \\frac{\\pi}{2})"),
-    ("\\boxed{(6,31,-1)}", "(6, 31, -1)"), ("\\boxed{(0.5, 2)}", "\\left(\\frac{1}{2}, 2\\right)"),
+    ("\\boxed{(6,31,-1)}", "(6, 31, -1)"),
+    ("\\boxed{(0.5, 2)}", "\\left(\\frac{1}{2}, 2\\right)"),
     # degrees
-    ("\\boxed{30^\\circ}", "30"), ("\\boxed{90}", "90^\\circ"), ("\\boxed{45^{\\circ}}", "45 degrees"),
+    ("\\boxed{30^\\circ}", "30"),
+    ("\\boxed{90}", "90^\\circ"),
+    ("\\boxed{45^{\\circ}}", "45 degrees"),
     # radicals, pi, signs
-    ("\\boxed{\\frac{\\sqrt{2}}{2}}", "\\frac{1}{\\sqrt{2}}"), ("\\boxed{2\\sqrt{3}}", "\\sqrt{12}"),
-    ("\\boxed{\\pi/2}", "\\frac{\\pi}{2}"), ("\\boxed{2\\pi r}", "2 r \\pi"),
-    ("\\boxed{-\\frac{1}{2}}", "-0.5"), ("\\boxed{\\frac{-3}{4}}", "-\\frac{3}{4}"),
+    ("\\boxed{\\frac{\\sqrt{2}}{2}}", "\\frac{1}{\\sqrt{2}}"),
+    ("\\boxed{2\\sqrt{3}}", "\\sqrt{12}"),
+    ("\\boxed{\\pi/2}", "\\frac{\\pi}{2}"),
+    ("\\boxed{2\\pi r}", "2 r \\pi"),
+    ("\\boxed{-\\frac{1}{2}}", "-0.5"),
+    ("\\boxed{\\frac{-3}{4}}", "-\\frac{3}{4}"),
     # equations
-    ("\\boxed{x = 5}", "5"), ("\\boxed{5}", "x=5"), ("\\boxed{y = 2x + 3}", "y=3+2x"),
+    ("\\boxed{x = 5}", "5"),
+    ("\\boxed{5}", "x=5"),
+    ("\\boxed{y = 2x + 3}", "y=3+2x"),
     # sets and lists (order-free)
-    ("\\boxed{\\{1, 2\\}}", "\\{2, 1\\}"), ("\\boxed{3, 5, 7}", "7, 5, 3"),
+    ("\\boxed{\\{1, 2\\}}", "\\{2, 1\\}"),
+    ("\\boxed{3, 5, 7}", "7, 5, 3"),
     # text and multiple choice
-    ("\\boxed{\\text{Evelyn}}", "Evelyn"), ("\\boxed{even}", "\\text{Even}"),
-    ("\\boxed{(A)}", "A"), ("\\boxed{\\text{(C)}}", "C"),
+    ("\\boxed{\\text{Evelyn}}", "Evelyn"),
+    ("\\boxed{even}", "\\text{Even}"),
+    ("\\boxed{(A)}", "A"),
+    ("\\boxed{\\text{(C)}}", "C"),
     # algebra, complex numbers, matrices
-    ("\\boxed{x^2+2x+1}", "(x+1)^2"), ("\\boxed{-5i+3}", "3-5i"),
+    ("\\boxed{x^2+2x+1}", "(x+1)^2"),
+    ("\\boxed{-5i+3}", "3-5i"),
     ("\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
     # other answer markers
-    ("The answer is 42.", "42"), ("so \\fbox{7} wins", "7"),
+    ("The answer is 42.", "42"),
+    ("so \\fbox{7} wins", "7"),
 ]
 
 DIFFERENT = [
-    ("\\boxed{0.51}", "\\frac{1}{2}"), ("\\boxed{0.333}", "\\frac{1}{3}"), ("\\boxed{3.5}", "3"),
-    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{3}"), ("\\boxed{\\frac{1}{2}}", "\\frac{2}{1}"),
-    ("\\boxed{-3}", "3"), ("\\boxed{50\\%}", "0.5"),
+    ("\\boxed{0.51}", "\\frac{1}{2}"),
+    ("\\boxed{0.333}", "\\frac{1}{3}"),
+    ("\\boxed{3.5}", "3"),
+    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{3}"),
+    ("\\boxed{\\frac{1}{2}}", "\\frac{2}{1}"),
+    ("\\boxed{-3}", "3"),
+    ("\\boxed{50\\%}", "0.5"),
     # tuples are ordered; open and closed intervals differ
-    ("\\boxed{(2,1)}", "(1,2)"), ("\\boxed{[1,2)}", "[1,2]"), ("\\boxed{(1,2)}", "[1,2]"),
+    ("\\boxed{(2,1)}", "(1,2)"),
+    ("\\boxed{[1,2)}", "[1,2]"),
+    ("\\boxed{(1,2)}", "[1,2]"),
     ("\\boxed{(3,4)}", "(3,4]"),
     # a comma is a thousands separator only in groups of three
-    ("\\boxed{1,2}", "12"), ("\\boxed{12}", "1,2"), ("\\boxed{1,001}", "1000"),
-    ("\\boxed{1,0000}", "10000"), ("\\boxed{1,2,3}", "1,2"),
-    ("\\boxed{\\sqrt{2}}", "2"), ("\\boxed{\\pi}", "3.14"), ("\\boxed{2\\pi}", "\\pi"),
-    ("\\boxed{y = 5}", "x=5"), ("\\boxed{x = 5}", "x = -5"), ("\\boxed{\\{1,2\\}}", "\\{1,3\\}"),
-    ("\\boxed{\\text{Navin}}", "Evelyn"), ("\\boxed{no}", "on"), ("\\boxed{(B)}", "A"),
+    ("\\boxed{1,2}", "12"),
+    ("\\boxed{12}", "1,2"),
+    ("\\boxed{1,001}", "1000"),
+    ("\\boxed{1,0000}", "10000"),
+    ("\\boxed{1,2,3}", "1,2"),
+    ("\\boxed{\\sqrt{2}}", "2"),
+    ("\\boxed{\\pi}", "3.14"),
+    ("\\boxed{2\\pi}", "\\pi"),
+    ("\\boxed{y = 5}", "x=5"),
+    ("\\boxed{x = 5}", "x = -5"),
+    ("\\boxed{\\{1,2\\}}", "\\{1,3\\}"),
+    ("\\boxed{\\text{Navin}}", "Evelyn"),
+    ("\\boxed{no}", "on"),
+    ("\\boxed{(B)}", "A"),
     # a letter after a number is algebra, not a unit
-    ("\\boxed{5t}", "5"), ("\\boxed{5x}", "5"),
+    ("\\boxed{5t}", "5"),
+    ("\\boxed{5x}", "5"),
     ("\\boxed{2\\mathbf{i}+3\\mathbf{j}}", "2\\mathbf{i}"),
-    ("\\boxed{x^2+1}", "(x+1)^2"), ("\\boxed{3+5i}", "3-5i"), ("\\boxed{-\\infty}", "\\infty"),
+    ("\\boxed{x^2+1}", "(x+1)^2"),
+    ("\\boxed{3+5i}", "3-5i"),
+    ("\\boxed{-\\infty}", "\\infty"),
     ("\\boxed{\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
-    ("\\boxed{30^\\circ}", "60"), ("\\boxed{5 \\text{ cm}}", "6"),
+    ("\\boxed{30^\\circ}", "60"),
+    ("\\boxed{5 \\text{ cm}}", "6"),
     # no answer, an empty box, a truncated last box
-    ("no answer here", "42"), ("\\boxed{}", "0"), ("\\boxed{1} then \\boxed{2", "1"),
-    ("The answer is 41.", "42"), ("\\boxed{1}", "\\boxed{2}"), ("#### 18", "#### 19"),
+    ("no answer here", "42"),
+    ("\\boxed{}", "0"),
+    ("\\boxed{1} then \\boxed{2", "1"),
+    ("The answer is 41.", "42"),
+    ("\\boxed{1}", "\\boxed{2}"),
+    ("#### 18", "#### 19"),
 ]
 
 
@@ -166,7 +228,7 @@ def test_batch_agrees_with_is_correct(verifier):
     np.testing.assert_array_equal(result.rewards, np.asarray(result.correct, np.float32))
 
 
-@given(st.integers(min_value=-10**15, max_value=10**15))
+@given(st.integers(min_value=-(10**15), max_value=10**15))
 def test_integers_with_and_without_commas(n):
     assert is_correct(f"\\boxed{{{n}}}", str(n))
     assert is_correct(f"\\boxed{{{n:,}}}", str(n))
@@ -174,13 +236,17 @@ def test_integers_with_and_without_commas(n):
     assert not is_correct(f"\\boxed{{{n}}}", str(n + 1))
 
 
-LATEX_ALPHABET = st.sampled_from(list("\\{}()[]^_$#0123456789abxyz=.,%!+-*/ \n") + [
-    "\\boxed{", "\\frac", "\\sqrt", "\\text{", "\\left(", "\\right)", "^{", "####", "answer is "])
+LATEX_ALPHABET = st.sampled_from(
+    list("\\{}()[]^_$#0123456789abxyz=.,%!+-*/ \n")
+    + ["\\boxed{", "\\frac", "\\sqrt", "\\text{", "\\left(", "\\right)", "^{", "####", "answer is "]
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(st.text(max_size=80), st.lists(LATEX_ALPHABET, max_size=40).map("".join)),
-       st.one_of(st.text(max_size=20), st.lists(LATEX_ALPHABET, max_size=15).map("".join)))
+@given(
+    st.one_of(st.text(max_size=80), st.lists(LATEX_ALPHABET, max_size=40).map("".join)),
+    st.one_of(st.text(max_size=20), st.lists(LATEX_ALPHABET, max_size=15).map("".join)),
+)
 @example("####0", "¹")  # found by this test: "¹".isdigit() but \d does not match it
 @example("\\boxed{x^²+٣}", "2")
 def test_arbitrary_text_never_raises(response, answer):
@@ -190,6 +256,7 @@ def test_arbitrary_text_never_raises(response, answer):
 
 
 # --- real data ----------------------------------------------------------------------------------
+
 
 def _cross_problem(verifier, responses, answers, shifts):
     """Marks of solution i against the answer of problem i+s, over pairs with differing answers."""
@@ -208,8 +275,10 @@ def test_gsm8k_reference_solutions(verifier):
     own = verifier.check_batch(solutions, answers)
     agreement = sum(own.correct) / len(rows)
     num_pairs, marked = _cross_problem(verifier, solutions, answers, shifts=(1, 2, 3))
-    print(f"\nGSM8K self-agreement {sum(own.correct)}/{len(rows)} = {agreement:.4f}; "
-          f"cross-problem marked correct {len(marked)}/{num_pairs}: {marked}")
+    print(
+        f"\nGSM8K self-agreement {sum(own.correct)}/{len(rows)} = {agreement:.4f}; "
+        f"cross-problem marked correct {len(marked)}/{num_pairs}: {marked}"
+    )
     assert agreement >= 0.995
     assert len(marked) / num_pairs < 0.01
 
@@ -222,8 +291,10 @@ def test_math500_reference_solutions(verifier):
     own = verifier.check_batch(solutions, answers)
     agreement = sum(own.correct) / len(rows)
     num_pairs, marked = _cross_problem(verifier, solutions, answers, shifts=(1, 2, 3))
-    print(f"\nMATH500 self-agreement {sum(own.correct)}/{len(rows)} = {agreement:.4f}; "
-          f"cross-problem marked correct {len(marked)}/{num_pairs}: {marked}")
+    print(
+        f"\nMATH500 self-agreement {sum(own.correct)}/{len(rows)} = {agreement:.4f}; "
+        f"cross-problem marked correct {len(marked)}/{num_pairs}: {marked}"
+    )
     assert agreement >= 0.99
     assert len(marked) / num_pairs < 0.01
     assert own.num_timeouts == 0
@@ -273,9 +344,16 @@ def test_hostile_inputs_in_pool(verifier):
 
 def _code_payloads(marker: pathlib.Path) -> list[str]:
     python = f"__import__('os').system('touch {marker}')"
-    return [python, f"\\boxed{{{python}}}", f"The answer is {python}.", f"#### {python}",
-            f"\\boxed{{\\text{{{python}}}}}", f"\\boxed{{{python} + 1}}",
-            f"\\boxed{{eval(\"open('{marker}', 'w')\")}}", f"\\boxed{{\\{python}}}"]
+    return [
+        python,
+        f"\\boxed{{{python}}}",
+        f"The answer is {python}.",
+        f"#### {python}",
+        f"\\boxed{{\\text{{{python}}}}}",
+        f"\\boxed{{{python} + 1}}",
+        f"\\boxed{{eval(\"open('{marker}', 'w')\")}}",
+        f"\\boxed{{\\{python}}}",
+    ]
 
 
 def test_model_text_is_never_executed(verifier, tmp_path):
@@ -284,16 +362,18 @@ def test_model_text_is_never_executed(verifier, tmp_path):
     for payload in payloads:
         assert is_correct(payload, "1") is False
         is_correct("\\boxed{1}", payload)
-    result = verifier.check_batch(payloads + ["\\boxed{1}"] * len(payloads),
-                                  ["0"] * len(payloads) + payloads)
+    result = verifier.check_batch(
+        payloads + ["\\boxed{1}"] * len(payloads), ["0"] * len(payloads) + payloads
+    )
     assert result.num_errors == 0
     assert not marker.exists()
 
 
 def test_slow_check_times_out_and_pool_recovers(verifier):
     start = time.monotonic()
-    result = verifier.check_batch([SLOW_SYMBOLIC[0], "\\boxed{4}", "\\boxed{5}"],
-                                  [SLOW_SYMBOLIC[1], "4", "4"], timeout_s=1.0)
+    result = verifier.check_batch(
+        [SLOW_SYMBOLIC[0], "\\boxed{4}", "\\boxed{5}"], [SLOW_SYMBOLIC[1], "4", "4"], timeout_s=1.0
+    )
     assert time.monotonic() - start < 1.0 + KILL_GRACE_S + SLACK_S
     assert result.correct == [False, True, False]
     assert (result.num_timeouts, result.num_errors) == (1, 0)
@@ -330,6 +410,7 @@ def test_is_correct_batch_convenience():
 
 
 # --- threads, signals, arguments ----------------------------------------------------------------
+
 
 def test_is_correct_from_threads():
     cases = EQUAL[::3] + DIFFERENT[::3]

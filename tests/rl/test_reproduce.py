@@ -8,16 +8,36 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-VARIANTS = ("success_only", "orm", "prm_raw", "prm_clip", "prm_delta", "prm_clip_delta",
-            "implicit_prm")
+VARIANTS = (
+    "success_only",
+    "orm",
+    "prm_raw",
+    "prm_clip",
+    "prm_delta",
+    "prm_clip_delta",
+    "implicit_prm",
+)
 
 
 def _run(workdir):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1"
+    )
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "rl.reproduce", f"--workdir={workdir}",
-                           "--config=configs/toy.py:smoke"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rl.reproduce",
+            f"--workdir={workdir}",
+            "--config=configs/toy.py:smoke",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc.stdout, time.perf_counter() - t0
 

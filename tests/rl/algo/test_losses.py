@@ -53,16 +53,18 @@ def test_entropy_and_token_logp():
     logits = np.log(np.array([[0.5, 0.25, 0.25], [1.0, 1e-30, 1e-30]], np.float32))
     ent = ppo.entropy(logits, np.array([1, 0], bool))
     np.testing.assert_allclose(ent.total, 1.5 * np.log(2), atol=1e-6)
-    np.testing.assert_allclose(ppo.token_logp(logits, np.array([1, 0])), [np.log(0.25), 0.0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        ppo.token_logp(logits, np.array([1, 0])), [np.log(0.25), 0.0], atol=1e-6
+    )
 
 
 def test_kl_loss_k3():
     logp = np.array([-1.0, -2.0], np.float32)
     ref = np.array([-1.5, -1.0], np.float32)
     lr = ref - logp
-    np.testing.assert_allclose(ppo.kl_loss(logp, ref, np.ones(2, bool)).total,
-                               np.sum(np.exp(lr) - 1 - lr), atol=1e-6)
+    np.testing.assert_allclose(
+        ppo.kl_loss(logp, ref, np.ones(2, bool)).total, np.sum(np.exp(lr) - 1 - lr), atol=1e-6
+    )
 
 
 def test_whiten_masked():
@@ -80,7 +82,7 @@ def test_masked_sums_accumulate_to_the_global_mean():
     x = rng.normal(size=(8, 6)).astype(np.float32)
     m = rng.random((8, 6)) < 0.6
     whole = ppo.masked(x, m)
-    parts = [ppo.masked(x[i:i + 2], m[i:i + 2]) for i in range(0, 8, 2)]
+    parts = [ppo.masked(x[i : i + 2], m[i : i + 2]) for i in range(0, 8, 2)]
     acc = parts[0]
     for p in parts[1:]:
         acc = acc + p

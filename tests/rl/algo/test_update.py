@@ -17,8 +17,16 @@ from rl.algo import update as upd
 from rl.config import OptimConfig, PPOConfig, RewardConfig
 
 B, P, R, V = 8, 4, 6, 64
-CFG = ModelConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-                  num_kv_heads=2, head_dim=8, attention_bias=True)
+CFG = ModelConfig(
+    vocab_size=V,
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    attention_bias=True,
+)
 
 
 def make_batch(seed=0):
@@ -30,15 +38,19 @@ def make_batch(seed=0):
     response_mask = np.arange(R)[None] < lengths[:, None]
     f = lambda *s: rng.normal(size=s).astype(np.float32)  # noqa: E731
     return {
-        "tokens": tokens, "attention_mask": np.concatenate([prompt_mask, response_mask], 1),
-        "response_mask": response_mask, "old_logp": -np.abs(f(B, R)) - 3.0,
-        "old_values": f(B, R), "advantages": f(B, R), "returns": f(B, R),
+        "tokens": tokens,
+        "attention_mask": np.concatenate([prompt_mask, response_mask], 1),
+        "response_mask": response_mask,
+        "old_logp": -np.abs(f(B, R)) - 3.0,
+        "old_values": f(B, R),
+        "advantages": f(B, R),
+        "returns": f(B, R),
         "ref_logp": -np.abs(f(B, R)) - 3.0,
     }
 
 
 def build(mesh_shape=(1, 1, 1), microbatches=1, kl_in="loss", lr=1e-3):
-    devices = jax.devices()[:int(np.prod(mesh_shape))]
+    devices = jax.devices()[: int(np.prod(mesh_shape))]
     mesh = make_mesh(mesh_shape, devices=devices)
     policy = shard_model(CausalLM(CFG, rngs=nnx.Rngs(0)), mesh, RULES)
     critic = shard_model(ValueModel.from_policy(policy, rngs=nnx.Rngs(1)), mesh, RULES)
@@ -118,7 +130,9 @@ def test_non_finite_update_is_skipped_and_compiled_once():
         chex.assert_trees_all_equal(jax.device_get(state.policy), before)
         state, m = step(state, jax.device_put(make_batch(1), batch_sh))  # same shapes: no retrace
         assert float(m["skipped"]) == 0.0 and int(state.step) == 1
-    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), jax.device_get(state.policy), before)
+    changed = jax.tree.map(
+        lambda a, b: not np.array_equal(a, b), jax.device_get(state.policy), before
+    )
     assert any(jax.tree.leaves(changed))
 
 

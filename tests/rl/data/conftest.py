@@ -10,17 +10,20 @@ QWEN_TOKENIZER_DIR = ROOT / "models" / "assets" / "qwen2_tokenizer"
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
-    """A fresh TFDS cache for the session: every dataset is built once, by the first test using it."""
+    """A fresh TFDS cache for the session: every dataset is built once, by the first test using
+    it."""
     return tmp_path_factory.mktemp("tfds")
 
 
 @pytest.fixture(scope="session")
 def qwen_tokenizer():
     from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(QWEN_TOKENIZER_DIR)
 
 
 @pytest.fixture(scope="session")
 def toy_tok():
     from rl.data.toy_tokenizer import toy_tokenizer
+
     return toy_tokenizer()

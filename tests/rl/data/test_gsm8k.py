@@ -30,9 +30,16 @@ def test_thousands_commas_are_removed_in_the_stored_answers(data_dir):
     assert not any("," in a for a in answers)
 
 
-@pytest.mark.parametrize("text, want", [
-    (" 18", "18"), ("1,234", "1234"), (" -2,500,000 ", "-2500000"), ("3.5", "3.5"), ("0", "0"),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        (" 18", "18"),
+        ("1,234", "1234"),
+        (" -2,500,000 ", "-2500000"),
+        ("3.5", "3.5"),
+        ("0", "0"),
+    ],
+)
 def test_normalize_final_answer(text, want):
     assert normalize_final_answer(text) == want
 

@@ -11,7 +11,9 @@ def test_unknown_dataset_and_split_are_named(data_dir):
     choices = r"\['gsm8k', 'math', 'math500', 'toy'\]"
     with pytest.raises(data.DataError, match=f"dataset='gsm9k': must be one of {choices}"):
         data.load("gsm9k", "test", data_dir=data_dir)
-    with pytest.raises(data.DataError, match=r"'math500' has no split='train'; its splits are \['test'\]"):
+    with pytest.raises(
+        data.DataError, match=r"'math500' has no split='train'; its splits are \['test'\]"
+    ):
         data.load("math500", "train", data_dir=data_dir)
 
 
@@ -31,12 +33,15 @@ def test_a_build_is_reused_and_a_changed_source_gets_a_fresh_one(tmp_path):
     path.write_text(json.dumps({"question": "Two?", "answer": "#### 2"}) + "\n")
     changed = data.builder("gsm8k", data_dir=tmp_path / "tfds", sources={"test": path})
     assert changed.data_dir != first.data_dir
-    assert [ex.answer for ex in data.load("gsm8k", "test", data_dir=tmp_path / "tfds",
-                                          sources={"test": path})] == ["2"]
+    assert [
+        ex.answer
+        for ex in data.load("gsm8k", "test", data_dir=tmp_path / "tfds", sources={"test": path})
+    ] == ["2"]
 
 
 def test_data_dir_defaults_to_the_environment_variable(tmp_path, monkeypatch):
     from rl.data import paths
+
     monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path / "cache"))
     assert paths.resolve_data_dir(None) == (tmp_path / "cache").resolve()
     monkeypatch.delenv(paths.DATA_DIR_ENV)

@@ -1,4 +1,5 @@
-"""MATH train: the builder mirrors all 7,500 items; RL loading leaves out the 2 without an answer."""
+"""MATH train: the builder mirrors all 7,500 items; RL loading leaves out the 2 without an
+answer."""
 
 import logging
 

@@ -2,8 +2,8 @@
 
 Checked in a fresh process: after a build and a read, no ``tensorflow`` module is loaded. This holds
 whether or not TensorFlow is installed, so the check stays meaningful if it ever gets installed.
-(Hiding TensorFlow with ``sys.modules["tensorflow"] = None`` or a raising import hook is not faithful:
-TFDS takes the former for "already loaded" and probes with ``importlib.util.find_spec``.)
+(Hiding TensorFlow with ``sys.modules["tensorflow"] = None`` or a raising import hook is not
+faithful: TFDS takes the former for "already loaded" and probes with ``importlib.util.find_spec``.)
 """
 
 import pathlib
@@ -25,7 +25,12 @@ print("ok")
 
 
 def test_build_and_read_without_tensorflow(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")

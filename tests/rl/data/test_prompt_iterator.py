@@ -1,4 +1,5 @@
-"""PromptIterator: deterministic per (seed, epoch), exact resume from state(), full batches, host slices."""
+"""PromptIterator: deterministic per (seed, epoch), exact resume from state(), full batches, host
+slices."""
 
 import json
 
@@ -21,8 +22,12 @@ def _take(it, n):
 
 
 def test_same_seed_same_batches_other_seed_other_batches():
-    assert _take(PromptIterator(EXAMPLES, 5, seed=3), 12) == _take(PromptIterator(EXAMPLES, 5, seed=3), 12)
-    assert _take(PromptIterator(EXAMPLES, 5, seed=3), 12) != _take(PromptIterator(EXAMPLES, 5, seed=4), 12)
+    assert _take(PromptIterator(EXAMPLES, 5, seed=3), 12) == _take(
+        PromptIterator(EXAMPLES, 5, seed=3), 12
+    )
+    assert _take(PromptIterator(EXAMPLES, 5, seed=3), 12) != _take(
+        PromptIterator(EXAMPLES, 5, seed=4), 12
+    )
 
 
 def test_each_epoch_is_a_fresh_shuffle_of_full_batches_without_repeats():
@@ -49,7 +54,11 @@ def test_state_names_epoch_and_position():
     it = PromptIterator(EXAMPLES, 5, seed=7)
     _take(it, 6)
     assert {k: it.state()[k] for k in ("epoch", "position", "seed", "batch_size")} == {
-        "epoch": 1, "position": 2, "seed": 7, "batch_size": 5}
+        "epoch": 1,
+        "position": 2,
+        "seed": 7,
+        "batch_size": 5,
+    }
 
 
 def test_resuming_on_different_examples_is_refused():
@@ -66,18 +75,26 @@ def test_resuming_on_different_examples_is_refused():
 
 def test_hosts_get_disjoint_slices_of_the_same_global_batch():
     whole = _take(PromptIterator(EXAMPLES, 6, seed=1), 5)
-    parts = [_take(PromptIterator(EXAMPLES, 6, seed=1, process_index=p, process_count=3), 5)
-             for p in range(3)]
+    parts = [
+        _take(PromptIterator(EXAMPLES, 6, seed=1, process_index=p, process_count=3), 5)
+        for p in range(3)
+    ]
     assert [sum((part[b] for part in parts), []) for b in range(5)] == whole
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(batch_size=0, seed=0), "batch_size=0"),
-    (dict(batch_size=24, seed=0), r"batch_size=24: must be an integer in \[1, len\(examples\)=23\]"),
-    (dict(batch_size=5, seed=-1), "seed=-1"),
-    (dict(batch_size=5, seed=0, process_count=2), "process_count=2: .* dividing batch_size=5"),
-    (dict(batch_size=4, seed=0, process_count=2, process_index=2), "process_index=2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(batch_size=0, seed=0), "batch_size=0"),
+        (
+            dict(batch_size=24, seed=0),
+            r"batch_size=24: must be an integer in \[1, len\(examples\)=23\]",
+        ),
+        (dict(batch_size=5, seed=-1), "seed=-1"),
+        (dict(batch_size=5, seed=0, process_count=2), "process_count=2: .* dividing batch_size=5"),
+        (dict(batch_size=4, seed=0, process_count=2, process_index=2), "process_index=2"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(DataError, match=match):
         PromptIterator(EXAMPLES, **kwargs)

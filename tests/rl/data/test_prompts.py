@@ -8,15 +8,18 @@ import pytest
 from rl.data import DataError, Example, prompts
 from rl.data.toy_tokenizer import toy_tokenizer
 
-GSM = Example(id="gsm8k/test/0", question="Janet's ducks lay 16 eggs per day. How many are left?",
-              answer="18")
+GSM = Example(
+    id="gsm8k/test/0", question="Janet's ducks lay 16 eggs per day. How many are left?", answer="18"
+)
 SHORT = Example(id="s/1", question="What is 1+1?", answer="2")
 
 
 def test_chat_template_carries_the_boxed_instruction_and_the_generation_prompt(qwen_tokenizer):
     text = prompts.format_prompt(GSM.question, qwen_tokenizer)
-    assert text == ("<|im_start|>system\n" + prompts.BOXED_INSTRUCTION + "<|im_end|>\n"
-                    "<|im_start|>user\n" + GSM.question + "<|im_end|>\n<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>system\n" + prompts.BOXED_INSTRUCTION + "<|im_end|>\n"
+        "<|im_start|>user\n" + GSM.question + "<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_qwen_batch_is_left_padded_int32_with_chat_markers_as_single_tokens(qwen_tokenizer):
@@ -24,15 +27,20 @@ def test_qwen_batch_is_left_padded_int32_with_chat_markers_as_single_tokens(qwen
     assert batch.input_ids.shape == batch.attention_mask.shape == (2, 64)
     assert batch.input_ids.dtype == batch.attention_mask.dtype == np.int32
     assert batch.ids == ("gsm8k/test/0", "s/1") and batch.answers == ("18", "2")
-    im_start, pad = qwen_tokenizer.convert_tokens_to_ids("<|im_start|>"), qwen_tokenizer.pad_token_id
+    im_start, pad = (
+        qwen_tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        qwen_tokenizer.pad_token_id,
+    )
     for row, text in enumerate(batch.texts):
         want = qwen_tokenizer(text, add_special_tokens=False)["input_ids"]
         n = len(want)
         assert batch.attention_mask[row].tolist() == [0] * (64 - n) + [1] * n
-        assert batch.input_ids[row, 64 - n:].tolist() == want
-        assert (batch.input_ids[row, :64 - n] == pad).all()
-        assert batch.input_ids[row, 64 - n] == im_start  # The prompt starts right after the padding.
-        assert qwen_tokenizer.decode(batch.input_ids[row, 64 - n:]) == text
+        assert batch.input_ids[row, 64 - n :].tolist() == want
+        assert (batch.input_ids[row, : 64 - n] == pad).all()
+        assert (
+            batch.input_ids[row, 64 - n] == im_start
+        )  # The prompt starts right after the padding.
+        assert qwen_tokenizer.decode(batch.input_ids[row, 64 - n :]) == text
     # Every prompt ends at the last column with the assistant header, ready for generation.
     assert qwen_tokenizer.decode(batch.input_ids[:, -3:][0]) == "<|im_start|>assistant\n"
 
@@ -65,10 +73,14 @@ def test_plain_format_for_a_tokenizer_without_chat_template(toy_tok):
 
 def test_a_template_without_system_role_gets_the_instruction_in_the_user_turn():
     tok = toy_tokenizer()
-    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
-                         "{{ raise_exception('System role not supported') }}{% endif %}"
-                         "[{{ m['content'] }}]{% endfor %}")
-    assert prompts.format_prompt("Q: 1+2", tok, system_prompt="Be brief.") == "[Q: 1+2\n\nBe brief.]"
+    tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "[{{ m['content'] }}]{% endfor %}"
+    )
+    assert (
+        prompts.format_prompt("Q: 1+2", tok, system_prompt="Be brief.") == "[Q: 1+2\n\nBe brief.]"
+    )
 
 
 def test_an_unencodable_prompt_names_its_example(toy_tok):
@@ -81,4 +93,5 @@ def test_system_prompts_by_dataset():
     assert prompts.system_prompt_for("gsm8k") == prompts.BOXED_INSTRUCTION
     assert prompts.system_prompt_for("math500") == prompts.BOXED_INSTRUCTION
     assert prompts.BOXED_INSTRUCTION == (
-        "Please reason step by step, and put your final answer within \\boxed{}.")
+        "Please reason step by step, and put your final answer within \\boxed{}."
+    )

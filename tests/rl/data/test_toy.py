@@ -29,9 +29,11 @@ def test_a_larger_size_extends_a_smaller_one():
 
 def test_splits_are_disjoint_across_seeds_and_rows_are_distinct():
     train_questions = {r.problem.question for r in TRAIN} | {
-        r.problem.question for r in toy.generate("train", 3000, seed=1)}
+        r.problem.question for r in toy.generate("train", 3000, seed=1)
+    }
     test_questions = {r.problem.question for r in TEST} | {
-        r.problem.question for r in toy.generate("test", 300, seed=1)}
+        r.problem.question for r in toy.generate("test", 300, seed=1)
+    }
     assert not train_questions & test_questions
     assert len({r.problem.question for r in TRAIN}) == len(TRAIN)
     assert all(toy.is_test_problem(r.problem) for r in TEST)
@@ -64,11 +66,25 @@ def test_redundant_steps_appear_at_the_configured_rate(prob):
     assert abs(repeats / steps - prob) < 0.02
 
 
-@pytest.mark.parametrize("line, correct", [
-    ("7+5=12", True), ("12-3=9", True), ("0+9=9", True), ("3-5=-2", True),
-    ("7+5=13", False), ("12-3=8", False), ("07+5=12", False), ("7+5=012", False), ("7 + 5 = 12", False),
-    ("7+5-3=9", False), ("\\boxed{12}", False), ("", False), ("12", False), ("7+5=12\n", False),
-])
+@pytest.mark.parametrize(
+    "line, correct",
+    [
+        ("7+5=12", True),
+        ("12-3=9", True),
+        ("0+9=9", True),
+        ("3-5=-2", True),
+        ("7+5=13", False),
+        ("12-3=8", False),
+        ("07+5=12", False),
+        ("7+5=012", False),
+        ("7 + 5 = 12", False),
+        ("7+5-3=9", False),
+        ("\\boxed{12}", False),
+        ("", False),
+        ("12", False),
+        ("7+5=12\n", False),
+    ],
+)
 def test_step_is_correct(line, correct):
     assert toy.step_is_correct(line) is correct
 
@@ -80,11 +96,14 @@ def test_parse_step_and_boxed_value():
     assert toy.boxed_value("\\boxed{9}") == 9 and toy.boxed_value("9") is None
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(min_ops=0), "ToySpec.min_ops=0"),
-    (dict(min_ops=5, max_ops=4), "ToySpec.max_ops=4: must be >= min_ops=5"),
-    (dict(redundant_step_prob=1.0), "ToySpec.redundant_step_prob=1.0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(min_ops=0), "ToySpec.min_ops=0"),
+        (dict(min_ops=5, max_ops=4), "ToySpec.max_ops=4: must be >= min_ops=5"),
+        (dict(redundant_step_prob=1.0), "ToySpec.redundant_step_prob=1.0"),
+    ],
+)
 def test_spec_errors_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         toy.ToySpec(**kwargs)

@@ -1,4 +1,5 @@
-"""The toy TFDS builder: row counts per configuration, rows equal to the generator's, cached by parameters."""
+"""The toy TFDS builder: row counts per configuration, rows equal to the generator's, cached by
+parameters."""
 
 from rl import data
 from rl.data import toy
@@ -12,13 +13,15 @@ def test_builder_row_counts_and_rows(data_dir):
     test = data.load("toy", "test", data_dir=data_dir, seed=5, train_size=600, test_size=64)
     want = toy.generate("test", 64, seed=5)
     assert [(ex.id, ex.question, ex.solution, ex.answer) for ex in test] == [
-        (r.id, r.problem.question, r.solution, str(r.problem.answer)) for r in want]
+        (r.id, r.problem.question, r.solution, str(r.problem.answer)) for r in want
+    ]
 
 
 def test_defaults_and_one_cache_directory_per_parameter_set(tmp_path):
     default = ToyArithmetic(data_dir=tmp_path)
     assert (DEFAULT_TRAIN_SIZE, DEFAULT_TEST_SIZE) == (20_000, 512)
     assert default.builder_config.name == (
-        "seed0-train20000-test512-ops3to6-operand9-value99-redundant0.15")
+        "seed0-train20000-test512-ops3to6-operand9-value99-redundant0.15"
+    )
     other = ToyArithmetic(data_dir=tmp_path, spec=toy.ToySpec(redundant_step_prob=0.0))
     assert other.data_dir != default.data_dir

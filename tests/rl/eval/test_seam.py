@@ -54,7 +54,8 @@ def test_spearman_uses_average_ranks_for_ties():
     # cov 1.5, variances 1.5 and 2 -> rho = 1.5 / sqrt(3).
     rho = 1.5 / math.sqrt(3.0)
     assert seam.rank_disagreement([1, 1, 2], [1, 2, 3], method="spearman") == pytest.approx(
-        (1 - rho) / 2)
+        (1 - rho) / 2
+    )
 
 
 @pytest.mark.parametrize("method", seam.METHODS)
@@ -82,8 +83,9 @@ values = st.lists(st.integers(-4, 4), min_size=2, max_size=8)
 def test_invariants(data):
     """In [0, 1]; depends on ranks only; reversing one side maps s to 1 - s."""
     p = np.asarray(data.draw(values), np.float64)
-    r = np.asarray(data.draw(st.lists(st.integers(-4, 4), min_size=len(p), max_size=len(p))),
-                   np.float64)
+    r = np.asarray(
+        data.draw(st.lists(st.integers(-4, 4), min_size=len(p), max_size=len(p))), np.float64
+    )
     for method in seam.METHODS:
         s = seam.rank_disagreement(p, r, method=method)
         if math.isnan(s):
@@ -119,9 +121,13 @@ def test_filter_keep_fraction_low_and_high():
     # Low: the 3 lowest are 0.1 (q1), 0.1 (q4), then NaN counted as 0.5 vs 0.4 (q3) -> q3.
     assert _ids(seam.filter_prompts(EXAMPLES, SCORES, keep_fraction=0.5)) == ["q1", "q3", "q4"]
     assert _ids(seam.filter_prompts(EXAMPLES, SCORES, keep_fraction=0.5, mode="high")) == [
-        "q0", "q2", "q5"]
-    assert _ids(seam.filter_prompts(EXAMPLES, SCORES, keep_fraction=0.5, mode="high",
-                                    undefined_as=None)) == ["q0", "q3", "q5"]
+        "q0",
+        "q2",
+        "q5",
+    ]
+    assert _ids(
+        seam.filter_prompts(EXAMPLES, SCORES, keep_fraction=0.5, mode="high", undefined_as=None)
+    ) == ["q0", "q3", "q5"]
     # Ties at the cut keep dataset order; at least one prompt is kept.
     assert _ids(seam.filter_prompts(EXAMPLES, SCORES, keep_fraction=1 / 6)) == ["q1"]
     assert _ids(seam.filter_prompts(EXAMPLES, SCORES, keep_fraction=0.01)) == ["q1"]
@@ -132,7 +138,10 @@ def test_filter_threshold():
     assert _ids(seam.filter_prompts(EXAMPLES, SCORES, threshold=0.4)) == ["q1", "q3", "q4"]
     assert _ids(seam.filter_prompts(EXAMPLES, SCORES, threshold=0.5)) == ["q1", "q2", "q3", "q4"]
     assert _ids(seam.filter_prompts(EXAMPLES, SCORES, threshold=0.5, undefined_as=None)) == [
-        "q1", "q3", "q4"]
+        "q1",
+        "q3",
+        "q4",
+    ]
     assert _ids(seam.filter_prompts(EXAMPLES, SCORES, threshold=0.7, mode="high")) == ["q0", "q5"]
 
 
@@ -158,13 +167,19 @@ def toy():
     from rl import data
     from rl.data.toy_tokenizer import toy_tokenizer
     import tempfile
+
     tok = toy_tokenizer()
     values = presets.tiny(vocab_size=len(tok)).to_dict()
-    values.update(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
-                  num_layers=1)
+    values.update(
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+        num_layers=1,
+    )
     config = ModelConfig.from_dict(values)
-    examples = data.load("toy", "test", data_dir=tempfile.mkdtemp(), seed=0, train_size=16,
-                         test_size=8)
+    examples = data.load(
+        "toy", "test", data_dir=tempfile.mkdtemp(), seed=0, train_size=16, test_size=8
+    )
     return tok, config, examples
 
 
@@ -174,12 +189,24 @@ def orm_run(toy):
     tok, config, examples = toy
     mesh = make_mesh((1, -1, 1))
     policy = create_sharded(lambda: CausalLM(config, rngs=nnx.Rngs(0)), mesh, RULES)
-    orm = shard_model(RewardModel(config, "scalar", rngs=nnx.Rngs(1), backbone=policy.backbone),
-                      mesh, RULES)
+    orm = shard_model(
+        RewardModel(config, "scalar", rngs=nnx.Rngs(1), backbone=policy.backbone), mesh, RULES
+    )
     graphdef, params = nnx.split(policy)
-    result = seam.score_prompts(graphdef, params, tok, examples, dataset="toy", samples=4,
-                                reward="orm", reward_model=orm, max_new_tokens=10, batch_size=8,
-                                mesh=mesh, rules=RULES)
+    result = seam.score_prompts(
+        graphdef,
+        params,
+        tok,
+        examples,
+        dataset="toy",
+        samples=4,
+        reward="orm",
+        reward_model=orm,
+        max_new_tokens=10,
+        batch_size=8,
+        mesh=mesh,
+        rules=RULES,
+    )
     return graphdef, params, result
 
 
@@ -200,15 +227,18 @@ def test_score_prompts_end_to_end_on_a_mesh(toy, orm_run):
 
     # The first prompt's responses: their mean log-prob under a full forward of the policy.
     from rl.eval import evaluation
+
     gens = result.generations
     prompts = evaluation.encode(examples[:1], tok, "toy")
     p = prompts.input_ids.shape[1]
     seq = np.concatenate([np.repeat(prompts.input_ids, n, 0), gens.tokens[:n]], 1)
-    seq_mask = np.concatenate([np.repeat(prompts.attention_mask, n, 0).astype(bool),
-                               gens.response_mask[:n]], 1)
-    logits = jax.jit(lambda s, x, m: nnx.merge(graphdef, s)(x, m))(params, jnp.asarray(seq),
-                                                                    jnp.asarray(seq_mask))
-    logp = np.asarray(jax.nn.log_softmax(logits[:, p - 1:-1], axis=-1))
+    seq_mask = np.concatenate(
+        [np.repeat(prompts.attention_mask, n, 0).astype(bool), gens.response_mask[:n]], 1
+    )
+    logits = jax.jit(lambda s, x, m: nnx.merge(graphdef, s)(x, m))(
+        params, jnp.asarray(seq), jnp.asarray(seq_mask)
+    )
+    logp = np.asarray(jax.nn.log_softmax(logits[:, p - 1 : -1], axis=-1))
     per_token = np.take_along_axis(logp, gens.tokens[:n, :, None], axis=-1)[..., 0]
     want = (per_token * gens.response_mask[:n]).sum(1) / gens.response_mask[:n].sum(1)
     np.testing.assert_allclose(result.loglik[0], want, atol=1e-4)
@@ -221,14 +251,19 @@ def test_score_generations_with_the_verifier_then_filter(toy, orm_run):
     tok, _, examples = toy
     graphdef, params, result = orm_run
     from rl.eval import evaluation
+
     prompts = evaluation.encode(examples, tok, "toy")
     judged = seam.score_generations(result.generations, prompts, examples, tok, dataset="toy")
     assert not judged.correct.any() and not judged.defined.any()
     np.testing.assert_array_equal(judged.loglik, result.loglik)
-    total = seam.score_generations(result.generations, prompts, examples, tok, dataset="toy",
-                                   length_normalize=False)
-    np.testing.assert_allclose(total.loglik, result.loglik * result.generations.lengths.reshape(
-        len(examples), -1), rtol=1e-5)
+    total = seam.score_generations(
+        result.generations, prompts, examples, tok, dataset="toy", length_normalize=False
+    )
+    np.testing.assert_allclose(
+        total.loglik,
+        result.loglik * result.generations.lengths.reshape(len(examples), -1),
+        rtol=1e-5,
+    )
     kept = seam.filter_prompts(examples, judged.scores, keep_fraction=0.25)
     assert [ex.id for ex in kept] == [ex.id for ex in examples[:2]]
     assert seam.filter_prompts(examples, judged.scores, keep_fraction=0.25, undefined_as=None) == []

@@ -9,35 +9,63 @@ from rl.experiments import toy_report as report
 
 
 def _r(accuracy, steps, repeated=0.0, length=40.0, prm=2.0):
-    return {"accuracy": accuracy, "steps_per_response": steps, "repeated_step_fraction": repeated,
-            "response_length": length, "prm_return": prm}
+    return {
+        "accuracy": accuracy,
+        "steps_per_response": steps,
+        "repeated_step_fraction": repeated,
+        "response_length": length,
+        "prm_return": prm,
+    }
 
 
 def _results(**variants):
-    return {"initial": dict(_r(0.40, 6.0, 0.01), n=512), "variants": variants,
-            "reward_models": {"prm": {"accuracy": 0.7, "auc": 0.75}}}
+    return {
+        "initial": dict(_r(0.40, 6.0, 0.01), n=512),
+        "variants": variants,
+        "reward_models": {"prm": {"accuracy": 0.7, "auc": 0.75}},
+    }
 
 
 def test_checks_hold_for_the_paper_pattern():
-    rows = report.checks(_results(
-        success_only=_r(0.70, 5.5), prm_raw=_r(0.0, 14.9, 0.10), prm_clip=_r(0.69, 5.4),
-        prm_delta=_r(0.72, 6.5), prm_clip_delta=_r(0.71, 4.7)))
+    rows = report.checks(
+        _results(
+            success_only=_r(0.70, 5.5),
+            prm_raw=_r(0.0, 14.9, 0.10),
+            prm_clip=_r(0.69, 5.4),
+            prm_delta=_r(0.72, 6.5),
+            prm_clip_delta=_r(0.71, 4.7),
+        )
+    )
     by_name = {r["check"]: r for r in rows}
     assert len(rows) == 3 + 2 * 3 and all(r["holds"] for r in rows)
-    assert by_name["prm_raw steps / success_only steps >= 1.5"]["value"] == pytest.approx(14.9 / 5.5)
+    assert by_name["prm_raw steps / success_only steps >= 1.5"]["value"] == pytest.approx(
+        14.9 / 5.5
+    )
     assert by_name["prm_raw accuracy below success_only"]["value"] == pytest.approx(-0.70)
     assert by_name["prm_delta steps / success_only steps within 1.2x"]["value"] == pytest.approx(
-        6.5 / 5.5)
+        6.5 / 5.5
+    )
 
 
-@pytest.mark.parametrize("variant, result, failing", [
-    ("prm_raw", _r(0.0, 8.0, 0.10), "prm_raw steps / success_only steps >= 1.5"),  # 1.45x
-    ("prm_raw", _r(0.0, 15.0, 0.01), "prm_raw repeated-step fraction above the initial policy's"),
-    ("prm_raw", _r(0.70, 15.0, 0.10), "prm_raw accuracy below success_only"),
-    ("prm_clip", _r(0.70, 6.7), "prm_clip steps / success_only steps within 1.2x"),  # 1.22x
-    ("prm_delta", _r(0.70, 4.5), "prm_delta steps / success_only steps within 1.2x"),  # 1/1.22
-    ("prm_clip_delta", _r(0.679, 5.5), "prm_clip_delta accuracy - success_only accuracy >= -0.02"),
-])
+@pytest.mark.parametrize(
+    "variant, result, failing",
+    [
+        ("prm_raw", _r(0.0, 8.0, 0.10), "prm_raw steps / success_only steps >= 1.5"),  # 1.45x
+        (
+            "prm_raw",
+            _r(0.0, 15.0, 0.01),
+            "prm_raw repeated-step fraction above the initial policy's",
+        ),
+        ("prm_raw", _r(0.70, 15.0, 0.10), "prm_raw accuracy below success_only"),
+        ("prm_clip", _r(0.70, 6.7), "prm_clip steps / success_only steps within 1.2x"),  # 1.22x
+        ("prm_delta", _r(0.70, 4.5), "prm_delta steps / success_only steps within 1.2x"),  # 1/1.22
+        (
+            "prm_clip_delta",
+            _r(0.679, 5.5),
+            "prm_clip_delta accuracy - success_only accuracy >= -0.02",
+        ),
+    ],
+)
 def test_each_check_fails_on_its_own(variant, result, failing):
     rows = report.checks(_results(success_only=_r(0.70, 5.5), **{variant: result}))
     assert [r["check"] for r in rows if not r["holds"]] == [failing]

@@ -60,22 +60,45 @@ def test_math_aps_sample():
     assert [e.labels[-1] for e in examples[:89]] == values
 
 
-@pytest.mark.parametrize("fmt,row,message", [
-    ("math_shepherd", {"input": "Q? Step 1: a ки", "label": "Q? Step 1: a ?"}, "at step tag 0"),
-    ("math_shepherd", {"input": "Q? Step 1: a ки"}, "field 'label' is missing"),
-    ("math_shepherd", {"input": "Q? no steps", "label": "Q? no steps"}, "no step tag"),
-    ("prm800k", {"question": {"problem": "Q"}, "label": {"steps": [
-        {"completions": [{"text": "a", "rating": 7}], "chosen_completion": 0}]}},
-     "label.steps[0].completions[0].rating"),
-    ("prm800k", {"question": {"problem": "Q"}, "label": {"steps": [
-        {"completions": [{"text": "a", "rating": 1}], "chosen_completion": 3}]}},
-     "label.steps[0].chosen_completion"),
-    ("prm800k", {"label": {"steps": []}}, "field 'question' is missing"),
-    ("math_aps", {"question": "Q", "reasoning_steps": [{"solution_prefix": "X", "mc_value": 1}]},
-     "reasoning_steps[0].solution_prefix"),
-    ("math_aps", {"question": "Q", "reasoning_steps": [{"solution_prefix": "Q a"}]},
-     "reasoning_steps[0].mc_value"),
-])
+@pytest.mark.parametrize(
+    "fmt,row,message",
+    [
+        ("math_shepherd", {"input": "Q? Step 1: a ки", "label": "Q? Step 1: a ?"}, "at step tag 0"),
+        ("math_shepherd", {"input": "Q? Step 1: a ки"}, "field 'label' is missing"),
+        ("math_shepherd", {"input": "Q? no steps", "label": "Q? no steps"}, "no step tag"),
+        (
+            "prm800k",
+            {
+                "question": {"problem": "Q"},
+                "label": {
+                    "steps": [{"completions": [{"text": "a", "rating": 7}], "chosen_completion": 0}]
+                },
+            },
+            "label.steps[0].completions[0].rating",
+        ),
+        (
+            "prm800k",
+            {
+                "question": {"problem": "Q"},
+                "label": {
+                    "steps": [{"completions": [{"text": "a", "rating": 1}], "chosen_completion": 3}]
+                },
+            },
+            "label.steps[0].chosen_completion",
+        ),
+        ("prm800k", {"label": {"steps": []}}, "field 'question' is missing"),
+        (
+            "math_aps",
+            {"question": "Q", "reasoning_steps": [{"solution_prefix": "X", "mc_value": 1}]},
+            "reasoning_steps[0].solution_prefix",
+        ),
+        (
+            "math_aps",
+            {"question": "Q", "reasoning_steps": [{"solution_prefix": "Q a"}]},
+            "reasoning_steps[0].mc_value",
+        ),
+    ],
+)
 def test_malformed_rows_name_file_line_and_field(tmp_path, fmt, row, message):
     path = tmp_path / "bad.jsonl"
     path.write_text("\n" + json.dumps(row) + "\n")
@@ -119,20 +142,21 @@ def test_toy_step_labels_are_the_arithmetic_check():
 
 def test_encode_layout_and_step_ends():
     tok = toy_tokenizer()
-    ex = rd.StepLabelled("Q: 7+5-3", ["7+5=12", "12-3=9", "\\boxed{9}"], [1.0, 0.25, math.nan],
-                         outcome=1.0)
+    ex = rd.StepLabelled(
+        "Q: 7+5-3", ["7+5=12", "12-3=9", "\\boxed{9}"], [1.0, 0.25, math.nan], outcome=1.0
+    )
     long = rd.StepLabelled("Q: 7+5-3", ["7+5=12"] * 20, [1.0] * 20)
     arrays = rd.encode([ex, long], tok, max_prompt_len=12, max_response_len=32, sep="\n")
     assert len(arrays) == 1 and arrays.index.tolist() == [0]  # the long one is left out
     p = arrays.prompt_len
     row = arrays.tokens[0]
     prompt = tok("Q: 7+5-3\n", add_special_tokens=False)["input_ids"]
-    assert row[:p - len(prompt)].tolist() == [tok.pad_token_id] * (p - len(prompt))
-    assert row[p - len(prompt):p].tolist() == prompt
+    assert row[: p - len(prompt)].tolist() == [tok.pad_token_id] * (p - len(prompt))
+    assert row[p - len(prompt) : p].tolist() == prompt
     text = "7+5=12\n12-3=9\n\\boxed{9}"
     n = len(text) + 1  # + EOS
-    assert tok.decode(row[p:p + n - 1]) == text and row[p + n - 1] == tok.eos_token_id
-    assert arrays.response_mask[0].sum() == n and arrays.response_mask[0, p:p + n].all()
+    assert tok.decode(row[p : p + n - 1]) == text and row[p + n - 1] == tok.eos_token_id
+    assert arrays.response_mask[0].sum() == n and arrays.response_mask[0, p : p + n].all()
     assert arrays.attention_mask[0].sum() == n + len(prompt)
     ends = np.flatnonzero(arrays.step_end[0]) - p
     assert ends.tolist() == [text.index("\n") - 1, text.rindex("\n") - 1, len(text) - 1]

@@ -40,13 +40,14 @@ def solver_data():
 def soft(solver_data):
     problems, solutions = solver_data
     complete = labels_lib.toy_oracle_completer(SLIP, seed=1)
-    return labels_lib.label_solutions(problems, solutions, complete, k_completions=K,
-                                      sep=toy.STEP_SEPARATOR)
+    return labels_lib.label_solutions(
+        problems, solutions, complete, k_completions=K, sep=toy.STEP_SEPARATOR
+    )
 
 
 def _exact(example, k):
     problem = toy.parse_question(example.question)
-    return toy_oracle.success_probability(problem, example.steps[:k + 1], SLIP)
+    return toy_oracle.success_probability(problem, example.steps[: k + 1], SLIP)
 
 
 def test_soft_labels_agree_with_exact_success_probabilities(solver_data, soft):
@@ -76,11 +77,13 @@ def test_soft_labels_agree_with_exact_success_probabilities(solver_data, soft):
 def test_hard_labels_are_any_correct(solver_data, soft):
     problems, solutions = solver_data
     complete = labels_lib.toy_oracle_completer(SLIP, seed=1)
-    hard = labels_lib.label_solutions(problems, solutions, complete, k_completions=K,
-                                      sep=toy.STEP_SEPARATOR, hard=True)
+    hard = labels_lib.label_solutions(
+        problems, solutions, complete, k_completions=K, sep=toy.STEP_SEPARATOR, hard=True
+    )
     for h, s in zip(hard, soft):
-        assert h.labels == [float(x > 0) if k < len(s.labels) - 1 else x
-                            for k, x in enumerate(s.labels)]
+        assert h.labels == [
+            float(x > 0) if k < len(s.labels) - 1 else x for k, x in enumerate(s.labels)
+        ]
         for k, label in enumerate(h.labels):
             p = _exact(h, k)
             if p == 0.0:
@@ -91,9 +94,14 @@ def test_hard_labels_are_any_correct(solver_data, soft):
 
 def test_completing_the_last_step_gives_the_outcome(solver_data):
     problems, solutions = solver_data
-    out = labels_lib.label_solutions(problems[:4], solutions[:4],
-                                     labels_lib.toy_oracle_completer(SLIP), k_completions=3,
-                                     sep="\n", last_step_from_outcome=False)
+    out = labels_lib.label_solutions(
+        problems[:4],
+        solutions[:4],
+        labels_lib.toy_oracle_completer(SLIP),
+        k_completions=3,
+        sep="\n",
+        last_step_from_outcome=False,
+    )
     for ex in out:  # a boxed prefix has nothing to complete: the label is its own verdict
         assert ex.labels[-1] == ex.outcome == _exact(ex, len(ex.steps) - 1)
 
@@ -101,10 +109,16 @@ def test_completing_the_last_step_gives_the_outcome(solver_data):
 def test_auto_label_with_oracle_end_to_end():
     rows = toy.generate("train", 6, seed=2)
     problems = [Example(r.id, r.problem.question, str(r.problem.answer)) for r in rows]
-    out = labels_lib.auto_label(problems, labels_lib.toy_oracle_completer(SLIP, seed=3),
-                                samples_per_problem=3, k_completions=50, sep="\n")
-    assert [e.id for e in out] == [f"{p.id}#{i}" for i, p in
-                                   enumerate(p for p in problems for _ in range(3))]
+    out = labels_lib.auto_label(
+        problems,
+        labels_lib.toy_oracle_completer(SLIP, seed=3),
+        samples_per_problem=3,
+        k_completions=50,
+        sep="\n",
+    )
+    assert [e.id for e in out] == [
+        f"{p.id}#{i}" for i, p in enumerate(p for p in problems for _ in range(3))
+    ]
     for ex in out:
         assert ex.outcome in (0.0, 1.0) and ex.labels[-1] == ex.outcome
         assert all(0.0 <= x <= 1.0 for x in ex.labels)
@@ -115,13 +129,23 @@ def completer():
     """The real Sampler on a tiny random policy, greedy (so every completion of a prefix is known
     to be the same)."""
     tok = toy_tokenizer()
-    values = presets.tiny(vocab_size=len(tok), eos_token_id=tok.eos_token_id,
-                          pad_token_id=tok.pad_token_id, bos_token_id=None).to_dict()
+    values = presets.tiny(
+        vocab_size=len(tok),
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+    ).to_dict()
     policy = CausalLM(ModelConfig.from_dict(values), rngs=nnx.Rngs(0))
     return labels_lib.SamplerCompleter(
-        policy, tok, SamplerConfig(max_new_tokens=10, temperature=0.0, eos_ids=(tok.eos_token_id,),
-                                   pad_id=tok.pad_token_id),
-        max_prompt_len=96, prompts_per_call=4, seed=0)
+        policy,
+        tok,
+        SamplerConfig(
+            max_new_tokens=10, temperature=0.0, eos_ids=(tok.eos_token_id,), pad_id=tok.pad_token_id
+        ),
+        max_prompt_len=96,
+        prompts_per_call=4,
+        seed=0,
+    )
 
 
 def test_sampler_completer_labels_are_well_formed(completer):

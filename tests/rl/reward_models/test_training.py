@@ -31,7 +31,7 @@ from rl import train_rm
 from rl.data import toy
 from rl.data.toy_tokenizer import toy_tokenizer
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 # Single-digit toy chains without re-statements: short sequences, so a tiny PRM learns the
 # arithmetic check in a few hundred CPU steps.
 SPEC = toy.ToySpec(min_ops=3, max_ops=4, max_value=9, max_operand=3, redundant_step_prob=0.0)
@@ -44,9 +44,15 @@ def tok():
 
 
 def _config(tok, **values):
-    return ModelConfig.from_dict(presets.tiny(
-        vocab_size=len(tok), eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        bos_token_id=None, **values).to_dict())
+    return ModelConfig.from_dict(
+        presets.tiny(
+            vocab_size=len(tok),
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=None,
+            **values,
+        ).to_dict()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +62,13 @@ def model_config(tok):
 
 
 def _arrays(tok, split, size, seed=0):
-    return rd.encode(rd.toy_step_labelled(split, size, seed=seed, spec=SPEC), tok, max_prompt_len=P,
-                     max_response_len=R, sep="\n")
+    return rd.encode(
+        rd.toy_step_labelled(split, size, seed=seed, spec=SPEC),
+        tok,
+        max_prompt_len=P,
+        max_response_len=R,
+        sep="\n",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +88,12 @@ def test_prm_learns_synthetic_step_labels(data, trained_prm):
     _, heldout = data
     prm, history = trained_prm
     metrics = rt.evaluate_prm(prm, heldout)
-    print("held-out step metrics:", metrics,
-          "train accuracy log:", [round(h["accuracy"], 3) for h in history])
+    print(
+        "held-out step metrics:",
+        metrics,
+        "train accuracy log:",
+        [round(h["accuracy"], 3) for h in history],
+    )
     assert metrics["n"] > 400 and 0.3 < metrics["positive_rate"] < 0.7  # chance is about 0.55
     assert metrics["accuracy"] > 0.85 and metrics["auc"] > 0.9
     assert [h["step"] for h in history] == [40, 80, 120, 160, 200, 240]
@@ -119,8 +134,11 @@ def test_losses_are_hand_computed():
     labels = jnp.array([[0.0, 1.0, 0.25, 0.0]])
     mask = jnp.array([[False, True, True, False]])
     loss, acc = rt.bce(logits, labels, mask)
-    want = -(math.log(jax.nn.sigmoid(2.0)) + 0.25 * math.log(jax.nn.sigmoid(-1.0))
-             + 0.75 * math.log(1 - jax.nn.sigmoid(-1.0)))
+    want = -(
+        math.log(jax.nn.sigmoid(2.0))
+        + 0.25 * math.log(jax.nn.sigmoid(-1.0))
+        + 0.75 * math.log(1 - jax.nn.sigmoid(-1.0))
+    )
     np.testing.assert_allclose(loss.total, want, rtol=1e-6)
     assert loss.count == 2 and acc.total == 2  # 2 > 0 with label 1; -1 < 0 with label 0.25
     attn = jnp.array([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
@@ -151,8 +169,9 @@ def test_implicit_prm_trains_and_its_step_rewards_are_the_shaping_functions(tok,
     reference = CausalLM(model_config, rngs=nnx.Rngs(0))
     policy = rt.new_implicit_prm(reference)
     beta = 0.5
-    cfg = rt.RMTrainConfig(kind="implicit_prm", steps=8, batch_size=16, learning_rate=2e-4,
-                           beta=beta, log_every=1)
+    cfg = rt.RMTrainConfig(
+        kind="implicit_prm", steps=8, batch_size=16, learning_rate=2e-4, beta=beta, log_every=1
+    )
     policy, history = rt.train_reward_model(policy, train, cfg, reference=reference)
     assert history[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)  # pi = pi_ref: r = 0
     # The CE loss on the whole training set went down from log 2.
@@ -170,7 +189,8 @@ def test_implicit_prm_trains_and_its_step_rewards_are_the_shaping_functions(tok,
         # r(y) is the sum of the step rewards and the reward of the tokens after the last step.
         np.testing.assert_allclose(out["reward"][n], want.sum() + tail, atol=1e-5)
     shaped = jax.vmap(shaping.implicit_prm, in_axes=(0, 0, 0, 0, None))(
-        logp, ref_logp, ends, resp, beta)
+        logp, ref_logp, ends, resp, beta
+    )
     np.testing.assert_allclose(steps_NxS, shaped, atol=1e-5)
     # In the PPO trainer's layout (response tokens only, log-probs from the logits before each).
     p = heldout.prompt_len
@@ -179,10 +199,11 @@ def test_implicit_prm_trains_and_its_step_rewards_are_the_shaping_functions(tok,
     logits = forward(nnx.state(policy), heldout.tokens, heldout.attention_mask)
     ref_logits = forward(nnx.state(reference), heldout.tokens, heldout.attention_mask)
     resp_tokens = jnp.asarray(heldout.tokens[:, p:])
-    ppo_logp = rt.ppo.token_logp(logits[:, p - 1:-1], resp_tokens)
-    ppo_ref = rt.ppo.token_logp(ref_logits[:, p - 1:-1], resp_tokens)
+    ppo_logp = rt.ppo.token_logp(logits[:, p - 1 : -1], resp_tokens)
+    ppo_ref = rt.ppo.token_logp(ref_logits[:, p - 1 : -1], resp_tokens)
     ppo_steps = jax.vmap(shaping.implicit_prm, in_axes=(0, 0, 0, 0, None))(
-        ppo_logp, ppo_ref, ends[:, p:], resp[:, p:], beta)
+        ppo_logp, ppo_ref, ends[:, p:], resp[:, p:], beta
+    )
     np.testing.assert_allclose(steps_NxS[:, p:], ppo_steps, atol=1e-4)
     metrics = rt.evaluate_implicit_prm(policy, reference, heldout, beta, batch_size=16)
     assert set(metrics) >= {"outcome_accuracy", "outcome_auc", "step_accuracy", "step_auc"}
@@ -199,8 +220,9 @@ def test_orm_trains(tok, model_config):
     assert metrics["n"] == len(train) and 0 <= metrics["accuracy"] <= 1
 
 
-def test_saved_reward_models_reload_with_identical_scores(tmp_path, tok, data, trained_prm,
-                                                           model_config):
+def test_saved_reward_models_reload_with_identical_scores(
+    tmp_path, tok, data, trained_prm, model_config
+):
     _, heldout = data
     prm, _ = trained_prm
     rt.save_reward_model(prm, tmp_path / "prm", kind="prm", tokenizer=tok, step_separator="\n")
@@ -223,8 +245,9 @@ def test_saved_reward_models_reload_with_identical_scores(tmp_path, tok, data, t
     rt.save_reward_model(policy, tmp_path / "implicit", kind="implicit_prm", beta=0.05)
     loaded, info = rt.load_reward_model(tmp_path / "implicit")
     assert isinstance(loaded, CausalLM) and info == {"kind": "implicit_prm", "beta": 0.05}
-    np.testing.assert_allclose(rt.token_logps(loaded, heldout), rt.token_logps(policy, heldout),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        rt.token_logps(loaded, heldout), rt.token_logps(policy, heldout), atol=1e-5
+    )
 
 
 def test_mesh_training_matches_single_device(tok, model_config):
@@ -266,11 +289,24 @@ def test_auto_labelled_implicit_prm_run(tmp_path):
 
 
 def test_cli_smoke(tmp_path):
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    proc = subprocess.run([sys.executable, "-m", "rl.train_rm", "--config=configs/rm_smoke.py",
-                           f"--workdir={tmp_path}", "--config.train.steps=4"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rl.train_rm",
+            "--config=configs/rm_smoke.py",
+            f"--workdir={tmp_path}",
+            "--config.train.steps=4",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4]

@@ -1,8 +1,9 @@
-"""The sampler against transformers' generate and against full forward passes, on a tiny random Qwen2.
+"""The sampler against transformers' generate and against full forward passes, on a tiny random
+Qwen2.
 
-Every sampled run is checked for what PPO relies on: the returned log-probs are the model's, rows stop
-where they should and are padded after, and the same key gives the same samples however the batch is
-laid out (shared prefix vs repeated prompts, one device vs a (2, 4) mesh).
+Every sampled run is checked for what PPO relies on: the returned log-probs are the model's, rows
+stop where they should and are padded after, and the same key gives the same samples however the
+batch is laid out (shared prefix vs repeated prompts, one device vs a (2, 4) mesh).
 """
 
 import jax
@@ -15,8 +16,13 @@ from configs.sharding import RULES
 from models.hf_io import load_causal_lm
 from models.sharding import make_mesh
 from rl.rollout import token_selection as sampling
-from rl.rollout.sampler import (FinishReason, Sampler, SamplerConfig, stop_table,
-                        token_bytes_from_tokenizer)
+from rl.rollout.sampler import (
+    FinishReason,
+    Sampler,
+    SamplerConfig,
+    stop_table,
+    token_bytes_from_tokenizer,
+)
 from tests.models.hf_reference import jit_forward, left_padded, make_hf_model
 
 R = 14
@@ -75,7 +81,7 @@ def forward_logits(forward, ids, mask, out):
     full_mask = np.concatenate([mask, out.response_mask], axis=1)
     logits = np.asarray(forward(full_ids, full_mask))
     p = ids.shape[1]
-    return logits[:, p - 1:p - 1 + out.tokens.shape[1]]
+    return logits[:, p - 1 : p - 1 + out.tokens.shape[1]]
 
 
 def assert_logp_is_models(forward, ids, mask, out, tol=1e-4):
@@ -89,13 +95,17 @@ def assert_logp_is_models(forward, ids, mask, out, tol=1e-4):
 
 def test_greedy_matches_transformers_generate(hf_model, forward, prompts, greedy):
     import torch
+
     ids, mask = prompts
     hf_model.generation_config.eos_token_id = None
     hf_model.generation_config.pad_token_id = 0
     with torch.no_grad():
-        want = hf_model.generate(torch.tensor(ids, dtype=torch.long),
-                                 attention_mask=torch.tensor(mask, dtype=torch.long),
-                                 max_new_tokens=R, do_sample=False)[:, ids.shape[1]:].numpy()
+        want = hf_model.generate(
+            torch.tensor(ids, dtype=torch.long),
+            attention_mask=torch.tensor(mask, dtype=torch.long),
+            max_new_tokens=R,
+            do_sample=False,
+        )[:, ids.shape[1] :].numpy()
     np.testing.assert_array_equal(greedy.tokens, want)
     assert greedy.response_mask.all() and (greedy.lengths == R).all()
     assert (greedy.finish_reason == FinishReason.LENGTH).all() and greedy.steps == R
@@ -103,9 +113,11 @@ def test_greedy_matches_transformers_generate(hf_model, forward, prompts, greedy
     assert_logp_is_models(forward, ids, mask, greedy)
 
 
-@pytest.mark.parametrize("cfg", [dict(temperature=1e-4), dict(temperature=1.0, top_k=1),
-                                 dict(temperature=1.0, top_p=1e-6)],
-                         ids=["tiny_temperature", "top_k_1", "tiny_top_p"])
+@pytest.mark.parametrize(
+    "cfg",
+    [dict(temperature=1e-4), dict(temperature=1.0, top_k=1), dict(temperature=1.0, top_p=1e-6)],
+    ids=["tiny_temperature", "top_k_1", "tiny_top_p"],
+)
 def test_degenerate_sampling_equals_greedy(model, prompts, greedy, cfg):
     out = run(model, prompts, key=3, **cfg)
     np.testing.assert_array_equal(out.tokens, greedy.tokens)
@@ -131,8 +143,17 @@ def test_seeded_reproducible_and_compiled_once(model, prompts):
     np.testing.assert_array_equal(np.asarray(split.tokens), np.asarray(a.tokens))
 
 
-@pytest.mark.parametrize("bad", [dict(max_new_tokens=0), dict(temperature=-1.0), dict(top_p=0.0),
-                                 dict(top_k=-2), dict(eos_ids=(1, -3)), dict(stop_strings=("",))])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(max_new_tokens=0),
+        dict(temperature=-1.0),
+        dict(top_p=0.0),
+        dict(top_k=-2),
+        dict(eos_ids=(1, -3)),
+        dict(stop_strings=("",)),
+    ],
+)
 def test_config_errors_name_the_field(bad):
     values = dict(max_new_tokens=4, **bad) if "max_new_tokens" not in bad else bad
     with pytest.raises(ValueError, match=f"SamplerConfig.{next(iter(bad))}="):
@@ -170,16 +191,22 @@ def test_plain_sampling_logp_equal_forward_pass(forward, prompts, sampled):
     assert (sampled.tokens != sampled.tokens[:, :1]).any()  # actually random, not stuck
 
 
-@pytest.mark.parametrize("cfg", [dict(temperature=0.7, top_k=20, top_p=0.8),
-                                 dict(temperature=1.3, top_p=0.9, top_p_candidates=8)],
-                         ids=["top_k_top_p", "top_p_bisection"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(temperature=0.7, top_k=20, top_p=0.8),
+        dict(temperature=1.3, top_p=0.9, top_p_candidates=8),
+    ],
+    ids=["top_k_top_p", "top_p_bisection"],
+)
 def test_filtered_sampling_logp_equal_forward_pass(model, forward, prompts, cfg):
     ids, mask = prompts
     out = run(model, prompts, key=5, **cfg)
     assert_logp_is_models(forward, ids, mask, out)
     logits = forward_logits(forward, ids, mask, out)
-    want = reference_sample_logp(logits, out.tokens, cfg["temperature"], cfg.get("top_k", 0),
-                                 cfg.get("top_p", 1.0))
+    want = reference_sample_logp(
+        logits, out.tokens, cfg["temperature"], cfg.get("top_k", 0), cfg.get("top_p", 1.0)
+    )
     m = out.response_mask
     assert np.isfinite(want[m]).all(), "a token outside the top-k/top-p set was sampled"
     assert np.abs(out.sample_logp[m] - want[m]).max() < 1e-4
@@ -189,8 +216,9 @@ def test_shared_prefix_equals_repeated_prompts(model, forward, prompts):
     ids, mask = prompts
     n = 3
     shared = run(model, prompts, key=11, temperature=1.0, top_p=0.95, samples_per_prompt=n)
-    plain = run(model, (np.repeat(ids, n, 0), np.repeat(mask, n, 0)), key=11, temperature=1.0,
-                top_p=0.95)
+    plain = run(
+        model, (np.repeat(ids, n, 0), np.repeat(mask, n, 0)), key=11, temperature=1.0, top_p=0.95
+    )
     assert shared.tokens.shape == (len(ids) * n, R)
     np.testing.assert_array_equal(shared.tokens, plain.tokens)
     np.testing.assert_allclose(shared.logp, plain.logp, atol=1e-5)
@@ -218,8 +246,12 @@ def check_stopped(out, ref, stops, reason):
 
 def test_eos_stops_rows_and_pads_after(model, prompts, sampled):
     # Two EOS ids taken from rows' samples, so every row stops somewhere (or runs to the end).
-    eos = (int(sampled.tokens[0, 4]), int(sampled.tokens[2, 2]), int(sampled.tokens[3, 6]),
-           int(sampled.tokens[1, 9]))
+    eos = (
+        int(sampled.tokens[0, 4]),
+        int(sampled.tokens[2, 2]),
+        int(sampled.tokens[3, 6]),
+        int(sampled.tokens[1, 9]),
+    )
     out = run(model, prompts, key=7, temperature=1.0, eos_ids=eos)
     stops = first_hit(np.isin(sampled.tokens, eos))
     assert all(s is not None for s in stops)
@@ -243,8 +275,10 @@ def test_stop_strings_across_token_boundaries(model, prompts, sampled):
     out = jax.tree.map(np.asarray, out(nnx.state(model), *prompts, jax.random.key(7)))
     stops = []
     for row in sampled.tokens:  # brute force on the decoded text of each prefix
-        hits = [any(s.encode() in b"".join(tb[t] for t in row[:i + 1]) for s in (stop_a, stop_b))
-                for i in range(R)]
+        hits = [
+            any(s.encode() in b"".join(tb[t] for t in row[: i + 1]) for s in (stop_a, stop_b))
+            for i in range(R)
+        ]
         stops.append(first_hit(np.array([hits]))[0])
     assert stops[0] is not None and stops[0] <= 4 and stops[2] is not None and stops[2] <= 7
     check_stopped(out, sampled, stops, FinishReason.STOP)
@@ -266,13 +300,14 @@ def test_stop_table_matches_brute_force():
             if q == match:
                 got = i
                 break
-        text = [b"".join(tb[t] for t in seq[:i + 1] if t < 40) for i in range(len(seq))]
+        text = [b"".join(tb[t] for t in seq[: i + 1] if t < 40) for i in range(len(seq))]
         want = next((i for i, t in enumerate(text) if any(s.encode() in t for s in stops)), None)
         assert got == want, (seq, got, want)
 
 
 def test_token_bytes_of_qwen2_tokenizer():
     import transformers
+
     tok = transformers.AutoTokenizer.from_pretrained("models/assets/qwen2_tokenizer")
     tb = token_bytes_from_tokenizer(tok)
     assert len(tb) == len(tok)
@@ -294,22 +329,30 @@ def test_sharded_run_equals_single_device(ckpt, model, prompts):
     np.testing.assert_allclose(np.asarray(out.logp), np.asarray(single.logp), atol=1e-5)
 
 
-# --- Token selection on its own --------------------------------------------------------------------
+# --- Token selection on its own
+# --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("v,cfg", [(131, dict(temperature=1.0)),
-                                   (40, dict(temperature=0.5, top_k=6)),
-                                   (40, dict(temperature=1.0, top_p=0.7, candidates=4))],
-                         ids=["padded_vocab", "top_k", "top_p_fallback"])
+@pytest.mark.parametrize(
+    "v,cfg",
+    [
+        (131, dict(temperature=1.0)),
+        (40, dict(temperature=0.5, top_k=6)),
+        (40, dict(temperature=1.0, top_p=0.7, candidates=4)),
+    ],
+    ids=["padded_vocab", "top_k", "top_p_fallback"],
+)
 def test_sample_distribution(v, cfg):
     """20k draws from one row's logits match the expected filtered softmax."""
     logits = jax.random.normal(jax.random.key(0), (v,)) * 2.0
     draws = 20_000
     sel = jax.jit(lambda l, k: sampling.sample(jnp.broadcast_to(l, (draws, v)), k, **cfg))(
-        logits, jax.random.key(1))
+        logits, jax.random.key(1)
+    )
     freq = np.bincount(np.asarray(sel.tokens_B), minlength=v) / draws
-    want = reference_probs(np.asarray(logits), cfg["temperature"], cfg.get("top_k", 0),
-                           cfg.get("top_p", 1.0))
+    want = reference_probs(
+        np.asarray(logits), cfg["temperature"], cfg.get("top_k", 0), cfg.get("top_p", 1.0)
+    )
     assert np.abs(freq - want).max() < 0.015
     assert (freq[want == 0] == 0).all()
 

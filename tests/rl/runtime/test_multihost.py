@@ -2,9 +2,10 @@
 
 The smoke config runs (a) as ONE process with 4 fake CPU devices and (b) as TWO processes with 2
 fake devices each, joined by ``jax.distributed.initialize`` through the ``JAX_COORDINATOR_ADDRESS``
-variables that ``rl.runtime.distributed.maybe_initialize`` reads. The mesh shape is (1, -1, 1) in both,
-so the global mesh is the same 4 devices and the batch is sharded the same way; only the process
-boundary differs. The two-process checkpoint is then restored and compared with one process's.
+variables that ``rl.runtime.distributed.maybe_initialize`` reads. The mesh shape is (1, -1, 1) in
+both, so the global mesh is the same 4 devices and the batch is sharded the same way; only the
+process boundary differs. The two-process checkpoint is then restored and compared with one
+process's.
 
 Why 4 devices and not 8: the smoke batch is 8 rollout rows in 2 minibatches of 4, and a minibatch
 is sharded over every device of the fsdp axis; 8 devices would need a twice larger batch, and the
@@ -27,13 +28,21 @@ from rl.runtime import checkpoint as checkpoint_lib
 from rl.runtime import distributed
 from rl.runtime.metrics import MetricsWriter
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 ITERATIONS = 2
 # Outcomes of discrete choices (sampled tokens, verifier verdicts): must be equal.
-EXACT = ("reward/success", "reward/orm", "rollout/batch_accuracy", "rollout/finished_by_eos",
-         "rollout/repeated_step_fraction", "rollout/response_length",
-         "rollout/steps_per_response", "rollout/verifier_timeouts", "update/skipped",
-         "update/bad_in_a_row")
+EXACT = (
+    "reward/success",
+    "reward/orm",
+    "rollout/batch_accuracy",
+    "rollout/finished_by_eos",
+    "rollout/repeated_step_fraction",
+    "rollout/response_length",
+    "rollout/steps_per_response",
+    "rollout/verifier_timeouts",
+    "update/skipped",
+    "update/bad_in_a_row",
+)
 
 
 def _free_port() -> int:
@@ -43,20 +52,35 @@ def _free_port() -> int:
 
 
 def _env(devices: int, cache: pathlib.Path, **extra) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items()
-         if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}
+    e = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+    }
     # LLVM without optimisation passes: compiling is most of these runs' time and this cuts it by
     # a third; every run compared uses the same flags, and results come out the same.
-    e.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache),
-             XLA_FLAGS=(f"--xla_force_host_platform_device_count={devices} "
-                        "--xla_backend_optimization_level=0"), **extra)
+    e.update(
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=str(cache),
+        XLA_FLAGS=(
+            f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
+        ),
+        **extra,
+    )
     return e
 
 
 def _cmd(workdir, data_dir, iterations: int):
-    return [sys.executable, "-m", "rl.train", "--config=configs/smoke.py", f"--workdir={workdir}",
-            f"--config.data_dir={data_dir}", f"--config.train.iterations={iterations}",
-            "--config.mesh.shape=(1,-1,1)"]
+    return [
+        sys.executable,
+        "-m",
+        "rl.train",
+        "--config=configs/smoke.py",
+        f"--workdir={workdir}",
+        f"--config.data_dir={data_dir}",
+        f"--config.train.iterations={iterations}",
+        "--config.mesh.shape=(1,-1,1)",
+    ]
 
 
 def _metrics(workdir):
@@ -81,8 +105,14 @@ def _wait(launched, deadline):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    return [(p.returncode, pathlib.Path(f"{log}.out").read_text(),
-             pathlib.Path(f"{log}.err").read_text()) for p, log in launched]
+    return [
+        (
+            p.returncode,
+            pathlib.Path(f"{log}.out").read_text(),
+            pathlib.Path(f"{log}.err").read_text(),
+        )
+        for p, log in launched
+    ]
 
 
 def _assert_same(record, reference):
@@ -94,8 +124,13 @@ def _assert_same(record, reference):
         if key in EXACT:
             assert record[key] == reference[key], (record["step"], key)
         else:
-            np.testing.assert_allclose(record[key], reference[key], rtol=1e-5, atol=1e-5,
-                                       err_msg=f"step {record['step']} {key}")
+            np.testing.assert_allclose(
+                record[key],
+                reference[key],
+                rtol=1e-5,
+                atol=1e-5,
+                err_msg=f"step {record['step']} {key}",
+            )
 
 
 def _checkpoint(workdir, step):
@@ -127,15 +162,31 @@ def test_two_processes_train_like_one(tmp_path):
     single, pair = tmp_path / "single", tmp_path / "pair"
     # (a) and (b) run side by side; each builds the toy dataset into its own data_dir (the two
     # processes of (b) share theirs: process 0 builds it, the other waits, then reads it).
-    procs = [_launch("single", tmp_path, _cmd(single, tmp_path / "tfds_single", ITERATIONS),
-                     _env(4, tmp_path / "jax_cache"))]
+    procs = [
+        _launch(
+            "single",
+            tmp_path,
+            _cmd(single, tmp_path / "tfds_single", ITERATIONS),
+            _env(4, tmp_path / "jax_cache"),
+        )
+    ]
     port = _free_port()
     for pid in range(2):
         # One workdir for both processes, as a pod shares one gs:// path.
-        procs.append(_launch(
-            f"pair{pid}", tmp_path, _cmd(pair, tmp_path / "tfds_pair", ITERATIONS),
-            _env(2, tmp_path / f"jax_cache_{pid}", JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
-                 JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))))
+        procs.append(
+            _launch(
+                f"pair{pid}",
+                tmp_path,
+                _cmd(pair, tmp_path / "tfds_pair", ITERATIONS),
+                _env(
+                    2,
+                    tmp_path / f"jax_cache_{pid}",
+                    JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                    JAX_NUM_PROCESSES="2",
+                    JAX_PROCESS_ID=str(pid),
+                ),
+            )
+        )
     results = _wait(procs, t0 + 300)
     for rc, _, stderr in results:
         assert rc == 0, stderr[-3000:]
@@ -187,10 +238,22 @@ def test_helpers_across_two_processes(tmp_path):
     """to_global / to_host round-trip a sharded array; any_process agrees on every process;
     main_process_first lets process 0 through first."""
     port = _free_port()
-    procs = [_launch(f"h{pid}", tmp_path, [sys.executable, "-c", HELPERS_SCRIPT],
-                     _env(2, tmp_path / f"cache{pid}", JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
-                          JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid), PYTHONPATH=str(ROOT)))
-             for pid in range(2)]
+    procs = [
+        _launch(
+            f"h{pid}",
+            tmp_path,
+            [sys.executable, "-c", HELPERS_SCRIPT],
+            _env(
+                2,
+                tmp_path / f"cache{pid}",
+                JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                JAX_NUM_PROCESSES="2",
+                JAX_PROCESS_ID=str(pid),
+                PYTHONPATH=str(ROOT),
+            ),
+        )
+        for pid in range(2)
+    ]
     results = _wait(procs, time.monotonic() + 120)
     outs = []
     for rc, stdout, stderr in results:
@@ -219,6 +282,7 @@ def test_gs_checkpoint_directory_reaches_orbax_unchanged(monkeypatch):
         return original_resolve(self, *args, **kwargs)
 
     from etils import epath
+
     original_resolve = type(epath.Path("/x")).resolve
     monkeypatch.setattr(type(epath.Path("/x")), "resolve", no_resolve)
     monkeypatch.setattr(pathlib.Path, "resolve", no_resolve)
@@ -246,6 +310,7 @@ def test_metrics_on_remote_storage_rewrite_the_whole_file(tmp_path, monkeypatch)
     """Cloud storage cannot append: the file is rewritten with every line each iteration, and a
     resumed run drops the lines after its checkpoint first (a local dir stands in for gs://)."""
     import rl.runtime.metrics
+
     monkeypatch.setattr(rl.runtime.metrics, "is_remote", lambda path: True)
     path_type = type(distributed.run_path(tmp_path))
     original_open = path_type.open
@@ -263,5 +328,8 @@ def test_metrics_on_remote_storage_rewrite_the_whole_file(tmp_path, monkeypatch)
     writer = MetricsWriter(tmp_path, resume_step=2)
     writer.write(3, {"reward/total": 30.0})
     writer.close()
-    assert [(r["step"], r["reward/total"]) for r in _metrics(tmp_path)] == [(1, 1.0), (2, 2.0),
-                                                                            (3, 30.0)]
+    assert [(r["step"], r["reward/total"]) for r in _metrics(tmp_path)] == [
+        (1, 1.0),
+        (2, 2.0),
+        (3, 30.0),
+    ]

@@ -1,4 +1,5 @@
-"""The training loop end to end: the smoke run, resume after SIGKILL, and learning an easy reward."""
+"""The training loop end to end: the smoke run, resume after SIGKILL, and learning an easy
+reward."""
 
 import json
 import os
@@ -17,7 +18,7 @@ from rl.runtime.checkpoint import Checkpointer
 from rl.config import ConfigError
 from rl.trainers.ppo_trainer import Trainer
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +27,25 @@ def env(tmp_path_factory):
     skip most of their compilation; one CPU device (the smoke mesh is (1, -1, 1))."""
     cache = tmp_path_factory.mktemp("cache")
     e = dict(os.environ)
-    e.update(JAX_COMPILATION_CACHE_DIR=str(cache / "jax"), JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    e.update(
+        JAX_COMPILATION_CACHE_DIR=str(cache / "jax"),
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=1",
+    )
     e.pop("JAX_COORDINATOR_ADDRESS", None)
     return e, str(cache / "tfds")
 
 
 def _cmd(workdir, data_dir, *overrides):
-    return [sys.executable, "-m", "rl.train", "--config=configs/smoke.py", f"--workdir={workdir}",
-            f"--config.data_dir={data_dir}", *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "rl.train",
+        "--config=configs/smoke.py",
+        f"--workdir={workdir}",
+        f"--config.data_dir={data_dir}",
+        *overrides,
+    ]
 
 
 def _metrics(workdir):
@@ -50,6 +61,7 @@ def _final_state(workdir):
     step = ckpt.latest_step()
     directory = pathlib.Path(workdir) / "checkpoints" / str(step) / "state"
     import orbax.checkpoint as ocp
+
     restored = ocp.StandardCheckpointer().restore(directory)
     ckpt.close()
     return step, jax.tree.map(np.asarray, restored)
@@ -61,25 +73,43 @@ def test_smoke_run_then_sigkill_and_resume_match_uninterrupted(tmp_path, env):
 
     straight = tmp_path / "straight"
     t0 = time.perf_counter()
-    proc = subprocess.run(_cmd(straight, data_dir), cwd=ROOT, env=e, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        _cmd(straight, data_dir), cwd=ROOT, env=e, capture_output=True, text=True, timeout=300
+    )
     seconds = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert seconds < 120, f"smoke run took {seconds:.0f}s"
     records = _metrics(straight)
     assert [r["step"] for r in records] == list(range(1, iters + 1))
-    for key in ("reward/success", "reward/prm_raw", "reward/prm_shaped", "reward/kl",
-                "rollout/response_length", "rollout/steps_per_response",
-                "rollout/repeated_step_fraction", "update/policy_loss", "update/value_loss",
-                "update/clip_frac", "update/approx_kl", "update/entropy",
-                "value/explained_variance", "time/rollout_tokens_per_s", "time/update"):
+    for key in (
+        "reward/success",
+        "reward/prm_raw",
+        "reward/prm_shaped",
+        "reward/kl",
+        "rollout/response_length",
+        "rollout/steps_per_response",
+        "rollout/repeated_step_fraction",
+        "update/policy_loss",
+        "update/value_loss",
+        "update/clip_frac",
+        "update/approx_kl",
+        "update/entropy",
+        "value/explained_variance",
+        "time/rollout_tokens_per_s",
+        "time/update",
+    ):
         assert key in records[-1], key
     assert (straight / "tensorboard").is_dir()
 
     # Kill a second run with SIGKILL after its first checkpoint, re-run the same command.
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(killed, data_dir), cwd=ROOT, env=e,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(killed, data_dir),
+        cwd=ROOT,
+        env=e,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and len(_metrics(killed)) < 3:
         time.sleep(0.05)
@@ -87,8 +117,9 @@ def test_smoke_run_then_sigkill_and_resume_match_uninterrupted(tmp_path, env):
     proc.wait()
     interrupted_at = len(_metrics(killed))
     assert 3 <= interrupted_at < iters, interrupted_at
-    proc = subprocess.run(_cmd(killed, data_dir), cwd=ROOT, env=e, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        _cmd(killed, data_dir), cwd=ROOT, env=e, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["step"] for r in _metrics(killed)] == list(range(1, iters + 1))
 
@@ -105,8 +136,14 @@ def test_smoke_run_then_sigkill_and_resume_match_uninterrupted(tmp_path, env):
 
 def test_config_error_is_reported_before_compiling(tmp_path, env):
     e, data_dir = env
-    proc = subprocess.run(_cmd(tmp_path, data_dir, "--config.ppo.minibatches=3"), cwd=ROOT, env=e,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        _cmd(tmp_path, data_dir, "--config.ppo.minibatches=3"),
+        cwd=ROOT,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "config.ppo.minibatches=3" in proc.stderr
 
@@ -160,9 +197,20 @@ def test_eval_every_logs_the_greedy_accuracy_of_the_policy_it_exports(tmp_path, 
 
     e, data_dir = env
     run = tmp_path / "run"
-    proc = subprocess.run(_cmd(run, data_dir, "--config.train.iterations=4",
-                               "--config.train.eval_every=2", "--config.train.eval_limit=12"),
-                          cwd=ROOT, env=e, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        _cmd(
+            run,
+            data_dir,
+            "--config.train.iterations=4",
+            "--config.train.eval_every=2",
+            "--config.train.eval_limit=12",
+        ),
+        cwd=ROOT,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _metrics(run)
     assert [r["step"] for r in rows if "eval/accuracy" in r] == [2, 4]
@@ -171,23 +219,38 @@ def test_eval_every_logs_the_greedy_accuracy_of_the_policy_it_exports(tmp_path, 
 
     cfg = smoke.get_config()
     d = cfg.data
-    examples = data_lib.load("toy", "test", data_dir=data_dir, seed=d.toy_seed,
-                             train_size=d.toy_train_size, test_size=d.toy_test_size)[:12]
+    examples = data_lib.load(
+        "toy",
+        "test",
+        data_dir=data_dir,
+        seed=d.toy_seed,
+        train_size=d.toy_train_size,
+        test_size=d.toy_test_size,
+    )[:12]
     policy = hf_io.load_causal_lm(run / "policy")
     ref = evaluation.evaluate_policy(
-        policy, nnx.state(policy), hf_io.load_tokenizer(run / "policy"), examples, dataset="toy",
+        policy,
+        nnx.state(policy),
+        hf_io.load_tokenizer(run / "policy"),
+        examples,
+        dataset="toy",
         max_new_tokens=cfg.rollout.max_new_tokens,
-        batch_size=d.prompts_per_batch * d.samples_per_prompt, step_separator=d.step_separator,
-        max_prompt_len=d.max_prompt_len)
+        batch_size=d.prompts_per_batch * d.samples_per_prompt,
+        step_separator=d.step_separator,
+        max_prompt_len=d.max_prompt_len,
+    )
     for key in ("accuracy", "steps_per_response", "repeated_step_fraction", "response_length"):
         assert last[f"eval/{key}"] == pytest.approx(ref[key], abs=1e-6), key
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("eval_every", -1, "config.train.eval_every=-1"),
-    ("eval_limit", -3, "config.train.eval_limit=-3"),
-    ("eval_split", "", "config.train.eval_split=''"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("eval_every", -1, "config.train.eval_every=-1"),
+        ("eval_limit", -3, "config.train.eval_limit=-3"),
+        ("eval_split", "", "config.train.eval_split=''"),
+    ],
+)
 def test_eval_settings_are_validated(tmp_path, key, value, message):
     cfg = smoke.get_config()
     cfg.train[key] = value

@@ -22,8 +22,12 @@ def tok():
 @pytest.fixture(scope="module")
 def examples():
     rows = toy.generate("train", 48, seed=3)
-    return [Example(id=r.id, question=r.problem.question, answer=str(r.problem.answer),
-                    solution=r.solution) for r in rows]
+    return [
+        Example(
+            id=r.id, question=r.problem.question, answer=str(r.problem.answer), solution=r.solution
+        )
+        for r in rows
+    ]
 
 
 def _model(tok, seed=0):
@@ -42,7 +46,7 @@ def test_encode_targets_solution_and_eos_only(tok, examples):
         assert target[0] == n_prompt and target[-1] == n_total - 1
         assert len(target) == n_total - n_prompt
         assert data["tokens"][i, n_total - 1] == tok.eos_token_id
-        assert tok.decode(data["tokens"][i, n_prompt:n_total - 1]) == ex.solution
+        assert tok.decode(data["tokens"][i, n_prompt : n_total - 1]) == ex.solution
         assert not data["attention_mask"][i, n_total:].any()
 
 
@@ -64,8 +68,9 @@ def test_grouped_batches_partition_a_pool_sorted_by_length():
     lengths = rng.integers(10, 120, size=500)
     g, b = 4, 16
     for pool_id in range(3):
-        batches = [sft.batch_indices(lengths, b, 7, pool_id * g + j, group_by_length=g)
-                   for j in range(g)]
+        batches = [
+            sft.batch_indices(lengths, b, 7, pool_id * g + j, group_by_length=g) for j in range(g)
+        ]
         pool = np.random.default_rng([7, pool_id, 0]).integers(0, 500, size=g * b)
         np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.sort(pool))
         spans = sorted((lengths[x].min(), lengths[x].max()) for x in batches)
@@ -87,17 +92,32 @@ def test_cutting_right_padding_leaves_the_step_unchanged(tok, examples):
         results.append((float(loss), params))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
     assert results[0][0] == pytest.approx(np.log(len(tok)), rel=0.2)  # random init: ~uniform
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-                 results[0][1], results[1][1])
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+        results[0][1],
+        results[1][1],
+    )
 
 
 def test_chunks_continue_exactly_and_training_lowers_the_loss(tok, examples):
-    kwargs = dict(steps=12, batch_size=8, learning_rate=3e-3, max_len=128, seed=0,
-                  warmup_steps=2, log_every=1, group_by_length=3, pad_multiple=64)
+    kwargs = dict(
+        steps=12,
+        batch_size=8,
+        learning_rate=3e-3,
+        max_len=128,
+        seed=0,
+        warmup_steps=2,
+        log_every=1,
+        group_by_length=3,
+        pad_multiple=64,
+    )
     whole, _, losses = sft.train_sft(_model(tok), tok, examples, **kwargs)
     part, opt_state, first = sft.train_sft(_model(tok), tok, examples, end_step=5, **kwargs)
     part, _, rest = sft.train_sft(part, tok, examples, start_step=5, opt_state=opt_state, **kwargs)
     np.testing.assert_allclose(first + rest, losses, rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-                 nnx.state(whole, nnx.Param), nnx.state(part, nnx.Param))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+        nnx.state(whole, nnx.Param),
+        nnx.state(part, nnx.Param),
+    )
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
