@@ -20,9 +20,9 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from models import hf_io  # noqa: E402
+from rl.data import toy, toy_oracle  # noqa: E402
 from rl.reward_models import data as reward_data  # noqa: E402
 from rl.reward_models import training as reward_training  # noqa: E402
-from rl.data import toy, toy_oracle  # noqa: E402
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 

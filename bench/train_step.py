@@ -28,15 +28,15 @@ from flax import nnx  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from bench.common import matmul_peak_flops, time_fn  # noqa: E402
-from models import presets  # noqa: E402
 from configs import smoke  # noqa: E402
 from configs.sharding import RULES  # noqa: E402
+from models import presets  # noqa: E402
 from models.config import ModelConfig, matmul_params  # noqa: E402
 from models.decoder import CausalLM  # noqa: E402
 from models.heads import ValueModel  # noqa: E402
 from models.sharding import make_mesh, shard_model, use_mesh  # noqa: E402
 from rl.algo import update as upd  # noqa: E402
-from rl.config import OptimConfig, PPOConfig, RewardConfig  # noqa: E402
+from rl.config import OptimConfig, PPOConfig, RewardConfig, RLConfig  # noqa: E402
 
 
 def bench_update(
@@ -121,7 +121,7 @@ def bench_iteration(iterations: int) -> dict:
     # TFDS announces its build on stdout; keep stdout for the one JSON object.
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         cfg.data_dir = str(pathlib.Path(tmp) / "tfds")
-        trainer = Trainer(cfg, pathlib.Path(tmp) / "run")
+        trainer = Trainer(RLConfig.from_config_dict(cfg), pathlib.Path(tmp) / "run")
         from rl.data import PromptIterator
 
         it = PromptIterator(trainer.examples, cfg.data.prompts_per_batch, 0)

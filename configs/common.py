@@ -5,6 +5,8 @@ The values mirror ``rl.config``'s dataclasses, where each field is documented an
 
 import ml_collections
 
+from configs import sharding
+
 
 def model_section(**values) -> ml_collections.ConfigDict:
     """path | preset (+ seed), dtypes, remat; reward models add kind (scalar | token_prob |
@@ -32,7 +34,7 @@ def rl_base() -> ml_collections.ConfigDict:
     c.data_dir = ""  # where TFDS builds are cached; default ~/.cache/rlreward/tfds
     c.verifier_workers = 2
 
-    # Models: a Hugging Face directory (path) or a random-weight preset of configs/models.py.
+    # Models: a Hugging Face directory (path) or a random-weight preset of models/presets.py.
     c.policy = model_section()
     c.prm = model_section(kind="scalar")
     c.orm = model_section(kind="scalar")
@@ -104,7 +106,8 @@ def rl_base() -> ml_collections.ConfigDict:
             toy_test_size=512,
         )
     )
-    c.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))
+    # The one logical-axis rule table (configs/sharding.py), handed to the library here.
+    c.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1), rules=sharding.RULES))
     c.train = ml_collections.ConfigDict(
         dict(
             iterations=500,

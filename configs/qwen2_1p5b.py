@@ -5,7 +5,7 @@
     python -m rl.train --config=configs/qwen2_1p5b.py --config.data.dataset=gsm8k --workdir=...
     python -m launch.aot --config=configs/qwen2_1p5b.py --topology=v4-64    # memory check on CPU
 
-`arg` names the TPU slice (launch/topologies.py; default v4-32, 16 chips): it sets the mesh and the
+`arg` names the TPU slice (configs/topologies.py; default v4-32, 16 chips): it sets the mesh and the
 microbatch count. The supported slices are `SUPPORTED` below.
 
 Checkpoints are local Hugging Face directories (nothing is downloaded at run time). Fetch them once
@@ -108,7 +108,7 @@ def paper_config(
     c = common.rl_base()
     c.topology = topology  # read by launch.aot; RLConfig ignores top-level keys it does not own
     c.topologies = supported
-    # Shapes for launch.aot when a checkpoint directory is absent (configs/models.py presets).
+    # Shapes for launch.aot when a checkpoint directory is absent (models/presets.py presets).
     c.aot_presets = ml_collections.ConfigDict(dict(policy=policy_preset, prm="qwen2_5_math_7b"))
 
     c.policy = common.model_section(

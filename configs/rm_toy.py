@@ -18,7 +18,7 @@ from the policy, which is also pi_ref) trained on outcome labels with r = beta *
 
 import ml_collections
 
-from configs import common
+from configs import common, sharding
 
 
 def get_config(arg=None):
@@ -32,7 +32,7 @@ def get_config(arg=None):
     c.model = ml_collections.ConfigDict(
         dict(
             path="",  # an HF checkpoint whose backbone starts the ORM/PRM
-            preset="tiny",  # else a random preset (configs/models.py) sized to the tokenizer
+            preset="tiny",  # else a random preset (models/presets.py) sized to the tokenizer
             seed=0,
             head="scalar",  # scalar (sigmoid-squashed) | two_class
             init_from_policy=False,
@@ -87,5 +87,5 @@ def get_config(arg=None):
             log_every=50,
         )
     )
-    c.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))
+    c.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1), rules=sharding.RULES))
     return c

@@ -57,7 +57,9 @@ def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.seeds = (0,)  # PPO seeds; several show the spread between runs
-    c.variants = tuple(VARIANTS)
+    c.variants = tuple(VARIANTS)  # the variants run, in this order
+    # What each variant sets in the PPO config's `reward` section.
+    c.variant_rewards = ml_collections.ConfigDict({k: dict(v) for k, v in VARIANTS.items()})
 
     c.task = ml_collections.ConfigDict(
         dict(seed=0, train_size=20_000, test_size=512, redundant_step_prob=0.15)

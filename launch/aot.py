@@ -64,7 +64,7 @@ def define_flags() -> None:
         "config", None, "Config file (configs/NAME.py[:ARG]).", lock_config=True
     )
     _TOPOLOGY = flags.DEFINE_string(
-        "topology", None, "TPU slice (launch/topologies.py); default: the config's `topology`."
+        "topology", None, "TPU slice (configs/topologies.py); default: the config's `topology`."
     )
     _PROGRAMS = flags.DEFINE_list(
         "programs",
@@ -153,7 +153,7 @@ def devices_for(topology: topo.Topology, backend: str) -> list:
     if len(desc.devices) != topology.devices:
         raise RuntimeError(
             f"libtpu describes {topology.name} with {len(desc.devices)} devices, "
-            f"launch/topologies.py says {topology.devices}"
+            f"configs/topologies.py says {topology.devices}"
         )
     return list(desc.devices)
 
@@ -173,8 +173,7 @@ class Abstract:
 
 def model_config(name: str, spec, cfg):
     """A model section's ModelConfig without reading weights: preset, config.json or aot_presets."""
-    from models import presets
-    from models import hf_io
+    from models import hf_io, presets
     from models.config import ModelConfig
     from rl.config import ConfigError
 
@@ -433,8 +432,8 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, rules, programs) -> 
 
     from models.sharding import array_sharding, state_shardings, use_mesh
     from rl.algo import update as upd
-    from rl.rollout.sampler import Sampler, SamplerConfig
     from rl.algo.scoring import make_score_fn
+    from rl.rollout.sampler import Sampler, SamplerConfig
 
     d, ppo = rl.data, rl.ppo
     p, r = d.max_prompt_len, rl.rollout.max_new_tokens

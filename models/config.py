@@ -1,7 +1,7 @@
 """`ModelConfig`: the one validated description of a decoder-only (Qwen2 / Llama family) model.
 
 Everything in `models/` takes this frozen dataclass, never a ConfigDict: presets in
-`configs/models.py` and Hugging Face `config.json` files are both converted here once (`from_dict`,
+`models/presets.py` and Hugging Face `config.json` files are both converted here once (`from_dict`,
 `from_hf`), so a bad value fails at the edge with the field's name instead of deep inside a traced
 function. The dataclass is hashable, which lets modules keep it as static structure and lets
 `functools.lru_cache` key RoPE tables on it.

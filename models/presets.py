@@ -1,8 +1,8 @@
 """Model presets: published Qwen2 / Qwen2.5-Math shapes and tiny random sizes for CPU tests.
 
-    from models import presets as models
-    config = ModelConfig.from_dict(models.get_config("qwen2_5_math_1_5b").to_dict())
-    # or as a config file: --config=configs/models.py:tiny --config.num_layers=4
+    from models import presets
+    config = ModelConfig.from_dict(presets.get_config("qwen2_5_math_1_5b").to_dict())
+    # or as a config file: --config=models/presets.py:tiny --config.num_layers=4
 
 Values are those of the published `config.json` files (Qwen2-0.5B/1.5B: rope_theta 1e6, 131072
 positions, tied; Qwen2.5-Math-1.5B: rope_theta 1e4, 4096 positions, tied; Qwen2.5-Math-7B:

@@ -18,8 +18,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import ml_collections
-
+from models import presets
+from models.heads import REWARD_KINDS
 from rewards.shaping import KL_ESTIMATORS, PRM_TRANSFORMS
 
 
@@ -211,11 +211,27 @@ class DataConfig:
         return self
 
 
+MESH_AXES = ("data", "fsdp", "tensor")
+
+
+def _as_tuples(value: Any) -> Any:
+    """Lists (from JSON or the command line) as tuples, recursively: rule tables stay hashable."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(v) for v in value)
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    """Mesh axes ("data", "fsdp", "tensor"); one entry may be -1: all remaining devices."""
+    """Mesh axes ("data", "fsdp", "tensor"); one entry of ``shape`` may be -1: all remaining devices.
+
+    ``rules`` is the logical-axis rule table, ``(logical name, mesh axis | (axes...) | None)`` pairs,
+    first match wins (``models.sharding`` applies it). The configs hand it in
+    (``configs/sharding.py`` holds the one table; ``configs/common.py`` sets ``mesh.rules`` to it).
+    """
 
     shape: tuple[int, int, int] = (1, -1, 1)
+    rules: tuple[tuple[str, Any], ...] = ()
 
     def validate(self, prefix: str = "mesh") -> MeshConfig:
         s = self.shape
@@ -227,7 +243,78 @@ class MeshConfig:
             _fail(
                 f"{prefix}.shape", s, "must be 3 integers >= 1 (data, fsdp, tensor), at most one -1"
             )
+        rules = _as_tuples(self.rules)
+        if not rules:
+            _fail(f"{prefix}.rules", self.rules, "must be the logical-axis rule table (non-empty)")
+        for rule in rules:
+            ok = isinstance(rule, tuple) and len(rule) == 2 and isinstance(rule[0], str)
+            target = rule[1] if ok else None
+            axes = target if isinstance(target, tuple) else (() if target is None else (target,))
+            if not ok or any(a not in MESH_AXES for a in axes):
+                _fail(
+                    f"{prefix}.rules",
+                    rule,
+                    f"each rule must be (logical name, None | mesh axis | tuple of mesh axes), "
+                    f"mesh axes {MESH_AXES}",
+                )
+        object.__setattr__(self, "rules", rules)
         return self
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One model section of the config, validated."""
+
+    name: str
+    path: str = ""
+    preset: str = ""
+    seed: int = 0
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    remat: bool = False
+    kind: str = "scalar"  # reward models only
+    good_token: str = ""  # kind="token_prob" only
+    bad_token: str = ""
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.path or self.preset)
+
+    @classmethod
+    def from_section(cls, name: str, cd: Mapping[str, Any] | None) -> ModelSpec:
+        values = dict(cd.items()) if cd is not None else {}
+        values.pop("name", None)  # a spec read back from a run's config.json carries its name
+        known = {f.name for f in dataclasses.fields(cls)} - {"name"}
+        for key in values:
+            if key not in known:
+                raise ConfigError(
+                    f"config.{name}.{key}={values[key]!r}: unknown key; known keys: {sorted(known)}"
+                )
+        overrides = values.pop("overrides", None) or {}
+        spec = cls(name=name, overrides=tuple(sorted(dict(overrides).items())), **values)
+        if spec.path and spec.preset:
+            raise ConfigError(
+                f"config.{name}.preset={spec.preset!r}: give path or preset, not both "
+                f"(path={spec.path!r})"
+            )
+        if (
+            spec.preset
+            and not spec.preset.startswith("qwen2_like:")
+            and (spec.preset not in presets.PRESETS)
+        ):
+            raise ConfigError(
+                f"config.{name}.preset={spec.preset!r}: unknown; known: {sorted(presets.PRESETS)}"
+            )
+        for field in ("dtype", "param_dtype"):
+            if getattr(spec, field) not in ("float32", "bfloat16"):
+                raise ConfigError(
+                    f"config.{name}.{field}={getattr(spec, field)!r}: must be "
+                    "'float32' or 'bfloat16'"
+                )
+        if spec.kind not in REWARD_KINDS:
+            raise ConfigError(f"config.{name}.kind={spec.kind!r}: must be one of {REWARD_KINDS}")
+        return spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,9 +353,12 @@ def section(cls: type, cd: Mapping[str, Any] | None, prefix: str):
     return cls(**values).validate(prefix)
 
 
+MODEL_SECTIONS = ("policy", "prm", "orm", "implicit_prm")
+
+
 @dataclasses.dataclass(frozen=True)
 class RLConfig:
-    """The validated sections that every RL entry point shares."""
+    """Everything a PPO run reads, validated: the trainer takes this, never a ConfigDict."""
 
     seed: int
     reward: RewardConfig
@@ -278,11 +368,24 @@ class RLConfig:
     data: DataConfig
     mesh: MeshConfig
     train: TrainConfig
+    policy: ModelSpec
+    prm: ModelSpec
+    orm: ModelSpec
+    implicit_prm: ModelSpec
+    tokenizer: str = (
+        ""  # a tokenizer directory; default: the policy checkpoint's, or the toy task's
+    )
+    data_dir: str = ""  # the TFDS build cache; default: rl.data.paths
+    verifier_workers: int = 2
 
     @classmethod
-    def from_config_dict(cls, cfg: ml_collections.ConfigDict) -> RLConfig:
+    def from_config_dict(cls, cfg: Mapping[str, Any]) -> RLConfig:
         _int_at_least("seed", cfg.get("seed", 0), 0)
-        return cls(
+        _int_at_least("verifier_workers", cfg.get("verifier_workers", 2), 1)
+        for key in ("tokenizer", "data_dir"):
+            if not isinstance(cfg.get(key, ""), str):
+                _fail(key, cfg.get(key), "must be a path string ('' for the default)")
+        run = cls(
             seed=cfg.get("seed", 0),
             reward=section(RewardConfig, cfg.get("reward"), "reward"),
             ppo=section(PPOConfig, cfg.get("ppo"), "ppo"),
@@ -291,7 +394,26 @@ class RLConfig:
             data=section(DataConfig, cfg.get("data"), "data"),
             mesh=section(MeshConfig, cfg.get("mesh"), "mesh"),
             train=section(TrainConfig, cfg.get("train"), "train"),
+            **{name: ModelSpec.from_section(name, cfg.get(name)) for name in MODEL_SECTIONS},
+            tokenizer=cfg.get("tokenizer", "") or "",
+            data_dir=cfg.get("data_dir", "") or "",
+            verifier_workers=cfg.get("verifier_workers", 2),
         )
+        rc = run.reward
+        for name, used in (
+            ("prm", rc.uses_prm),
+            ("orm", rc.uses_orm),
+            ("implicit_prm", rc.uses_implicit_prm),
+        ):
+            if used and not getattr(run, name).configured:
+                _fail(
+                    f"{name}.path",
+                    "",
+                    f"reward uses {name} (weight > 0) but no {name}.path or {name}.preset is set",
+                )
+        if not run.policy.configured:
+            _fail("policy.path", "", "set policy.path or policy.preset")
+        return run
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

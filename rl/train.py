@@ -23,13 +23,13 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         # Orbax and TFDS log every checkpoint and build at INFO; the progress lines are ours.
         logging.set_verbosity(logging.WARNING)
-    from rl.config import ConfigError
+    from rl.config import ConfigError, RLConfig
     from rl.runtime.distributed import maybe_initialize
     from rl.trainers.ppo_trainer import Trainer
 
     maybe_initialize()
     try:
-        trainer = Trainer(_CONFIG.value, _WORKDIR.value)
+        trainer = Trainer(RLConfig.from_config_dict(_CONFIG.value), _WORKDIR.value)
     except ConfigError as e:
         raise SystemExit(f"error: {e}") from None
     try:

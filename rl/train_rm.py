@@ -212,8 +212,8 @@ def problems(cfg: RMDataConfig):
 
 
 def labelled_data(cfg: RMRunConfig, tokenizer, policy, system_prompt, mesh, rules):
-    from rl.reward_models import labels as labels_lib
     from rl.reward_models import data as rd
+    from rl.reward_models import labels as labels_lib
 
     d = cfg.data
     if d.source == "synthetic":
@@ -272,10 +272,10 @@ def run(cfg: RMRunConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
     from configs.sharding import RULES
     from models import hf_io
     from models.sharding import make_mesh
-    from rl.runtime import model_builder as models_setup
+    from rl.data.prompts import system_prompt_for
     from rl.reward_models import data as rd
     from rl.reward_models import training as rt
-    from rl.data.prompts import system_prompt_for
+    from rl.runtime import model_builder as models_setup
 
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ from flax import nnx
 
 from rewards import shaping
 from rl.algo import losses as ppo
-from rl.config import PPOConfig, RewardConfig
 from rl.algo.gae import gae
+from rl.config import PPOConfig, RewardConfig
 
 
 def make_score_fn(graphdefs: dict[str, Any], prompt_len: int):

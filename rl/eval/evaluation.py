@@ -56,7 +56,7 @@ from rewards.verify import Verifier, extract_answer
 from rl.data import prompts as prompts_lib
 from rl.data.example import Example
 from rl.rollout.sampler import FinishReason, Sampler, SamplerConfig
-from rl.trainers.ppo_trainer import stop_token_ids
+from rl.rollout.tokenizer import cut_at_stop, stop_token_ids
 
 PRM_AGGREGATIONS = ("min", "last", "product")
 REWARD_KINDS = ("orm", "prm")
@@ -209,13 +209,6 @@ def _progress(total: int, desc: str, enabled: bool):
         disable=not enabled,
         dynamic_ncols=True,
     )
-
-
-def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
-    """The text up to the end of the first stop string (the sampler stops on the token completing
-    it, whose text may run past it)."""
-    ends = [text.find(s) + len(s) for s in stop_strings if s in text]
-    return text[: min(ends)] if ends else text
 
 
 def generate(
@@ -823,17 +816,14 @@ def _restore_workdir_policy(
     from models import hf_io
     from models.decoder import CausalLM
     from models.sharding import state_shardings
+    from rl.config import ModelSpec
+    from rl.rollout.tokenizer import load_tokenizer
     from rl.runtime import model_builder as models_setup
-    from rl.trainers import ppo_trainer as trainer_lib
 
-    spec = models_setup.ModelSpec.from_section("policy", run_config.get("policy"))
+    spec = ModelSpec.from_section("policy", run_config.get("policy"))
     data = run_config.get("data", {})
-    tok = (
-        hf_io.load_tokenizer(tokenizer)
-        if tokenizer
-        else trainer_lib.load_tokenizer(
-            run_config.get("tokenizer", ""), spec, data.get("dataset", "")
-        )
+    tok = load_tokenizer(
+        tokenizer or "", run_config.get("tokenizer", ""), spec.path, dataset=data.get("dataset", "")
     )
     if spec.path:
         config = hf_io.load_config(

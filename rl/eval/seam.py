@@ -46,10 +46,10 @@ import numpy as np
 from flax import nnx
 
 from rewards.verify import Verifier
-from rl.eval import evaluation
 from rl.data.example import Example
+from rl.eval import evaluation
 from rl.rollout.sampler import Sampler, SamplerConfig
-from rl.trainers.ppo_trainer import stop_token_ids
+from rl.rollout.tokenizer import stop_token_ids
 
 METHODS = ("pairs", "spearman")
 REWARDS = ("verifier", "orm", "prm")

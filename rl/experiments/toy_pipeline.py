@@ -25,20 +25,21 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from models import presets as model_presets
 from models import hf_io
+from models import presets as model_presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from rl import data as data_lib
-from rl.eval import evaluation
-from rl.reward_models import labels
-from rl.reward_models import data as reward_data
-from rl.reward_models import training as reward_training
-from rl.trainers import sft
-from rl.runtime.checkpoint import Checkpointer
+from rl.config import RLConfig
 from rl.data import toy
 from rl.data.toy_tokenizer import build_toy_tokenizer
+from rl.eval import evaluation
+from rl.reward_models import data as reward_data
+from rl.reward_models import labels
+from rl.reward_models import training as reward_training
 from rl.rollout.sampler import SamplerConfig
+from rl.runtime.checkpoint import Checkpointer
+from rl.trainers import sft
 from rl.trainers.ppo_trainer import Trainer
 
 SEP = toy.STEP_SEPARATOR
@@ -253,8 +254,12 @@ class Pipeline:
     # --- 3. PPO --------------------------------------------------------------------------------
 
     def ppo_config(self, variant: str, seed: int, policy_dir: Path) -> ml_collections.ConfigDict:
-        from configs.toy import VARIANTS
-
+        if variant not in self.cfg.variant_rewards:
+            raise ValueError(
+                f"config.variants: {variant!r} has no entry in config.variant_rewards "
+                f"(known: {sorted(self.cfg.variant_rewards)})"
+            )
+        overrides = self.cfg.variant_rewards[variant].to_dict()
         c = copy.deepcopy(self.cfg.ppo)
         c.unlock()
         c.seed = seed
@@ -269,11 +274,11 @@ class Pipeline:
         c.policy.path = str(policy_dir)
         rm = self.wd / "reward_models"
         c.prm.path = str(rm / "prm")  # loaded in every variant: its return is logged
-        if VARIANTS[variant].get("orm_weight"):
+        if overrides.get("orm_weight"):
             c.orm.path = str(rm / "orm")
-        if VARIANTS[variant].get("implicit_prm_weight"):
+        if overrides.get("implicit_prm_weight"):
             c.implicit_prm.path = str(rm / "implicit_prm")
-        for key, value in VARIANTS[variant].items():
+        for key, value in overrides.items():
             c.reward[key] = value
         c.lock()
         return c
@@ -283,7 +288,9 @@ class Pipeline:
         if _done(out) is not None:
             return out
         log(f"3/5 PPO {variant} (seed {seed}): {self.cfg.ppo.train.iterations} iterations")
-        trainer = Trainer(self.ppo_config(variant, seed, policy_dir), out)
+        trainer = Trainer(
+            RLConfig.from_config_dict(self.ppo_config(variant, seed, policy_dir)), out
+        )
         try:
             trainer.run()
         finally:

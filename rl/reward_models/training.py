@@ -41,7 +41,6 @@ from typing import Any
 
 import flax
 import jax
-
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -54,9 +53,9 @@ from models.heads import RewardHead, RewardModel, last_token_mask
 from models.sharding import array_sharding, shard_model, state_shardings, use_mesh
 from rl import config as config_lib
 from rl.algo import losses as ppo
+from rl.algo.update import make_optimizer
 from rl.config import ConfigError, OptimConfig
 from rl.reward_models.data import RewardArrays
-from rl.algo.update import make_optimizer
 
 log = logging.getLogger(__name__)
 

@@ -1,83 +1,25 @@
 """Building the run's models from config sections, directly in their sharded layout.
 
 A model section names either a Hugging Face checkpoint directory (``path``) or a random-weight
-preset from ``configs/models.py`` (``preset``, with ``seed``); random presets take the vocabulary
+preset from ``models/presets.py`` (``preset``, with ``seed``); random presets take the vocabulary
 size and special-token ids from the run's tokenizer. Reward models add a head ``kind``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
-import ml_collections
 from flax import nnx
 
-from models import presets as model_presets
 from models import hf_io
+from models import presets as model_presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
-from models.heads import REWARD_KINDS, RewardHead, RewardModel, ValueModel
+from models.heads import RewardHead, RewardModel, ValueModel
 from models.sharding import create_sharded, shard_model
-from rl.config import ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """One model section of the config, validated."""
-
-    name: str
-    path: str = ""
-    preset: str = ""
-    seed: int = 0
-    dtype: str = "float32"
-    param_dtype: str = "float32"
-    remat: bool = False
-    kind: str = "scalar"  # reward models only
-    good_token: str = ""  # kind="token_prob" only
-    bad_token: str = ""
-    overrides: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.path or self.preset)
-
-    @classmethod
-    def from_section(cls, name: str, cd: ml_collections.ConfigDict | None) -> ModelSpec:
-        values = dict(cd.items()) if cd is not None else {}
-        known = {f.name for f in dataclasses.fields(cls)} - {"name"}
-        for key in values:
-            if key not in known:
-                raise ConfigError(
-                    f"config.{name}.{key}={values[key]!r}: unknown key; known keys: {sorted(known)}"
-                )
-        overrides = values.pop("overrides", None) or {}
-        spec = cls(name=name, overrides=tuple(sorted(dict(overrides).items())), **values)
-        if spec.path and spec.preset:
-            raise ConfigError(
-                f"config.{name}.preset={spec.preset!r}: give path or preset, not both "
-                f"(path={spec.path!r})"
-            )
-        if (
-            spec.preset
-            and not spec.preset.startswith("qwen2_like:")
-            and (spec.preset not in model_presets.PRESETS)
-        ):
-            raise ConfigError(
-                f"config.{name}.preset={spec.preset!r}: unknown; known: "
-                f"{sorted(model_presets.PRESETS)}"
-            )
-        for field in ("dtype", "param_dtype"):
-            if getattr(spec, field) not in ("float32", "bfloat16"):
-                raise ConfigError(
-                    f"config.{name}.{field}={getattr(spec, field)!r}: must be "
-                    "'float32' or 'bfloat16'"
-                )
-        if spec.kind not in REWARD_KINDS:
-            raise ConfigError(f"config.{name}.kind={spec.kind!r}: must be one of {REWARD_KINDS}")
-        return spec
+from rl.config import ConfigError, ModelSpec
 
 
 def model_config(spec: ModelSpec, tokenizer: Any) -> ModelConfig:

@@ -27,29 +27,28 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from etils import epath
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from configs.sharding import RULES
+from models.sharding import make_mesh, use_mesh
 from rewards import shaping
 from rewards import steps as steps_lib
 from rewards.verify import Verifier
 from rl import data as data_lib
+from rl.algo import update as upd
+from rl.algo.scoring import make_score_fn, make_shape_fn
+from rl.config import MODEL_SECTIONS, ConfigError, RLConfig
+from rl.data import prompts as prompts_lib
+from rl.eval.evaluation import EvalConfig, Evaluator
+from rl.rollout.sampler import Sampler, SamplerConfig
+from rl.rollout.tokenizer import load_tokenizer, stop_token_ids
 from rl.runtime import distributed
 from rl.runtime import model_builder as models_setup
-from rl.algo import update as upd
 from rl.runtime.checkpoint import Checkpointer
-from rl.config import ConfigError, RLConfig
-from rl.data import prompts as prompts_lib
 from rl.runtime.distributed import is_main_process, to_global, to_host
 from rl.runtime.metrics import MetricsWriter
-from rl.runtime.model_builder import ModelSpec
-from rl.rollout.sampler import Sampler, SamplerConfig
-from rl.algo.scoring import make_score_fn, make_shape_fn
-from models.sharding import make_mesh, use_mesh
 
 
 class TooManyBadUpdates(RuntimeError):
@@ -72,65 +71,26 @@ def rollout_text_stats(texts: list[str], sep: str) -> dict[str, float]:
     }
 
 
-def load_tokenizer(path: str, policy: ModelSpec, dataset: str):
-    """The run's tokenizer: ``config.tokenizer``, else the policy checkpoint's, else the toy
-    task's."""
-    from models.hf_io import load_tokenizer as load_hf
-
-    if path:
-        return load_hf(path)
-    if policy.path:
-        return load_hf(policy.path)
-    if dataset == "toy":
-        from rl.data.toy_tokenizer import toy_tokenizer
-
-        return toy_tokenizer()
-    raise ConfigError(
-        f"config.tokenizer={path!r}: a random-weight policy on {dataset!r} needs a "
-        "tokenizer directory"
-    )
-
-
-def stop_token_ids(tokenizer) -> tuple[int, ...]:
-    """EOS plus the chat end markers a chat-tuned model ends its turn with."""
-    ids = {tokenizer.eos_token_id}
-    vocab = tokenizer.get_vocab()
-    ids.update(vocab[t] for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>") if t in vocab)
-    return tuple(sorted(i for i in ids if i is not None))
-
-
 class Trainer:
     """Holds the run's compiled functions and state; ``run()`` trains to ``train.iterations``."""
 
     def __init__(
         self,
-        cfg: ml_collections.ConfigDict,
+        cfg: RLConfig,
         workdir: str | os.PathLike,
         *,
         success_fn: Callable[..., np.ndarray] | None = None,
     ):
-        """``success_fn(texts, answers, tokens, response_mask) -> [rows] float`` replaces the
+        """``cfg`` is the validated run config (``RLConfig.from_config_dict`` at the entry point).
+        ``success_fn(texts, answers, tokens, response_mask) -> [rows] float`` replaces the
         verifier as the outcome reward (custom rewards, tests); default: the answer verifier."""
+        if not isinstance(cfg, RLConfig):
+            raise TypeError(
+                f"Trainer takes an RLConfig (RLConfig.from_config_dict(config)), got {type(cfg)}"
+            )
         self.success_fn = success_fn
-        # Everything is validated before anything is built or compiled.
-        self.cfg = RLConfig.from_config_dict(cfg)
-        self.specs = {
-            name: ModelSpec.from_section(name, cfg.get(name))
-            for name in ("policy", "prm", "orm", "implicit_prm")
-        }
-        rc = self.cfg.reward
-        for name, used in (
-            ("prm", rc.uses_prm),
-            ("orm", rc.uses_orm),
-            ("implicit_prm", rc.uses_implicit_prm),
-        ):
-            if used and not self.specs[name].configured:
-                raise ConfigError(
-                    f"config.{name}.path='': reward uses {name} (weight > 0) but no "
-                    f"{name}.path or {name}.preset is set"
-                )
-        if not self.specs["policy"].configured:
-            raise ConfigError("config.policy.path='': set policy.path or policy.preset")
+        self.cfg = cfg
+        self.specs = {name: getattr(cfg, name) for name in MODEL_SECTIONS}
         d = self.cfg.data
         self.batch_rows = d.prompts_per_batch * d.samples_per_prompt
         per_update = self.batch_rows // self.cfg.ppo.minibatches
@@ -145,7 +105,7 @@ class Trainer:
         self.workdir = distributed.run_path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         if is_main_process():
-            (self.workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+            (self.workdir / "config.json").write_text(cfg.to_json() + "\n")
         self.mesh = make_mesh(self.cfg.mesh.shape)
         shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         per_micro = per_update // self.cfg.ppo.microbatches
@@ -156,16 +116,16 @@ class Trainer:
                 f"microbatch (prompts_per_batch x samples_per_prompt / ppo.minibatches / "
                 f"ppo.microbatches); use more rows or a mesh with fewer data/fsdp devices"
             )
-        self.rules = tuple(cfg.get("sharding_rules", RULES))
-        self.tokenizer = load_tokenizer(cfg.get("tokenizer", ""), self.specs["policy"], d.dataset)
-        self.examples = self._load_examples(cfg, d.split)
+        self.rules = cfg.mesh.rules
+        self.tokenizer = load_tokenizer(cfg.tokenizer, cfg.policy.path, dataset=d.dataset)
+        self.examples = self._load_examples(d.split)
         self._build_models()
         self._build_functions()
         self.checkpointer = Checkpointer(
             self.workdir / "checkpoints", self.cfg.train.keep_checkpoints
         )
-        self.verifier = Verifier(num_workers=cfg.get("verifier_workers", 2))
-        self.evaluator, self.eval_examples = self._build_evaluator(cfg)
+        self.verifier = Verifier(num_workers=cfg.verifier_workers)
+        self.evaluator, self.eval_examples = self._build_evaluator()
         self._stop_requested = False
 
     # --- setup ---------------------------------------------------------------------------------
@@ -232,14 +192,14 @@ class Trainer:
             out_shardings=self.batch_sharding,
         )
 
-    def _load_examples(self, cfg: ml_collections.ConfigDict, split: str):
+    def _load_examples(self, split: str):
         """The dataset's ``split``, without prompts longer than max_prompt_len (about 0.9% of MATH
         train at 512): they are dropped with a warning naming them instead of failing the batch
         encoder mid-run."""
         d = self.cfg.data
         with distributed.main_process_first(f"rl.trainers.ppo_trainer: dataset {split} built"):
             examples = data_lib.load(
-                d.dataset, split, data_dir=cfg.get("data_dir") or None, **d.builder_kwargs()
+                d.dataset, split, data_dir=self.cfg.data_dir or None, **d.builder_kwargs()
             )
         return prompts_lib.drop_overlong(
             examples,
@@ -248,17 +208,13 @@ class Trainer:
             system_prompt=prompts_lib.system_prompt_for(d.dataset),
         )
 
-    def _build_evaluator(self, cfg: ml_collections.ConfigDict):
+    def _build_evaluator(self):
         """The periodic greedy evaluation (train.eval_every > 0): its Evaluator and problems."""
         c, d, t = self.cfg, self.cfg.data, self.cfg.train
         if not t.eval_every:
             return None, []
-        from rl.eval.evaluation import (
-            EvalConfig,
-            Evaluator,
-        )  # rl.eval.evaluation imports this module
 
-        examples = list(self._load_examples(cfg, t.eval_split))
+        examples = list(self._load_examples(t.eval_split))
         examples = examples[: t.eval_limit] if t.eval_limit else examples
         if not examples:
             raise ConfigError(

@@ -9,11 +9,8 @@ import sys
 
 import pytest
 
+from configs import qwen2_1p5b, qwen2p5_math_1p5b, qwen2p5_math_7b, topologies
 from models import presets as model_presets
-from configs import qwen2_1p5b
-from configs import qwen2p5_math_1p5b
-from configs import qwen2p5_math_7b
-from configs import topologies
 from rl.config import RLConfig
 from rl.runtime.model_builder import ModelSpec
 

@@ -1,6 +1,6 @@
 """launch.aot on a small model: compiled per-device bytes agree with the analytic count; a slice
 too small exits naming config, slice, needed and available bytes; the analytic count is the
-sharding rules' arithmetic; the slice table's facts (launch/topologies.py).
+sharding rules' arithmetic; the slice table's facts (configs/topologies.py).
 
 The AOT run is a subprocess: it must set its own fake device count before importing JAX.
 """
@@ -15,10 +15,10 @@ import jax
 import pytest
 from flax import nnx
 
-from models import presets as model_presets
+from configs import topologies
 from configs.sharding import RULES
 from launch import aot
-from configs import topologies
+from models import presets as model_presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.sharding import make_mesh, state_shardings

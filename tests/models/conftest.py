@@ -1,11 +1,10 @@
 """Fixtures of tests/models: tiny random transformers checkpoints saved once per session."""
 
 import pytest
+from flax import nnx
 
 from models import presets as model_presets
 from models.config import ModelConfig
-from flax import nnx
-
 from models.decoder import CausalLM
 from tests.models.hf_reference import build, jit_forward, make_hf_model
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from models import presets as model_presets
 from models import hf_io
+from models import presets as model_presets
 from models.config import ModelConfig
 from models.decoder import Decoder
 from models.heads import RewardHead, RewardModel, ValueModel, last_token_mask, score_at_positions

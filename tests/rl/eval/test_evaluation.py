@@ -301,9 +301,9 @@ def test_evaluator_on_toy_with_prm(toy_tok, policy, prm, toy_examples):
 def test_load_policy_from_workdir_restores_the_trained_policy(tmp_path, toy_tok):
     """A workdir as the trainer leaves it (TrainState checkpoint) plus the run's config.json."""
     from configs import smoke
+    from rl.algo.update import TrainState
     from rl.runtime import model_builder as models_setup
     from rl.runtime.checkpoint import Checkpointer
-    from rl.algo.update import TrainState
 
     cfg = smoke.get_config()
     cfg.policy.overrides = {"num_layers": 1}

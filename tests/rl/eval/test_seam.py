@@ -16,8 +16,8 @@ from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardModel
 from models.sharding import create_sharded, make_mesh, shard_model
-from rl.eval import seam
 from rl.data.example import Example
+from rl.eval import seam
 
 NAN = float("nan")
 
@@ -163,10 +163,11 @@ def test_filter_validates_its_arguments():
 
 @pytest.fixture(scope="module")
 def toy():
+    import tempfile
+
     from models import presets
     from rl import data
     from rl.data.toy_tokenizer import toy_tokenizer
-    import tempfile
 
     tok = toy_tokenizer()
     values = presets.tiny(vocab_size=len(tok)).to_dict()

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from rl.reward_models import data as rd
 from rl.data import toy
 from rl.data.rows import DataError
 from rl.data.toy_tokenizer import toy_tokenizer
+from rl.reward_models import data as rd
 
 FILES = "rl/data/files/process_labels/"
 

@@ -11,10 +11,10 @@ from flax import nnx
 from models import presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
-from rl.reward_models import labels as labels_lib
 from rl.data import toy, toy_oracle
 from rl.data.example import Example
 from rl.data.toy_tokenizer import toy_tokenizer
+from rl.reward_models import labels as labels_lib
 from rl.rollout.sampler import SamplerConfig
 
 SLIP = 0.2

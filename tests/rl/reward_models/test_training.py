@@ -16,20 +16,19 @@ import optax
 import pytest
 from flax import nnx
 
-from models import presets
 from configs import rm_smoke
 from configs.sharding import RULES
-from models import hf_io
+from models import hf_io, presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardHead
 from models.sharding import make_mesh
 from rewards import shaping
-from rl.reward_models import data as rd
-from rl.reward_models import training as rt
 from rl import train_rm
 from rl.data import toy
 from rl.data.toy_tokenizer import toy_tokenizer
+from rl.reward_models import data as rd
+from rl.reward_models import training as rt
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 # Single-digit toy chains without re-statements: short sequences, so a tiny PRM learns the

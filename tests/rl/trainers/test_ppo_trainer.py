@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from rl.config import ConfigError, RLConfig
 from rl.runtime.checkpoint import Checkpointer
-from rl.config import ConfigError
 from rl.trainers.ppo_trainer import Trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -152,7 +152,7 @@ def test_batch_the_mesh_cannot_split_is_a_config_error(tmp_path):
     cfg = smoke.get_config()  # 4 prompts x 2 samples / 2 minibatches = 4 rows per update
     cfg.mesh.shape = (1, 8, 1)
     with pytest.raises(ConfigError, match=r"config.mesh.shape=\(1, 8, 1\).* 8 devices.* 4 rows"):
-        Trainer(cfg, tmp_path / "run")
+        Trainer(RLConfig.from_config_dict(cfg), tmp_path / "run")
 
 
 def test_ppo_learns_an_easy_reward(tmp_path):
@@ -175,7 +175,7 @@ def test_ppo_learns_an_easy_reward(tmp_path):
         target = trainer.tokenizer.convert_tokens_to_ids("7")
         return ((tokens == target) & response).sum(1) / np.maximum(response.sum(1), 1)
 
-    trainer = Trainer(cfg, tmp_path / "run", success_fn=reward)
+    trainer = Trainer(RLConfig.from_config_dict(cfg), tmp_path / "run", success_fn=reward)
     try:
         trainer.run()
     finally:
@@ -255,4 +255,4 @@ def test_eval_settings_are_validated(tmp_path, key, value, message):
     cfg = smoke.get_config()
     cfg.train[key] = value
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        Trainer(cfg, tmp_path / "run")
+        Trainer(RLConfig.from_config_dict(cfg), tmp_path / "run")

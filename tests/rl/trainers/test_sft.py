@@ -8,10 +8,10 @@ from flax import nnx
 from models import presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
-from rl.trainers import sft
 from rl.data import Example, toy
 from rl.data import prompts as prompts_lib
 from rl.data.toy_tokenizer import toy_tokenizer
+from rl.trainers import sft
 
 
 @pytest.fixture(scope="module")
