@@ -19,7 +19,7 @@ on a machine with internet access and copy them to every host, e.g. through a bu
 Elsewhere: `--config.policy.path=DIR --config.prm.path=DIR`. `launch.aot` needs no weights: it
 reads a checkpoint's config.json when the directory exists, else the shapes of `aot_presets`.
 
-Gao et al. 2024 do not publish their PPO settings (PAPERS.md). The choices, and why:
+Gao et al. 2024 do not publish their PPO settings. The choices, and why:
 
 * Data: MATH train (7,500 problems, shipped in rl/data/files); GSM8K with `data.dataset=gsm8k`.
   Steps are split at "\\n\\n", the instruct models' paragraph break. Prompts use the chat template

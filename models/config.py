@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -171,14 +172,14 @@ class ModelConfig:
         """Query heads per key/value head."""
         return self.num_heads // self.num_kv_heads
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     # --- Conversions
     # ---------------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "ModelConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
         """From a plain mapping of field names (e.g. `models.presets.get_config(...).to_dict()`)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - fields)
@@ -189,7 +190,7 @@ class ModelConfig:
         return cls(**dict(values))
 
     @classmethod
-    def from_hf(cls, hf: Mapping[str, Any], **overrides) -> "ModelConfig":
+    def from_hf(cls, hf: Mapping[str, Any], **overrides) -> ModelConfig:
         """From a Hugging Face `config.json` dict of a Qwen2 or Llama model.
 
         Reads both the transformers-5 layout (`rope_parameters`) and the older one (`rope_theta` +

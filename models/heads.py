@@ -150,7 +150,7 @@ class ValueModel(nnx.Module):
         return self.v_head(hidden)[..., 0]
 
     @classmethod
-    def from_policy(cls, policy: CausalLM, *, rngs: nnx.Rngs | None = None) -> "ValueModel":
+    def from_policy(cls, policy: CausalLM, *, rngs: nnx.Rngs | None = None) -> ValueModel:
         """A critic whose backbone starts as a copy of `policy`'s (same values, own buffers, same
         shardings), with a fresh value head. Own buffers matter: policy and critic are donated
         together in the train step, and a buffer may be donated only once.

@@ -24,15 +24,18 @@ import json
 import logging
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 from safetensors import safe_open
 from safetensors.numpy import save_file
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from models.config import ModelConfig
 from models.decoder import CausalLM
@@ -357,8 +360,6 @@ def _load_array(
 def _to_host(x: jax.Array) -> np.ndarray:
     if x.is_fully_addressable:
         return np.asarray(jax.device_get(x))
-    from jax.experimental import multihost_utils
-
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
@@ -481,9 +482,6 @@ def load_tokenizer(path: str | Path):
     `Qwen2Tokenizer` from its files, whose own pre-tokenizer drops spaces and newlines, so it is
     loaded as saved.
     """
-    # Imported lazily: heavy, and only host-side code needs it.
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
     config = Path(path) / "tokenizer_config.json"
     saved_as = json.loads(config.read_text()).get("tokenizer_class") if config.exists() else None
     if saved_as in _GENERIC_TOKENIZERS:

@@ -42,7 +42,7 @@ class KVCache:
     def max_length(self) -> int:
         return self.k.shape[2]
 
-    def replace(self, **changes) -> "KVCache":
+    def replace(self, **changes) -> KVCache:
         return dataclasses.replace(self, **changes)
 
 

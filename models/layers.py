@@ -10,7 +10,7 @@ model sharded; eager flax sharding would need an active mesh even for single-dev
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -4,7 +4,8 @@ Every function takes one sequence's ``[T]`` arrays and returns ``[T]`` arrays; b
 ``jax.vmap``. They are jit-able, never sync with the host and never branch in Python on array values
 (string arguments such as ``estimator`` are static configuration, resolved at trace time).
 
-Shape letters: ``T`` response tokens. Conventions (DESIGN.md, "Reward refinements"):
+Shape letters: ``T`` response tokens. Conventions (the README's "Reward transforms (exact
+semantics)" table):
 
 * ``step_end_T`` (bool) is True on the last token of each step and False elsewhere, padding
   included.
@@ -172,7 +173,7 @@ def combine(
     prm_weight: float | Array = 0.0,
     kl_coef: float | Array = 0.0,
 ) -> Array:
-    """The per-token reward of DESIGN.md.
+    """The per-token reward the policy is trained on (the README's "Reward transforms").
 
     r_t = SR * [t = last] + w_orm * ORM * [t = last] + w_prm * prm_t - kl_coef * KL_t, over response
     tokens (0 on padding). ``prm_T`` is an already shaped step reward (``shape_prm``, ``gated``,

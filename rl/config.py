@@ -55,7 +55,7 @@ def _one_of(key: str, value: Any, choices: Iterable[Any]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class RewardConfig:
-    """Which reward the policy is trained on (DESIGN.md, "One PPO iteration", step 5).
+    """Which reward the policy is trained on (``rewards.shaping.combine``).
 
     r_t = success_weight*SR*[t=last] + orm_weight*ORM*[t=last] + prm_weight*shape(PRM)_t
           + implicit_prm_weight*implicit_t - kl_coef*KL_t
@@ -223,10 +223,11 @@ def _as_tuples(value: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    """Mesh axes ("data", "fsdp", "tensor"); one entry of ``shape`` may be -1: all remaining devices.
+    """Mesh axes ("data", "fsdp", "tensor"); one entry of ``shape`` may be -1: all remaining
+    devices.
 
-    ``rules`` is the logical-axis rule table, ``(logical name, mesh axis | (axes...) | None)`` pairs,
-    first match wins (``models.sharding`` applies it). The configs hand it in
+    ``rules`` is the logical-axis rule table, ``(logical name, mesh axis | (axes...) | None)``
+    pairs, first match wins (``models.sharding`` applies it). The configs hand it in
     (``configs/sharding.py`` holds the one table; ``configs/common.py`` sets ``mesh.rules`` to it).
     """
 

@@ -10,6 +10,8 @@ every finished stage and resumes an interrupted one.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from rl.experiments import toy_pipeline as pipeline
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/toy.py", "Config file.", lock_config=True
 )
@@ -21,8 +23,6 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         # Orbax and TFDS log every checkpoint and build at INFO; the progress lines are ours.
         logging.set_verbosity(logging.WARNING)
-    from rl.experiments import toy_pipeline as pipeline
-
     pipeline.run(_CONFIG.value, _WORKDIR.value)
 
 

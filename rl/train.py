@@ -10,6 +10,10 @@ Re-running the same command resumes from the workdir's last checkpoint.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from rl.config import ConfigError, RLConfig
+from rl.runtime.distributed import maybe_initialize
+from rl.trainers.ppo_trainer import Trainer
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/NAME.py[:ARG]).", lock_config=True
 )
@@ -23,10 +27,6 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         # Orbax and TFDS log every checkpoint and build at INFO; the progress lines are ours.
         logging.set_verbosity(logging.WARNING)
-    from rl.config import ConfigError, RLConfig
-    from rl.runtime.distributed import maybe_initialize
-    from rl.trainers.ppo_trainer import Trainer
-
     maybe_initialize()
     try:
         trainer = Trainer(RLConfig.from_config_dict(_CONFIG.value), _WORKDIR.value)

@@ -6,8 +6,9 @@ Two jitted functions per run, each compiled once for the run's fixed shapes:
   sampled tokens (PPO's old log-probs; recomputed with the training forward, so the ratio starts at
   exactly 1), the critic's values, the reference's log-probs (KL), and the PRM / ORM / implicit-PRM
   scores.
-* ``shape``: the reward of DESIGN.md per token, from those scores and the host-side verifier result,
-  via the pure transforms of ``rewards.shaping`` under ``jax.vmap``; then GAE and whitening.
+* ``shape``: the per-token reward (``rewards.shaping.combine``), from those scores and the host-side
+  verifier result, via the pure transforms of ``rewards.shaping`` under ``jax.vmap``; then GAE and
+  whitening.
 
 Layout as in ``rl.algo.update``: sequences ``[B, S]`` = prompt (P, left-padded) + response (R);
 response arrays ``[B, R]``.

@@ -24,7 +24,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
+from models.sharding import state_shardings as param_shardings_of
 from rl.algo import losses as ppo
 from rl.config import OptimConfig, PPOConfig, RewardConfig
 
@@ -238,10 +240,6 @@ def init_train_state(
 
     Returns the graphdefs, the state, and the state's shardings (for ``jit_update``).
     """
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from models.sharding import state_shardings as param_shardings_of
-
     policy_def, policy_params = nnx.split(policy)
     critic_def, critic_params = nnx.split(critic)
     replicated = NamedSharding(mesh, PartitionSpec())

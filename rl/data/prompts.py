@@ -24,6 +24,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import jinja2
 import numpy as np
 
 from rl.data.example import Example
@@ -49,8 +50,6 @@ def format_prompt(
     """The prompt text for one question, in the tokenizer's chat format or the plain format."""
     if not getattr(tokenizer, "chat_template", None):
         return (f"{system_prompt}\n\n" if system_prompt else "") + question + "\n"
-    import jinja2  # Needed by apply_chat_template itself; only when there is a template.
-
     user = {"role": "user", "content": question}
     if system_prompt:
         try:

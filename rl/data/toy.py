@@ -20,7 +20,7 @@ is a sequence of checkable steps ending in a ``\\boxed{}`` answer the verifier c
   ``redundant_step_prob`` (default 0.15), immediately re-stated as an identical line, as real chains
   of thought re-state and check. This matters: a policy fine-tuned on perfectly regular solutions
   almost never writes an extra line, so it cannot discover that repeating correct steps raises a raw
-  PRM's return; with re-statements in its data it does (see /work/shared/TOY-NOTES.md).
+  PRM's return; with re-statements in its data it does.
 - Train and test are disjoint by construction: a problem belongs to the test side iff a hash of its
   question text falls in one of ``TEST_BUCKETS`` buckets, whatever the seed, so no seed's training
   data contains any seed's test problem. Each split is drawn from its own stream seeded by (seed,

@@ -34,6 +34,7 @@ from rl.config import RLConfig
 from rl.data import toy
 from rl.data.toy_tokenizer import build_toy_tokenizer
 from rl.eval import evaluation
+from rl.experiments import toy_report as report
 from rl.reward_models import data as reward_data
 from rl.reward_models import labels
 from rl.reward_models import training as reward_training
@@ -347,8 +348,6 @@ class Pipeline:
                 run_dir = self.stage_ppo(variant, seed, policy_dir)
                 per_seed.append(self.evaluate(f"{variant}_seed{seed}", run_dir / "policy"))
             results["variants"][variant] = summarize_seeds(per_seed, self.cfg.seeds)
-        from rl.experiments import toy_report as report
-
         report.write(self.wd, results, self.cfg)
         log(f"5/5 done in {time.perf_counter() - t0:.0f} s: {self.wd / 'results.md'}")
         return results

@@ -13,6 +13,7 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+from matplotlib.figure import Figure
 
 CURVES = (
     ("rollout/batch_accuracy", "accuracy (sampled rollouts)", "accuracy.png"),
@@ -147,14 +148,11 @@ def curves(workdir: Path, variants, seeds) -> dict[str, dict[str, list[float]]]:
 
 
 def plot(workdir: Path, data: dict[str, dict[str, list[float]]]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     paths = []
     for key, label, filename in CURVES:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        # The object API needs no pyplot state and no display backend (runs headless).
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
         for variant, values in data[key].items():
             ax.plot(np.arange(1, len(values) + 1), values, label=variant)
         ax.set_xlabel("PPO iteration")
@@ -165,7 +163,6 @@ def plot(workdir: Path, data: dict[str, dict[str, list[float]]]) -> list[Path]:
         fig.tight_layout()
         path = workdir / filename
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         paths.append(path)
     return paths
 

@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 import numpy as np
+from tensorboardX import SummaryWriter
 
 from rl.runtime.distributed import is_main_process, is_remote, run_path
 
@@ -63,8 +64,6 @@ class MetricsWriter:
             self.path.write_text("".join(kept))
         if is_remote(self.path):
             self._lines = kept
-        from tensorboardX import SummaryWriter
-
         self._tb = SummaryWriter(os.fspath(workdir / "tensorboard"))
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:

@@ -22,8 +22,9 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,7 @@ from etils import epath
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from models.hf_io import save_causal_lm
 from models.sharding import make_mesh, use_mesh
 from rewards import shaping
 from rewards import steps as steps_lib
@@ -433,8 +435,6 @@ class Trainer:
         process 0 writes. ``save_causal_lm`` writes local files only, so a ``gs://`` target is
         written to a local staging directory and copied up by process 0.
         """
-        from models.hf_io import save_causal_lm
-
         model = nnx.merge(self.models.policy, self.state.policy)
         path = distributed.run_path(path)
         if not distributed.is_remote(path):

@@ -11,8 +11,7 @@ import pytest
 
 from configs import qwen2_1p5b, qwen2p5_math_1p5b, qwen2p5_math_7b, topologies
 from models import presets as model_presets
-from rl.config import RLConfig
-from rl.runtime.model_builder import ModelSpec
+from rl.config import ModelSpec, RLConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PAPER = {  # module: (policy directory, shape preset, default slice)

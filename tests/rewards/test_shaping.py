@@ -1,4 +1,4 @@
-"""Reward transforms: hand-computed expectations and property tests (DESIGN.md semantics)."""
+"""Reward transforms: hand-computed expectations and property tests of the exact semantics."""
 
 import functools
 

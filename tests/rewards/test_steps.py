@@ -16,12 +16,12 @@ QWEN_DIR = pathlib.Path(__file__).resolve().parents[2] / "models" / "assets" / "
 CHARS = "abc xyz\n\\{}0123456789+-=.:é"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def qwen():
     return AutoTokenizer.from_pretrained(QWEN_DIR)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def char_tokenizer():
     """One token per character; ids 0 and 1 are <pad> and <eos>."""
     vocab = {c: i for i, c in enumerate(["<pad>", "<eos>", *CHARS])}

@@ -1,0 +1,51 @@
+"""The layout rules no tool checks: module size, a test module mirroring every library module, and
+no reference to files outside the repository. (Formatting, lint and import directions are checked
+by ruff and import-linter in .ci/run; see pyproject.toml.)"""
+
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LIBRARY = ("rl", "models", "rewards", "launch")
+MAX_LINES = 500
+
+
+def _tracked(*patterns: str) -> list[pathlib.Path]:
+    out = subprocess.run(
+        ["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    return [ROOT / line for line in out.split()]
+
+
+def _modules() -> list[pathlib.Path]:
+    found = [p for p in ROOT.glob("*/**/*.py") if p.relative_to(ROOT).parts[0] in LIBRARY]
+    return sorted(p for p in found if ".venv" not in p.parts and p.name != "__init__.py")
+
+
+def test_the_library_is_found():
+    names = {str(p.relative_to(ROOT)) for p in _modules()}
+    assert {"rl/algo/gae.py", "rewards/shaping.py", "models/decoder.py", "rl/train.py"} <= names
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_is_short_and_has_a_mirrored_test_module(path):
+    rel = path.relative_to(ROOT)
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{rel}: {lines} lines; split it by role (limit {MAX_LINES})"
+    test = ROOT / "tests" / rel.parent / f"test_{rel.name}"
+    assert test.exists(), f"{rel}: no test module {test.relative_to(ROOT)}"
+    assert "def test_" in test.read_text(), f"{test.relative_to(ROOT)} holds no test"
+
+
+def test_nothing_refers_to_files_outside_the_repository():
+    outside = ("DESIGN.md", "PAPERS.md", "STYLE.md", "PERF-NOTES", "TOY-NOTES", "/work/shared")
+    hits = []
+    for path in _tracked("*.py", "*.md", "*.sh", "*.toml", "*.txt"):
+        if path.name == "test_layout.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if any(name in line for name in outside):
+                hits.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not hits, "\n".join(hits)
