@@ -126,12 +126,10 @@ def _box_content(text: str, command_end: int) -> str | None:
 
 def _after_answer_is(text: str) -> str | None:
     """The sentence after the last "answer is", without its final period or dollar signs."""
-    last = None
-    for last in _ANSWER_IS.finditer(text):
-        pass
-    if last is None:
+    matches = list(_ANSWER_IS.finditer(text))
+    if not matches:
         return None
-    rest = text[last.end() :]
+    rest = text[matches[-1].end() :]
     end = _SENTENCE_END.search(rest)
     sentence = rest[: end.start()] if end else rest
     return sentence.strip().strip("$").strip().rstrip(".").strip() or None

@@ -106,7 +106,7 @@ def python_argv(words):
 
 
 def jax_pin(requirements):
-    (line,) = [l for l in requirements.read_text().splitlines() if l.startswith("jax==")]
+    (line,) = [x for x in requirements.read_text().splitlines() if x.startswith("jax==")]
     return line.split("==")[1].strip()
 
 

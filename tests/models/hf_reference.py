@@ -7,11 +7,12 @@ to 0/1, which would hide layout bugs), at a scale that makes logits O(1).
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
+import transformers
 from flax import nnx
 
 
 def randomize_(hf_model, seed: int, std: float = 0.1) -> None:
-    import torch
 
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -24,8 +25,6 @@ def randomize_(hf_model, seed: int, std: float = 0.1) -> None:
 
 def make_hf_model(kind: str, seed: int = 0, **overrides):
     """A tiny random transformers model ('qwen2' or 'llama') in eval mode, eager attention."""
-    import torch
-    import transformers
 
     torch.manual_seed(seed)
     if kind == "qwen2":
@@ -81,7 +80,6 @@ def make_hf_model(kind: str, seed: int = 0, **overrides):
 def hf_logits(hf_model, ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """transformers' logits with left-padding-aware position ids (as its generate() computes
     them)."""
-    import torch
 
     ids_t = torch.tensor(np.asarray(ids), dtype=torch.long)
     kwargs = {}

@@ -37,7 +37,10 @@ def test_remat_same_values_and_gradients(tiny_model, tiny_config):
 
     def loss_and_grad(config):
         graphdef = nnx.graphdef(nnx.eval_shape(lambda: CausalLM(config, rngs=nnx.Rngs(0))))
-        loss = lambda s: jnp.mean(jax.nn.log_softmax(nnx.merge(graphdef, s)(ids))[..., 0])
+
+        def loss(s):
+            return jnp.mean(jax.nn.log_softmax(nnx.merge(graphdef, s)(ids))[..., 0])
+
         fn = jax.value_and_grad(loss)
         assert ("remat" in str(jax.make_jaxpr(fn)(state))) == config.remat
         return jit(fn)(state)

@@ -5,6 +5,8 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
+import transformers
 from flax import nnx
 from safetensors import safe_open
 
@@ -67,7 +69,6 @@ def test_sharded_checkpoint_with_index(tmp_path):
 
 @pytest.mark.parametrize("family", ["qwen2", "llama"])
 def test_saved_checkpoint_reloads_in_transformers(request, family, tmp_path):
-    import transformers
 
     hf_model, hf_dir = (
         request.getfixturevalue(f"{family}_hf"),
@@ -110,8 +111,6 @@ def test_bf16_compute_close_to_fp32(qwen2_dir):
 
 @pytest.mark.parametrize("num_labels,kind", [(1, "scalar"), (2, "two_class")])
 def test_token_classification_heads_match_transformers(tmp_path, num_labels, kind):
-    import torch
-    import transformers
 
     config = transformers.Qwen2Config(
         vocab_size=128,

@@ -49,8 +49,9 @@ def test_sharded_forward_equals_single_device(tiny_config, tiny_model, tiny_forw
     mesh = sharding.make_mesh(shape)
     if shape == (1, 2, 4):
         # Same seed as the single-device `tiny_model`: sharded init must give the same parameters.
-        make = lambda: CausalLM(tiny_config, rngs=nnx.Rngs(0))
-        sharded = sharding.create_sharded(make, mesh, RULES)
+        sharded = sharding.create_sharded(
+            lambda: CausalLM(tiny_config, rngs=nnx.Rngs(0)), mesh, RULES
+        )
     else:
         sharded = sharding.shard_model(nnx.clone(tiny_model), mesh, RULES)
 

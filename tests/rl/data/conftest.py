@@ -3,6 +3,9 @@
 import pathlib
 
 import pytest
+from transformers import AutoTokenizer
+
+from rl.data.toy_tokenizer import toy_tokenizer
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 QWEN_TOKENIZER_DIR = ROOT / "models" / "assets" / "qwen2_tokenizer"
@@ -17,13 +20,11 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def qwen_tokenizer():
-    from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(QWEN_TOKENIZER_DIR)
 
 
 @pytest.fixture(scope="session")
 def toy_tok():
-    from rl.data.toy_tokenizer import toy_tokenizer
 
     return toy_tokenizer()

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from rl import data
+from rl.data import paths
 
 
 def test_unknown_dataset_and_split_are_named(data_dir):
@@ -40,7 +41,6 @@ def test_a_build_is_reused_and_a_changed_source_gets_a_fresh_one(tmp_path):
 
 
 def test_data_dir_defaults_to_the_environment_variable(tmp_path, monkeypatch):
-    from rl.data import paths
 
     monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path / "cache"))
     assert paths.resolve_data_dir(None) == (tmp_path / "cache").resolve()

@@ -23,7 +23,9 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
+import rl.runtime.metrics
 from rl.runtime import checkpoint as checkpoint_lib
 from rl.runtime import distributed
 from rl.runtime.metrics import MetricsWriter
@@ -281,8 +283,6 @@ def test_gs_checkpoint_directory_reaches_orbax_unchanged(monkeypatch):
             raise AssertionError(f"resolve() called on {self}")
         return original_resolve(self, *args, **kwargs)
 
-    from etils import epath
-
     original_resolve = type(epath.Path("/x")).resolve
     monkeypatch.setattr(type(epath.Path("/x")), "resolve", no_resolve)
     monkeypatch.setattr(pathlib.Path, "resolve", no_resolve)
@@ -309,7 +309,6 @@ def test_run_path_keeps_urls_and_pathlib_would_not():
 def test_metrics_on_remote_storage_rewrite_the_whole_file(tmp_path, monkeypatch):
     """Cloud storage cannot append: the file is rewritten with every line each iteration, and a
     resumed run drops the lines after its checkpoint first (a local dir stands in for gs://)."""
-    import rl.runtime.metrics
 
     monkeypatch.setattr(rl.runtime.metrics, "is_remote", lambda path: True)
     path_type = type(distributed.run_path(tmp_path))
