@@ -20,9 +20,10 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from models import hf_io  # noqa: E402
+from models.reward_io import load_reward_model  # noqa: E402
 from rl.data import toy, toy_oracle  # noqa: E402
 from rl.reward_models import data as reward_data  # noqa: E402
-from rl.reward_models import training as reward_training  # noqa: E402
+from rl.reward_models.inference import token_scores  # noqa: E402
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -44,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     wd = pathlib.Path(args.workdir)
     tokenizer = hf_io.load_tokenizer(wd / "tokenizer")
-    prm, _ = reward_training.load_reward_model(wd / "reward_models" / "prm")
+    prm, _ = load_reward_model(wd / "reward_models" / "prm")
     rows = [
         reward_data.StepLabelled(**r)
         for r in json.loads((wd / "reward_models" / "labels.json").read_text())
@@ -58,7 +59,7 @@ def main() -> None:
         sep=toy.STEP_SEPARATOR,
     )
     _, held = reward_data.split_heldout(arrays, 0.1, seed=0)
-    scores = reward_training.token_scores(prm, held)[held.label_mask]
+    scores = token_scores(prm, held)[held.label_mask]
     labels = held.step_labels[held.label_mask] >= 0.5
     on_track, boxed = [], []
     for i in held.index:

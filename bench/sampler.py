@@ -48,7 +48,8 @@ from flax import nnx  # noqa: E402
 from bench.common import matmul_peak_flops, memory_bandwidth, time_fn_all  # noqa: E402
 from models.hf_io import load_causal_lm  # noqa: E402
 from rl.rollout import token_selection as sampling  # noqa: E402
-from rl.rollout.sampler import Sampler, SamplerConfig  # noqa: E402
+from rl.rollout.sampler import Sampler  # noqa: E402
+from rl.rollout.sampler_config import SamplerConfig  # noqa: E402
 
 HF_CONFIG = dict(
     vocab_size=151936,

@@ -433,7 +433,8 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, rules, programs) -> 
     from models.sharding import array_sharding, state_shardings, use_mesh
     from rl.algo import update as upd
     from rl.algo.scoring import make_score_fn
-    from rl.rollout.sampler import Sampler, SamplerConfig
+    from rl.rollout.sampler import Sampler
+    from rl.rollout.sampler_config import SamplerConfig
 
     d, ppo = rl.data, rl.ppo
     p, r = d.max_prompt_len, rl.rollout.max_new_tokens

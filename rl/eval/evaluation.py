@@ -55,7 +55,9 @@ from rewards import steps as steps_lib
 from rewards.verify import Verifier, extract_answer
 from rl.data import prompts as prompts_lib
 from rl.data.example import Example
-from rl.rollout.sampler import FinishReason, Sampler, SamplerConfig
+from rl.rollout.sampler import Sampler
+from rl.rollout.sampler_config import SamplerConfig
+from rl.rollout.sampling_program import FinishReason
 from rl.rollout.tokenizer import cut_at_stop, stop_token_ids
 
 PRM_AGGREGATIONS = ("min", "last", "product")

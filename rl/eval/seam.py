@@ -48,7 +48,8 @@ from flax import nnx
 from rewards.verify import Verifier
 from rl.data.example import Example
 from rl.eval import evaluation
-from rl.rollout.sampler import Sampler, SamplerConfig
+from rl.rollout.sampler import Sampler
+from rl.rollout.sampler_config import SamplerConfig
 from rl.rollout.tokenizer import stop_token_ids
 
 METHODS = ("pairs", "spearman")

@@ -29,6 +29,7 @@ from models import hf_io
 from models import presets as model_presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
+from models.reward_io import META_FILE, load_reward_model, save_reward_model
 from rl import data as data_lib
 from rl.config import RLConfig
 from rl.data import toy
@@ -36,9 +37,10 @@ from rl.data.toy_tokenizer import build_toy_tokenizer
 from rl.eval import evaluation
 from rl.experiments import toy_report as report
 from rl.reward_models import data as reward_data
-from rl.reward_models import labels
+from rl.reward_models import evaluation as reward_evaluation
+from rl.reward_models import labels, modeling
 from rl.reward_models import training as reward_training
-from rl.rollout.sampler import SamplerConfig
+from rl.rollout.sampler_config import SamplerConfig
 from rl.runtime.checkpoint import Checkpointer
 from rl.trainers import sft
 from rl.trainers.ppo_trainer import Trainer
@@ -213,7 +215,7 @@ class Pipeline:
         }
         for kind in ("orm", "prm", "implicit_prm"):
             path = out / kind
-            if (path / reward_training.META_FILE).exists():
+            if (path / META_FILE).exists():
                 continue
             log(f"  training the {kind} ({rc.steps} steps)")
             tcfg = reward_training.RMTrainConfig(
@@ -225,19 +227,21 @@ class Pipeline:
                 seed=seed,
             )
             if kind == "implicit_prm":
-                model = reward_training.new_implicit_prm(policy)
+                model = modeling.new_implicit_prm(policy)
                 model, _ = reward_training.train_reward_model(model, train, tcfg, reference=policy)
-                metrics = reward_training.evaluate_implicit_prm(
+                metrics = reward_evaluation.evaluate_implicit_prm(
                     model, policy, held, rc.implicit_beta
                 )
             else:
-                model = reward_training.new_reward_model(policy=policy, seed=seed)
+                model = modeling.new_reward_model(policy=policy, seed=seed)
                 model, _ = reward_training.train_reward_model(model, train, tcfg)
                 evaluate = (
-                    reward_training.evaluate_orm if kind == "orm" else reward_training.evaluate_prm
+                    reward_evaluation.evaluate_orm
+                    if kind == "orm"
+                    else reward_evaluation.evaluate_prm
                 )
                 metrics = evaluate(model, held)
-            reward_training.save_reward_model(
+            save_reward_model(
                 model,
                 path,
                 kind=kind,
@@ -306,7 +310,7 @@ class Pipeline:
         if path.exists():
             return json.loads(path.read_text())
         policy = hf_io.load_causal_lm(policy_dir)
-        prm, _ = reward_training.load_reward_model(self.wd / "reward_models" / "prm")
+        prm, _ = load_reward_model(self.wd / "reward_models" / "prm")
         e = self.cfg.eval
         summary = evaluation.evaluate_policy(
             policy,

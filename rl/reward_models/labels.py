@@ -41,7 +41,8 @@ from rl.data.example import Example
 from rl.data.prompts import format_prompt
 from rl.data.rows import DataError
 from rl.reward_models.data import StepLabelled
-from rl.rollout.sampler import Sampler, SamplerConfig
+from rl.rollout.sampler import Sampler
+from rl.rollout.sampler_config import SamplerConfig
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ VerifyFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 def verify_in_process(texts: Sequence[str], answers: Sequence[str]) -> np.ndarray:
     """``rewards.verify.is_correct`` row by row (fast for short answers; for long MATH answers pass
     ``lambda t, a: verifier.check_batch(t, a).rewards`` with a ``rewards.verify.Verifier``)."""
-    return np.asarray([is_correct(t, a) for t, a in zip(texts, answers)], np.float32)
+    return np.asarray([is_correct(t, a) for t, a in zip(texts, answers, strict=True)], np.float32)
 
 
 def label_solutions(
@@ -103,7 +104,7 @@ def label_solutions(
 
     requests: list[StepPrefix] = []
     owners: list[tuple[int, int]] = []
-    for i, (problem, steps) in enumerate(zip(problems, steps_of)):
+    for i, (problem, steps) in enumerate(zip(problems, steps_of, strict=True)):
         last = len(steps) - 1 if last_step_from_outcome else len(steps)
         for k in range(1, last + 1):
             requests.append(StepPrefix.of(problem.question, steps[:k], sep))
@@ -114,16 +115,16 @@ def label_solutions(
             f"complete() returned {[len(c) for c in completions][:8]}... completions "
             f"for {len(requests)} prefixes; expected {k_completions} for each"
         )
-    texts = [r.text + c for r, cs in zip(requests, completions) for c in cs]
+    texts = [r.text + c for r, cs in zip(requests, completions, strict=True) for c in cs]
     texts_answers = [answers[i] for i, _ in owners for _ in range(k_completions)]
     correct = np.asarray(verify(texts, texts_answers), np.float32).reshape(-1, k_completions)
     fraction = correct.mean(axis=1)
 
     labels = [[float("nan")] * len(steps) for steps in steps_of]
-    for (i, k), value in zip(owners, fraction):
+    for (i, k), value in zip(owners, fraction, strict=True):
         labels[i][k] = float(value > 0) if hard else float(value)
     out, empty = [], []
-    for i, (problem, steps) in enumerate(zip(problems, steps_of)):
+    for i, (problem, steps) in enumerate(zip(problems, steps_of, strict=True)):
         if not steps:
             empty.append(f"{problem.id}#{i}")
             continue
@@ -253,7 +254,7 @@ class SamplerCompleter:
         pad = self.tokenizer.pad_token_id or 0
         out = np.full((len(ids), p), pad, np.int32)
         mask = np.zeros((len(ids), p), np.int32)
-        for row, (x, seq) in enumerate(zip(prefixes, ids)):
+        for row, (x, seq) in enumerate(zip(prefixes, ids, strict=True)):
             if len(seq) > p:
                 raise DataError(
                     f"SamplerCompleter: prompt + prefix of {x.question[:60]!r} with "
@@ -278,7 +279,7 @@ class SamplerCompleter:
             out = jax.device_get(sampler(self.params, ids, mask, key))
             tokens, response = np.asarray(out.tokens), np.asarray(out.response_mask, bool)
             texts = self.tokenizer.batch_decode(
-                [row[m] for row, m in zip(tokens, response)], skip_special_tokens=True
+                [row[m] for row, m in zip(tokens, response, strict=True)], skip_special_tokens=True
             )
             results += [texts[i * k : (i + 1) * k] for i in range(real)]
         return results

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -18,6 +19,7 @@ from models import presets as model_presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardHead, RewardModel, ValueModel
+from models.reward_io import META_FILE, load_reward_model
 from models.sharding import create_sharded, shard_model
 from rl.config import ConfigError, ModelSpec
 
@@ -70,11 +72,9 @@ def build_causal_lm(spec: ModelSpec, tokenizer: Any, mesh, rules) -> CausalLM:
 
 
 def build_reward_model(spec: ModelSpec, tokenizer: Any, mesh, rules) -> RewardModel:
-    """A frozen ORM/PRM. A directory written by ``rl.reward_models.training.save_reward_model`` says
-    its own head (kind, sigmoid) in ``reward_model.json``, which takes precedence over ``kind``."""
-    if spec.path and (Path(spec.path) / "reward_model.json").exists():
-        from rl.reward_models.training import load_reward_model
-
+    """A frozen ORM/PRM. A directory written by ``models.reward_io.save_reward_model`` says its own
+    head (kind, sigmoid) in ``reward_model.json``, which takes precedence over ``kind``."""
+    if spec.path and (Path(spec.path) / META_FILE).exists():
         model, _ = load_reward_model(spec.path, dtype=jnp.dtype(spec.dtype), mesh=mesh, rules=rules)
         return model
     head = _reward_head(spec, tokenizer)
@@ -109,7 +109,5 @@ def build_critic(policy: CausalLM, mesh, rules) -> ValueModel:
 
 def frozen_copy(model: nnx.Module) -> nnx.Module:
     """A copy with its own buffers (the trained original's are donated to the update step)."""
-    import jax
-
     graphdef, state = nnx.split(model)
     return nnx.merge(graphdef, jax.tree.map(jnp.copy, state))

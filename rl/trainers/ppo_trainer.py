@@ -44,7 +44,8 @@ from rl.algo.scoring import make_score_fn, make_shape_fn
 from rl.config import MODEL_SECTIONS, ConfigError, RLConfig
 from rl.data import prompts as prompts_lib
 from rl.eval.evaluation import EvalConfig, Evaluator
-from rl.rollout.sampler import Sampler, SamplerConfig
+from rl.rollout.sampler import Sampler
+from rl.rollout.sampler_config import SamplerConfig
 from rl.rollout.tokenizer import load_tokenizer, stop_token_ids
 from rl.runtime import distributed
 from rl.runtime import model_builder as models_setup

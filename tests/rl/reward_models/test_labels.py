@@ -15,7 +15,7 @@ from rl.data import toy, toy_oracle
 from rl.data.example import Example
 from rl.data.toy_tokenizer import toy_tokenizer
 from rl.reward_models import labels as labels_lib
-from rl.rollout.sampler import SamplerConfig
+from rl.rollout.sampler_config import SamplerConfig
 
 SLIP = 0.2
 K = 400
@@ -54,7 +54,7 @@ def test_soft_labels_agree_with_exact_success_probabilities(solver_data, soft):
     problems, solutions = solver_data
     assert len(soft) == len(problems)
     z_scores, checked = [], 0
-    for ex, solution in zip(soft, solutions):
+    for ex, solution in zip(soft, solutions, strict=True):
         assert ex.steps == solution.split("\n") and len(ex.labels) == len(ex.steps)
         for k, label in enumerate(ex.labels):
             p = _exact(ex, k)
@@ -80,7 +80,7 @@ def test_hard_labels_are_any_correct(solver_data, soft):
     hard = labels_lib.label_solutions(
         problems, solutions, complete, k_completions=K, sep=toy.STEP_SEPARATOR, hard=True
     )
-    for h, s in zip(hard, soft):
+    for h, s in zip(hard, soft, strict=True):
         assert h.labels == [
             float(x > 0) if k < len(s.labels) - 1 else x for k, x in enumerate(s.labels)
         ]
@@ -159,7 +159,7 @@ def test_sampler_completer_labels_are_well_formed(completer):
     n_prefixes = sum(len(s.split("\n")) - 1 for s in solutions)
     assert completer.num_calls - calls == math.ceil(n_prefixes / 4)
     assert completer.sampler(k).num_traces == 1  # one program for every chunk
-    for ex, solution in zip(out, solutions):
+    for ex, solution in zip(out, solutions, strict=True):
         assert ex.steps == solution.split("\n") and ex.outcome == 1.0 and ex.labels[-1] == 1.0
         assert all(x in (0.0, 1.0) for x in ex.labels[:-1])  # greedy: all or none correct
     # Sampling solutions (empty prefixes) through the same completer: n rows per problem.

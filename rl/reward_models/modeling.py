@@ -1,0 +1,93 @@
+"""The models a reward-model run trains, and the two quantities their losses read.
+
+* ORM / PRM: a ``models.heads.RewardModel`` whose scalar head is squashed by a sigmoid (or a 2-class
+  head, whose logit is l1 - l0), so the saved model outputs P(step on track) in [0, 1] at every
+  token; ``head_logits`` is the logit under that probability.
+* implicit PRM (Yuan et al. 2024): a ``CausalLM`` pi initialised from the frozen reference pi_ref;
+  ``sequence_logp`` is its per-token log-probability.
+
+Models are copies with their own buffers: the train step donates its parameters, so a policy whose
+backbone a reward model starts from must not share them.
+
+Letters: B batch rows, S sequence (prompt + response) tokens.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from models.config import ModelConfig
+from models.decoder import CausalLM
+from models.heads import RewardModel
+from models.sharding import shard_model
+from rl.algo import losses as ppo
+
+HEADS = ("scalar", "two_class")
+
+
+def _copy(module):
+    """A copy with its own buffers (train steps donate their parameters)."""
+    graphdef, state = nnx.split(module)
+    return nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
+
+
+def new_reward_model(
+    config: ModelConfig | None = None,
+    *,
+    head: str = "scalar",
+    seed: int = 0,
+    policy: CausalLM | None = None,
+    mesh=None,
+    rules=None,
+) -> RewardModel:
+    """An ORM/PRM to train: a scalar head squashed by a sigmoid (or a 2-class head), with a bias.
+
+    With ``policy``, the backbone starts as a copy of the policy's (the usual initialisation: the
+    reward model reads the policy's own text well); else a random one of ``config``. The head's
+    output layer starts at zero, so every initial score is 0.5.
+    """
+    if head not in HEADS:
+        raise ValueError(f"head={head!r}: must be one of {HEADS}")
+    if (config is None) == (policy is None):
+        raise ValueError("new_reward_model: give exactly one of config= or policy=")
+    backbone = _copy(policy.backbone) if policy is not None else None
+    model = RewardModel(
+        policy.config if policy is not None else config,
+        head,
+        rngs=nnx.Rngs(seed),
+        sigmoid=head == "scalar",
+        head_bias=True,
+        backbone=backbone,
+    )
+    out = model.score.out
+    out.kernel[...] = jnp.zeros_like(out.kernel[...])
+    return shard_model(model, mesh, rules) if mesh is not None else model
+
+
+def new_implicit_prm(reference: CausalLM) -> CausalLM:
+    """pi for the implicit PRM: a copy of the (frozen) reference, so r(y) = 0 at the start."""
+    return _copy(reference)
+
+
+def head_logits(
+    model: RewardModel, tokens_BxS: jax.Array, attention_mask_BxS: jax.Array
+) -> jax.Array:
+    """The logit whose sigmoid the model outputs: the scalar head's value, or l1 - l0 of the 2-class
+    head (softmax(l)[1] = sigmoid(l1 - l0))."""
+    if model.score is None:
+        raise ValueError(f"head_logits needs a scalar or two_class head, not {model.head.kind!r}")
+    out_BxSxC = model.score(model.backbone(tokens_BxS, attention_mask_BxS))
+    if model.head.kind == "two_class":
+        return out_BxSxC[..., 1] - out_BxSxC[..., 0]
+    return out_BxSxC[..., 0]
+
+
+def sequence_logp(
+    model: CausalLM, tokens_BxS: jax.Array, attention_mask_BxS: jax.Array
+) -> jax.Array:
+    """log pi(tokens[t] | tokens[<t]) at every position t (0 at t = 0), aligned with the tokens."""
+    logits = model(tokens_BxS, attention_mask_BxS)
+    logp = ppo.token_logp(logits[:, :-1], tokens_BxS[:, 1:])
+    return jnp.concatenate([jnp.zeros_like(logp[:, :1]), logp], axis=1)
