@@ -33,7 +33,9 @@ from rl import data as data_lib
 from rl.config import RLConfig
 from rl.data import toy
 from rl.data.toy_tokenizer import build_toy_tokenizer
-from rl.eval import evaluation
+from rl.eval.evaluator import evaluate_policy
+from rl.eval.outputs import jsonable
+from rl.experiments import toy_report as report
 from rl.reward_models import data as reward_data
 from rl.reward_models import labels
 from rl.reward_models import training as reward_training
@@ -307,7 +309,7 @@ class Pipeline:
         policy = hf_io.load_causal_lm(policy_dir)
         prm, _ = reward_training.load_reward_model(self.wd / "reward_models" / "prm")
         e = self.cfg.eval
-        summary = evaluation.evaluate_policy(
+        summary = evaluate_policy(
             policy,
             nnx.state(policy),
             self.tokenizer,
@@ -323,7 +325,7 @@ class Pipeline:
         result = {k: summary.get(k) for k in RESULT_KEYS}
         result["n"] = summary.get("n")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(evaluation.jsonable(result), indent=2, sort_keys=True))
+        path.write_text(json.dumps(jsonable(result), indent=2, sort_keys=True))
         log(
             f"4/5 evaluated {name}: "
             + ", ".join(f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float))
@@ -347,8 +349,6 @@ class Pipeline:
                 run_dir = self.stage_ppo(variant, seed, policy_dir)
                 per_seed.append(self.evaluate(f"{variant}_seed{seed}", run_dir / "policy"))
             results["variants"][variant] = summarize_seeds(per_seed, self.cfg.seeds)
-        from rl.experiments import toy_report as report
-
         report.write(self.wd, results, self.cfg)
         log(f"5/5 done in {time.perf_counter() - t0:.0f} s: {self.wd / 'results.md'}")
         return results
@@ -362,7 +362,7 @@ def summarize_seeds(per_seed: list[dict[str, Any]], seeds) -> dict[str, Any]:
         out[key] = float(np.mean(values)) if values else None
         if len(per_seed) > 1 and values:
             out[f"{key}_std"] = float(np.std(values))
-    out["seeds"] = {str(s): r for s, r in zip(seeds, per_seed)}
+    out["seeds"] = {str(s): r for s, r in zip(seeds, per_seed, strict=True)}
     return out
 
 

@@ -1,6 +1,6 @@
 """Results of the embedded default: ``results.json``, ``results.md`` and the training-curve plots.
 
-Held-out figures come from the greedy evaluation of each policy (``rl.eval.evaluation``); the curves
+Held-out figures come from the greedy evaluation of each policy (``rl.eval.evaluator``); the curves
 come from each PPO run's ``metrics.jsonl`` (sampled rollouts): batch accuracy, steps per response
 and the PRM's raw return per response, one line per variant (mean over seeds).
 """
@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
@@ -147,11 +149,7 @@ def curves(workdir: Path, variants, seeds) -> dict[str, dict[str, list[float]]]:
 
 
 def plot(workdir: Path, data: dict[str, dict[str, list[float]]]) -> list[Path]:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     paths = []
     for key, label, filename in CURVES:
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -22,8 +22,9 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,7 @@ from etils import epath
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from models.hf_io import save_causal_lm
 from models.sharding import make_mesh, use_mesh
 from rewards import shaping
 from rewards import steps as steps_lib
@@ -41,7 +43,7 @@ from rl.algo import update as upd
 from rl.algo.scoring import make_score_fn, make_shape_fn
 from rl.config import MODEL_SECTIONS, ConfigError, RLConfig
 from rl.data import prompts as prompts_lib
-from rl.eval.evaluation import EvalConfig, Evaluator
+from rl.eval.evaluator import EvalConfig, Evaluator
 from rl.rollout.sampler import Sampler, SamplerConfig
 from rl.rollout.tokenizer import load_tokenizer, stop_token_ids
 from rl.runtime import distributed
@@ -279,7 +281,7 @@ class Trainer:
 
         t1 = time.perf_counter()
         texts = self.tokenizer.batch_decode(
-            [row[m] for row, m in zip(tokens, response)], skip_special_tokens=True
+            [row[m] for row, m in zip(tokens, response, strict=True)], skip_special_tokens=True
         )
         answers = [e.answer for e in examples for _ in range(n)]
         timeouts = 0
@@ -433,8 +435,6 @@ class Trainer:
         process 0 writes. ``save_causal_lm`` writes local files only, so a ``gs://`` target is
         written to a local staging directory and copied up by process 0.
         """
-        from models.hf_io import save_causal_lm
-
         model = nnx.merge(self.models.policy, self.state.policy)
         path = distributed.run_path(path)
         if not distributed.is_remote(path):
