@@ -5,15 +5,36 @@
         --reward_model=PRM_DIR --reward_kind=prm --reward_head=two_class --best_of=8
 
 PATH is an HF model directory (config.json + safetensors + tokenizer) or a project workdir
-(``rl.train --workdir``; see ``rl.eval.evaluation.load_policy``). Writes FILE (JSON: ``accuracy``
-(greedy), ``n``, sections "greedy", "sampled", "best_of"), FILE with suffix .md (the table, also
-printed) and .records.jsonl (one line per response). The reward model must share the policy's
-tokenizer.
+(``rl.train --workdir``; see ``rl.eval.policy_loading.load_policy``). Writes FILE (JSON:
+``accuracy`` (greedy), ``n``, sections "greedy", "sampled", "best_of"), FILE with suffix .md (the
+table, also printed) and .records.jsonl (one line per response). The reward model must share the
+policy's tokenizer.
+
+The mesh's logical-axis rule table is a workdir's own (its config.json's ``mesh.rules``, as the
+trainer writes it), else ``--sharding``'s (default ``configs/sharding.py``, a path relative to the
+repository root, where the command runs, as ``rl.train --config=configs/...`` does).
 """
 
+import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 from absl import app, flags
+from flax import nnx
+from ml_collections import config_flags
+
+from models import hf_io
+from models.heads import RewardHead
+from models.sharding import make_mesh
+from rl import data as data_lib
+from rl.config import ConfigError, DataConfig, MeshConfig
+from rl.eval.evaluator import EvalConfig, Evaluator
+from rl.eval.outputs import write_outputs
+from rl.eval.policy_loading import RUN_CONFIG_FILE, is_hf_dir, load_policy
+from rl.runtime.distributed import maybe_initialize
 
 _MODEL = flags.DEFINE_string("model", None, "HF model directory or project workdir.", required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "Output JSON file.", required=True)
@@ -49,17 +70,41 @@ _TOKENIZER = flags.DEFINE_string("tokenizer", "", "Tokenizer directory (default:
 _STEP = flags.DEFINE_integer("step", None, "Workdir checkpoint step (default: latest).")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "HF models' dtype.")
 _MESH = flags.DEFINE_string("mesh", "1,-1,1", "Mesh shape (data, fsdp, tensor).")
+_SHARDING = config_flags.DEFINE_config_file(
+    "sharding",
+    "configs/sharding.py",
+    "Mesh rule table: a config file whose get_config() has `rules` (default: the project's one "
+    "table).",
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS build cache (default: rl.data.paths).")
 _WORKERS = flags.DEFINE_integer("verifier_workers", 2, "Verifier processes.")
 _RECORDS = flags.DEFINE_bool("records", True, "Write FILE's .records.jsonl.")
 
 
+def _rules() -> tuple:
+    """The logical-axis rule table: a project workdir's own (the ``mesh.rules`` of its config.json:
+    the table its policy was trained under), else ``--sharding``'s. Read before the policy is
+    loaded, since loading places the parameters by it; the flag's file is read only when used."""
+    path, saved = Path(_MODEL.value), None
+    if not is_hf_dir(path) and (path / RUN_CONFIG_FILE).exists():
+        saved = (json.loads((path / RUN_CONFIG_FILE).read_text()).get("mesh") or {}).get("rules")
+    try:
+        # MeshConfig turns JSON's lists into tuples (rule tables stay hashable) and checks them.
+        rules = MeshConfig(rules=saved or _SHARDING.value.rules)
+        return rules.validate("mesh" if saved else "sharding").rules
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def _builder_kwargs(dataset: str, run_data: dict[str, Any]) -> dict[str, Any]:
+    """The dataset builder's arguments (the toy task's seed and sizes): a workdir's saved ``data``
+    section where it has them, DataConfig's defaults where not."""
+    fields = {f.name for f in dataclasses.fields(DataConfig)}
+    saved = {k: v for k, v in run_data.items() if k in fields}
+    return DataConfig(**{**saved, "dataset": dataset}).builder_kwargs()
+
+
 def _reward_model(tokenizer, mesh, rules):
-    import jax.numpy as jnp
-
-    from models import hf_io
-    from models.heads import RewardHead
-
     path = _REWARD_MODEL.value
     ids = [None, None]
     if _REWARD_HEAD.value == "token_prob":
@@ -79,45 +124,28 @@ def _reward_model(tokenizer, mesh, rules):
 
 def main(argv):
     del argv
-    import jax
-    import jax.numpy as jnp
-
-    from configs import common
-    from configs.sharding import RULES
-    from models.sharding import make_mesh
-    from rl import data as data_lib
-    from rl.eval import evaluation
-    from rl.runtime.distributed import maybe_initialize
-
     maybe_initialize()
     mesh = make_mesh(tuple(int(s) for s in _MESH.value.split(",")))
-    loaded = evaluation.load_policy(
+    rules = _rules()
+    loaded = load_policy(
         _MODEL.value,
         tokenizer=_TOKENIZER.value or None,
         step=_STEP.value,
         dtype=jnp.dtype(_DTYPE.value),
         mesh=mesh,
-        rules=RULES,
+        rules=rules,
     )
     run_data = (loaded.run_config or {}).get("data", {})
     dataset = _DATASET.value or run_data.get("dataset")
     if dataset is None:
         raise SystemExit("error: --dataset is required for an HF model directory")
-    toy = {**common.rl_base().data.to_dict(), **run_data}
-    kwargs = (
-        {
-            "seed": toy["toy_seed"],
-            "train_size": toy["toy_train_size"],
-            "test_size": toy["toy_test_size"],
-        }
-        if dataset == "toy"
-        else {}
+    examples = data_lib.load(
+        dataset, _SPLIT.value, data_dir=_DATA_DIR.value, **_builder_kwargs(dataset, run_data)
     )
-    examples = data_lib.load(dataset, _SPLIT.value, data_dir=_DATA_DIR.value, **kwargs)
     if _LIMIT.value:
         examples = examples[: _LIMIT.value]
-    reward_model = _reward_model(loaded.tokenizer, mesh, RULES) if _REWARD_MODEL.value else None
-    config = evaluation.EvalConfig(
+    reward_model = _reward_model(loaded.tokenizer, mesh, rules) if _REWARD_MODEL.value else None
+    config = EvalConfig(
         dataset=dataset,
         max_new_tokens=_MAX_NEW_TOKENS.value,
         batch_size=_BATCH_SIZE.value,
@@ -131,17 +159,15 @@ def main(argv):
         stop_strings=tuple(_STOP.value),
         seed=_SEED.value,
     )
-    from flax import nnx
-
     graphdef, params = nnx.split(loaded.model)
-    with evaluation.Evaluator(
+    with Evaluator(
         graphdef,
         loaded.tokenizer,
         config,
         reward_model=reward_model,
         reward_kind=_REWARD_KIND.value,
         mesh=mesh,
-        rules=RULES,
+        rules=rules,
         verifier_workers=_WORKERS.value,
     ) as evaluator:
         summary = evaluator.evaluate(params, examples, progress=True)
@@ -152,7 +178,7 @@ def main(argv):
     if _REWARD_MODEL.value:
         summary["reward_model"] = _REWARD_MODEL.value
     if jax.process_index() == 0:
-        print(evaluation.write_outputs(summary, _OUTPUT.value, records=_RECORDS.value), flush=True)
+        print(write_outputs(summary, _OUTPUT.value, records=_RECORDS.value), flush=True)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ from flax import nnx
 
 from rewards.verify import Verifier
 from rl.data.example import Example
-from rl.eval import evaluation
+from rl.eval.generation import Generations, generate
+from rl.eval.problems import check_answers, default_step_separator, encode
+from rl.eval.reward_scoring import RewardScorer, reward_scores
 from rl.rollout.sampler import Sampler
 from rl.rollout.sampler_config import SamplerConfig
 from rl.rollout.tokenizer import stop_token_ids
@@ -110,7 +112,7 @@ def seam_scores(
     return np.asarray(
         [
             rank_disagreement(p[v], r[v], method=method)
-            for p, r, v in zip(policy_ExN, reward_ExN, np.asarray(valid_ExN, bool))
+            for p, r, v in zip(policy_ExN, reward_ExN, np.asarray(valid_ExN, bool), strict=True)
         ]
     )
 
@@ -127,7 +129,7 @@ class SeamResult:
     rewards: np.ndarray
     distinct: np.ndarray
     correct: np.ndarray | None
-    generations: evaluation.Generations
+    generations: Generations
 
     @property
     def defined(self) -> np.ndarray:
@@ -186,8 +188,8 @@ def score_prompts(
         rules=rules,
         tokenizer=tokenizer,
     )
-    prompts = evaluation.encode(examples, tokenizer, dataset, max_prompt_len)
-    gens = evaluation.generate(
+    prompts = encode(examples, tokenizer, dataset, max_prompt_len)
+    gens = generate(
         sampler,
         params,
         prompts.input_ids,
@@ -219,7 +221,7 @@ def _check_reward(reward: str, reward_model: Any) -> None:
 
 
 def score_generations(
-    gens: evaluation.Generations,
+    gens: Generations,
     prompts: Any,
     examples: Sequence[Example],
     tokenizer: Any,
@@ -261,17 +263,15 @@ def score_generations(
 
         answers = [ex.answer for ex in examples for _ in range(n)]
         try:
-            correct = evaluation.check_answers(gens.texts, answers, get_verifier)
+            correct = check_answers(gens.texts, answers, get_verifier)
         finally:
             for v in started:
                 v.close()
         rewards = correct.astype(np.float64)
     else:
-        scorer = evaluation.RewardScorer(
-            reward_model, chunk_rows=batch_size, mesh=mesh, rules=rules
-        )
-        separator = step_separator or evaluation.default_step_separator(dataset)
-        rm, _, _ = evaluation.reward_scores(
+        scorer = RewardScorer(reward_model, chunk_rows=batch_size, mesh=mesh, rules=rules)
+        separator = step_separator or default_step_separator(dataset)
+        rm, _, _ = reward_scores(
             scorer,
             reward,
             gens,
@@ -339,4 +339,4 @@ def filter_prompts(
         chosen = candidates[np.argsort(signed[candidates], kind="stable")[:count]]
         keep = np.zeros(len(s), bool)
         keep[chosen] = True
-    return [ex for ex, k in zip(examples, keep) if k]
+    return [ex for ex, k in zip(examples, keep, strict=True) if k]

@@ -34,7 +34,8 @@ from rl import data as data_lib
 from rl.config import RLConfig
 from rl.data import toy
 from rl.data.toy_tokenizer import build_toy_tokenizer
-from rl.eval import evaluation
+from rl.eval.evaluator import evaluate_policy
+from rl.eval.outputs import jsonable
 from rl.experiments import toy_report as report
 from rl.reward_models import data as reward_data
 from rl.reward_models import evaluation as reward_evaluation
@@ -312,7 +313,7 @@ class Pipeline:
         policy = hf_io.load_causal_lm(policy_dir)
         prm, _ = load_reward_model(self.wd / "reward_models" / "prm")
         e = self.cfg.eval
-        summary = evaluation.evaluate_policy(
+        summary = evaluate_policy(
             policy,
             nnx.state(policy),
             self.tokenizer,
@@ -328,7 +329,7 @@ class Pipeline:
         result = {k: summary.get(k) for k in RESULT_KEYS}
         result["n"] = summary.get("n")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(evaluation.jsonable(result), indent=2, sort_keys=True))
+        path.write_text(json.dumps(jsonable(result), indent=2, sort_keys=True))
         log(
             f"4/5 evaluated {name}: "
             + ", ".join(f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float))
@@ -365,7 +366,7 @@ def summarize_seeds(per_seed: list[dict[str, Any]], seeds) -> dict[str, Any]:
         out[key] = float(np.mean(values)) if values else None
         if len(per_seed) > 1 and values:
             out[f"{key}_std"] = float(np.std(values))
-    out["seeds"] = {str(s): r for s, r in zip(seeds, per_seed)}
+    out["seeds"] = {str(s): r for s, r in zip(seeds, per_seed, strict=True)}
     return out
 
 

@@ -1,6 +1,6 @@
 """Results of the embedded default: ``results.json``, ``results.md`` and the training-curve plots.
 
-Held-out figures come from the greedy evaluation of each policy (``rl.eval.evaluation``); the curves
+Held-out figures come from the greedy evaluation of each policy (``rl.eval.evaluator``); the curves
 come from each PPO run's ``metrics.jsonl`` (sampled rollouts): batch accuracy, steps per response
 and the PRM's raw return per response, one line per variant (mean over seeds).
 """

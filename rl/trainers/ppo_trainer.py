@@ -43,7 +43,7 @@ from rl.algo import update as upd
 from rl.algo.scoring import make_score_fn, make_shape_fn
 from rl.config import MODEL_SECTIONS, ConfigError, RLConfig
 from rl.data import prompts as prompts_lib
-from rl.eval.evaluation import EvalConfig, Evaluator
+from rl.eval.evaluator import EvalConfig, Evaluator
 from rl.rollout.sampler import Sampler
 from rl.rollout.sampler_config import SamplerConfig
 from rl.rollout.tokenizer import load_tokenizer, stop_token_ids
@@ -282,7 +282,7 @@ class Trainer:
 
         t1 = time.perf_counter()
         texts = self.tokenizer.batch_decode(
-            [row[m] for row, m in zip(tokens, response)], skip_special_tokens=True
+            [row[m] for row, m in zip(tokens, response, strict=True)], skip_special_tokens=True
         )
         answers = [e.answer for e in examples for _ in range(n)]
         timeouts = 0

@@ -2,6 +2,7 @@
 end-to-end scoring with the real sampler on a tiny model (on a mesh)."""
 
 import math
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -12,12 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from configs.sharding import RULES
+from models import presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardModel
 from models.sharding import create_sharded, make_mesh, shard_model
+from rl import data
 from rl.data.example import Example
+from rl.data.toy_tokenizer import toy_tokenizer
 from rl.eval import seam
+from rl.eval.problems import encode
 
 NAN = float("nan")
 
@@ -163,12 +168,6 @@ def test_filter_validates_its_arguments():
 
 @pytest.fixture(scope="module")
 def toy():
-    import tempfile
-
-    from models import presets
-    from rl import data
-    from rl.data.toy_tokenizer import toy_tokenizer
-
     tok = toy_tokenizer()
     values = presets.tiny(vocab_size=len(tok)).to_dict()
     values.update(
@@ -227,10 +226,8 @@ def test_score_prompts_end_to_end_on_a_mesh(toy, orm_run):
     assert result.defined.sum() >= e // 2  # random sampling gives distinct, differently-scored rows
 
     # The first prompt's responses: their mean log-prob under a full forward of the policy.
-    from rl.eval import evaluation
-
     gens = result.generations
-    prompts = evaluation.encode(examples[:1], tok, "toy")
+    prompts = encode(examples[:1], tok, "toy")
     p = prompts.input_ids.shape[1]
     seq = np.concatenate([np.repeat(prompts.input_ids, n, 0), gens.tokens[:n]], 1)
     seq_mask = np.concatenate(
@@ -251,9 +248,7 @@ def test_score_generations_with_the_verifier_then_filter(toy, orm_run):
     fraction in dataset order."""
     tok, _, examples = toy
     graphdef, params, result = orm_run
-    from rl.eval import evaluation
-
-    prompts = evaluation.encode(examples, tok, "toy")
+    prompts = encode(examples, tok, "toy")
     judged = seam.score_generations(result.generations, prompts, examples, tok, dataset="toy")
     assert not judged.correct.any() and not judged.defined.any()
     np.testing.assert_array_equal(judged.loglik, result.loglik)

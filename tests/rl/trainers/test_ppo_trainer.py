@@ -11,10 +11,15 @@ import time
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
+from flax import nnx
 
 from configs import smoke
+from models import hf_io
+from rl import data as data_lib
 from rl.config import ConfigError, RLConfig
+from rl.eval.evaluator import evaluate_policy
 from rl.runtime.checkpoint import Checkpointer
 from rl.trainers.ppo_trainer import Trainer
 
@@ -60,8 +65,6 @@ def _final_state(workdir):
     ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints", keep=3)
     step = ckpt.latest_step()
     directory = pathlib.Path(workdir) / "checkpoints" / str(step) / "state"
-    import orbax.checkpoint as ocp
-
     restored = ocp.StandardCheckpointer().restore(directory)
     ckpt.close()
     return step, jax.tree.map(np.asarray, restored)
@@ -126,10 +129,10 @@ def test_smoke_run_then_sigkill_and_resume_match_uninterrupted(tmp_path, env):
     step_a, state_a = _final_state(straight)
     step_b, state_b = _final_state(killed)
     assert step_a == step_b == iters
-    for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
+    for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b), strict=True):
         np.testing.assert_array_equal(a, b)
     # Metrics after the resume equal the uninterrupted run's, iteration by iteration.
-    for ra, rb in zip(_metrics(straight), _metrics(killed)):
+    for ra, rb in zip(_metrics(straight), _metrics(killed), strict=True):
         assert ra["reward/success"] == rb["reward/success"]
         assert ra["update/policy_loss"] == pytest.approx(rb["update/policy_loss"], abs=0)
 
@@ -187,14 +190,8 @@ def test_ppo_learns_an_easy_reward(tmp_path):
 
 def test_eval_every_logs_the_greedy_accuracy_of_the_policy_it_exports(tmp_path, env):
     """train.eval_every=2 over 4 iterations: eval/* at iterations 2 and 4 only, and the last equals
-    a separate greedy evaluation (rl.eval.evaluation, no mesh) of the exported policy on the same
+    a separate greedy evaluation (rl.eval.evaluator, no mesh) of the exported policy on the same
     problems."""
-    from flax import nnx
-
-    from models import hf_io
-    from rl import data as data_lib
-    from rl.eval import evaluation
-
     e, data_dir = env
     run = tmp_path / "run"
     proc = subprocess.run(
@@ -228,7 +225,7 @@ def test_eval_every_logs_the_greedy_accuracy_of_the_policy_it_exports(tmp_path, 
         test_size=d.toy_test_size,
     )[:12]
     policy = hf_io.load_causal_lm(run / "policy")
-    ref = evaluation.evaluate_policy(
+    ref = evaluate_policy(
         policy,
         nnx.state(policy),
         hf_io.load_tokenizer(run / "policy"),

@@ -1,0 +1,115 @@
+"""Scoring an evaluation's responses with a frozen reward model, as an ORM or a PRM.
+
+The reward model reads prompt + response in the POLICY's tokenizer (a reward model with a different
+vocabulary would have to be re-tokenized, which is not done here; ``rl.evaluate`` checks that the
+vocabularies agree). An ORM's score is read at the last response token (as PPO reads it); a PRM's
+step scores at the policy's step-end tokens (``rewards.steps``), aggregated for ranking by
+``rl.eval.metrics.aggregate_prm``.
+
+Letters: M response rows, P prompt length, R max new tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from models.sharding import array_sharding, use_mesh
+from rewards import steps as steps_lib
+from rl.data import prompts as prompts_lib
+from rl.eval.generation import Generations
+from rl.eval.metrics import aggregate_prm
+
+REWARD_KINDS = ("orm", "prm")
+
+
+def _as_graph_and_state(model: Any) -> tuple[Any, Any]:
+    if isinstance(model, tuple):
+        return model
+    return nnx.split(model)
+
+
+class RewardScorer:
+    """Per-response-token scores of a frozen reward model over prompt + response rows.
+
+    One jitted forward over chunks of exactly `chunk_rows` rows (the last chunk padded with
+    repeats), so every generation mode reuses one compiled program. On a mesh the rows are sharded
+    over the batch axes and the model's parameters must already live on the mesh.
+    """
+
+    def __init__(self, reward_model: Any, *, chunk_rows: int, mesh=None, rules=None):
+        self.graphdef, self.params = _as_graph_and_state(reward_model)
+        self.chunk_rows, self.mesh, self.rules = chunk_rows, mesh, rules
+        graphdef = self.graphdef
+        self._forward = jax.jit(lambda params, ids, mask: nnx.merge(graphdef, params)(ids, mask))
+
+    def __call__(
+        self,
+        prompt_ids_MxP: np.ndarray,
+        prompt_mask_MxP: np.ndarray,
+        tokens_MxR: np.ndarray,
+        response_MxR: np.ndarray,
+    ) -> np.ndarray:
+        """scores_MxR (fp32): the model's score at every response position."""
+        p = prompt_ids_MxP.shape[1]
+        seq = np.concatenate([prompt_ids_MxP, tokens_MxR], axis=1).astype(np.int32)
+        seq_mask = np.concatenate([prompt_mask_MxP.astype(bool), response_MxR], axis=1)
+        m, c = seq.shape[0], self.chunk_rows
+        out = []
+        for start in range(0, m, c):
+            idx = np.minimum(np.arange(start, start + c), m - 1)
+            ids, mask = jnp.asarray(seq[idx]), jnp.asarray(seq_mask[idx])
+            if self.mesh is None:
+                scores = self._forward(self.params, ids, mask)
+            else:
+                sharding = array_sharding(("batch", None), ids.shape, self.mesh, self.rules)
+                ids, mask = jax.device_put((ids, mask), sharding)
+                with use_mesh(self.mesh, self.rules):
+                    scores = self._forward(self.params, ids, mask)
+            out.append(np.asarray(jax.device_get(scores))[: min(c, m - start), p:])
+        return np.concatenate(out).astype(np.float32)
+
+
+def orm_scores(scores_MxR: np.ndarray, response_MxR: np.ndarray) -> np.ndarray:
+    """[M]: each row's score at its last response token (the EOS when it ended by one)."""
+    last = np.maximum(response_MxR.sum(axis=1) - 1, 0)
+    return scores_MxR[np.arange(scores_MxR.shape[0]), last]
+
+
+def prm_step_scores(scores_MxR: np.ndarray, step_end_MxR: np.ndarray) -> list[np.ndarray]:
+    """Per row, the scores at its step ends, in order."""
+    return [s[e] for s, e in zip(scores_MxR, step_end_MxR.astype(bool), strict=True)]
+
+
+def reward_scores(
+    scorer: RewardScorer,
+    kind: str,
+    gens: Generations,
+    prompts: prompts_lib.PromptBatch,
+    tokenizer: Any,
+    *,
+    separator: str,
+    aggregation: str,
+) -> tuple[list[float], list[float | None], list[list | None]]:
+    """Per response: the reward model's score (ORM: last token; PRM: aggregated steps, NaN without
+    steps), the PRM return (sum of step scores; None for an ORM) and the step scores."""
+    n, m = gens.samples_per_prompt, len(gens.texts)
+    rows = np.repeat(np.arange(prompts.input_ids.shape[0]), n)
+    scores = scorer(
+        prompts.input_ids[rows], prompts.attention_mask[rows], gens.tokens, gens.response_mask
+    )
+    if kind == "orm":
+        return [float(x) for x in orm_scores(scores, gens.response_mask)], [None] * m, [None] * m
+    if kind != "prm":
+        raise ValueError(f"reward_kind={kind!r}: must be one of {REWARD_KINDS}")
+    ends = steps_lib.step_end_masks(tokenizer, gens.tokens, gens.response_mask, separator)
+    steps = [s.astype(float).tolist() for s in prm_step_scores(scores, ends)]
+    return (
+        [aggregate_prm(s, aggregation) for s in steps],
+        [float(np.sum(s)) for s in steps],
+        steps,
+    )

@@ -1,0 +1,93 @@
+"""Reward-model scores read at the right tokens: an ORM's at the last response token, a PRM's at
+the step ends, checked against the model's own forward over prompt + response."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from rl.eval import reward_scoring
+from rl.eval.generation import Generations
+from rl.eval.problems import encode
+
+
+def test_orm_and_prm_scores_read_the_right_positions():
+    scores = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]], np.float32)
+    response = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+    np.testing.assert_allclose(reward_scoring.orm_scores(scores, response), [0.3, 0.8])
+    ends = np.array([[1, 0, 1, 0], [0, 0, 0, 0]], bool)
+    got = reward_scoring.prm_step_scores(scores, ends)
+    np.testing.assert_allclose(got[0], [0.1, 0.3])
+    assert got[1].size == 0
+
+
+def _one_response(toy_tok, text: str, pad: int = 3) -> Generations:
+    """`text` + EOS as the single response of one prompt, `pad` padding tokens after it."""
+    ids = toy_tok(text, add_special_tokens=False)["input_ids"] + [toy_tok.eos_token_id]
+    r = len(ids) + pad
+    tokens = np.full((1, r), toy_tok.pad_token_id, np.int32)
+    tokens[0, : len(ids)] = ids
+    mask = np.arange(r)[None] < len(ids)
+    return Generations(
+        tokens, mask, np.zeros((1, r), np.float32), np.array([len(ids)]), np.array([1]), [text], 1
+    )
+
+
+def test_reward_scores_are_the_models_at_step_ends_and_last_token(toy_tok, prm, toy_examples):
+    """Against the reward model's own forward over prompt + response, positions found by hand."""
+    ex = toy_examples[0]
+    prompts = encode([ex], toy_tok, "toy")
+    p = prompts.input_ids.shape[1]
+    text = "1+2=3\n3+4=7\n\\boxed{7}"
+    ids = toy_tok(text, add_special_tokens=False)["input_ids"] + [toy_tok.eos_token_id]
+    r = len(ids) + 3
+    tokens = np.full((1, r), toy_tok.pad_token_id, np.int32)
+    tokens[0, : len(ids)] = ids
+    mask = np.arange(r)[None] < len(ids)
+    gens = Generations(
+        tokens, mask, np.zeros((1, r), np.float32), np.array([len(ids)]), np.array([1]), [text], 1
+    )
+    scorer = reward_scoring.RewardScorer(prm, chunk_rows=1)
+    seq = np.concatenate([prompts.input_ids, tokens], 1)
+    seq_mask = np.concatenate([prompts.attention_mask.astype(bool), mask], 1)
+    graphdef, state = nnx.split(prm)
+    forward = jax.jit(lambda st, i, m: nnx.merge(graphdef, st)(i, m))
+    full = np.asarray(forward(state, jnp.asarray(seq), jnp.asarray(seq_mask)))[0, p:]
+    # Steps end at "3" (char 4), "7" (char 10) and "}" (char 20, the last text token); one char
+    # per token, so those are the token positions. The ORM reads the EOS right after.
+    want_steps = full[[4, 10, 20]]
+    score, ret, steps = reward_scoring.reward_scores(
+        scorer, "prm", gens, prompts, toy_tok, separator="\n", aggregation="min"
+    )
+    np.testing.assert_allclose(steps[0], want_steps, rtol=1e-5)
+    assert score[0] == pytest.approx(want_steps.min(), rel=1e-5)
+    assert ret[0] == pytest.approx(want_steps.sum(), rel=1e-5)
+    score, ret, _ = reward_scoring.reward_scores(
+        scorer, "orm", gens, prompts, toy_tok, separator="\n", aggregation="min"
+    )
+    assert score[0] == pytest.approx(full[len(ids) - 1], rel=1e-5) and ret == [None]
+
+
+def test_scorer_chunks_pad_with_repeats_and_drop_them(toy_tok, prm, toy_examples):
+    """3 rows in chunks of 2 (the last padded with a repeat) score exactly as one chunk of 3."""
+    prompts = encode(toy_examples[:3], toy_tok, "toy")
+    r = 8
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(2, 12, size=(3, r)).astype(np.int32)  # digits
+    mask = np.arange(r)[None] < np.array([[8], [5], [2]])
+    args = (prompts.input_ids, prompts.attention_mask, tokens, mask)
+    chunked = reward_scoring.RewardScorer(prm, chunk_rows=2)(*args)
+    whole = reward_scoring.RewardScorer(prm, chunk_rows=3)(*args)
+    assert chunked.shape == (3, r) and chunked.dtype == np.float32
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_reward_scores_names_an_unknown_kind(toy_tok, toy_examples):
+    prompts = encode(toy_examples[:1], toy_tok, "toy")
+    gens = _one_response(toy_tok, "1+2=3")
+    zeros = lambda ids, mask, tokens, response: np.zeros(tokens.shape, np.float32)  # noqa: E731
+    with pytest.raises(ValueError, match="reward_kind='value'"):
+        reward_scoring.reward_scores(
+            zeros, "value", gens, prompts, toy_tok, separator="\n", aggregation="min"
+        )
