@@ -60,7 +60,10 @@ def main(argv):
     del argv
     config = ModelConfig.from_dict(model_presets.bench().to_dict()).replace(dtype=_DTYPE.value)
     b, t = _BATCH.value, _LENGTH.value
-    make = lambda: CausalLM(config, rngs=nnx.Rngs(0))
+
+    def make():
+        return CausalLM(config, rngs=nnx.Rngs(0))
+
     graphdef, _ = nnx.split(nnx.eval_shape(make))
     state = jax.jit(lambda: nnx.split(make())[1])()
 

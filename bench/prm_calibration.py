@@ -34,7 +34,10 @@ def summary(scores: np.ndarray) -> dict[str, float]:
     return {
         "n": int(scores.size),
         "mean": float(scores.mean()),
-        **{f"q{int(q * 100)}": float(v) for q, v in zip(QUANTILES, np.quantile(scores, QUANTILES))},
+        **{
+            f"q{int(q * 100)}": float(v)
+            for q, v in zip(QUANTILES, np.quantile(scores, QUANTILES), strict=True)
+        },
     }
 
 

@@ -43,6 +43,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from bench.common import matmul_peak_flops, memory_bandwidth, time_fn_all  # noqa: E402
@@ -66,9 +68,6 @@ HF_CONFIG = dict(
 
 
 def build_models(workdir: str):
-    import torch
-    import transformers
-
     torch.manual_seed(0)
     hf = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**HF_CONFIG)).eval()
     hf.save_pretrained(workdir)
@@ -102,8 +101,6 @@ def head_loops(model, rows: int, steps: int):
 def hf_generate_seconds(
     hf, ids, mask, new_tokens: int, sampling_cfg: dict, repeats: int
 ) -> list[float]:
-    import torch
-
     ids_t, mask_t = torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
     kw = dict(attention_mask=mask_t, eos_token_id=None, pad_token_id=0)
     if sampling_cfg["temperature"] > 0:
@@ -249,8 +246,6 @@ def main():
         )
 
     if not args.no_hf:
-        import torch
-
         hf_ids, hf_mask = np.repeat(ids, n, 0), np.repeat(mask, n, 0)
         hf_times = hf_generate_seconds(hf, hf_ids, hf_mask, r, sampling_cfg, args.hf_repeats)
         hf_s = hf_times[len(hf_times) // 2]

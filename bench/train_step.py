@@ -37,6 +37,8 @@ from models.heads import ValueModel  # noqa: E402
 from models.sharding import make_mesh, shard_model, use_mesh  # noqa: E402
 from rl.algo import update as upd  # noqa: E402
 from rl.config import OptimConfig, PPOConfig, RewardConfig, RLConfig  # noqa: E402
+from rl.data import PromptIterator  # noqa: E402
+from rl.trainers.ppo_trainer import Trainer  # noqa: E402
 
 
 def bench_update(
@@ -100,8 +102,6 @@ def bench_update(
 
 
 def bench_iteration(iterations: int) -> dict:
-    from rl.trainers.ppo_trainer import Trainer
-
     cfg = smoke.get_config()
     cfg.policy.overrides = {
         "hidden_size": 512,
@@ -122,8 +122,6 @@ def bench_iteration(iterations: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         cfg.data_dir = str(pathlib.Path(tmp) / "tfds")
         trainer = Trainer(RLConfig.from_config_dict(cfg), pathlib.Path(tmp) / "run")
-        from rl.data import PromptIterator
-
         it = PromptIterator(trainer.examples, cfg.data.prompts_per_batch, 0)
         trainer.iteration(0, next(it))  # compiles
         phases = {"rollout": [], "scoring": [], "shaping_gae": [], "update": []}

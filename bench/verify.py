@@ -55,7 +55,7 @@ def main():
         result["pool_start_s"] = time.perf_counter() - start
         for name, (responses, answers) in datasets.items():
             t0 = time.perf_counter()
-            for response, answer in zip(responses, answers):
+            for response, answer in zip(responses, answers, strict=True):
                 is_correct(response, answer)
             in_process_s = time.perf_counter() - t0
             pool_times = []

@@ -47,8 +47,7 @@ from rl.eval.evaluator import EvalConfig, Evaluator
 from rl.rollout.sampler import Sampler
 from rl.rollout.sampler_config import SamplerConfig
 from rl.rollout.tokenizer import load_tokenizer, stop_token_ids
-from rl.runtime import distributed
-from rl.runtime import model_builder as models_setup
+from rl.runtime import distributed, model_builder
 from rl.runtime.checkpoint import Checkpointer
 from rl.runtime.distributed import is_main_process, to_global, to_host
 from rl.runtime.metrics import MetricsWriter
@@ -135,18 +134,18 @@ class Trainer:
 
     def _build_models(self):
         mesh, rules, tok = self.mesh, self.rules, self.tokenizer
-        policy = models_setup.build_causal_lm(self.specs["policy"], tok, mesh, rules)
-        reference = models_setup.frozen_copy(policy)
-        critic = models_setup.build_critic(policy, mesh, rules)
+        policy = model_builder.build_causal_lm(self.specs["policy"], tok, mesh, rules)
+        reference = model_builder.frozen_copy(policy)
+        critic = model_builder.build_critic(policy, mesh, rules)
         frozen = {"ref": reference}
         # A configured PRM is loaded even at weight 0: its return is then still logged
         # (reward/prm_raw), which is how runs without a PRM reward are checked for hacking.
         if self.specs["prm"].configured:
-            frozen["prm"] = models_setup.build_reward_model(self.specs["prm"], tok, mesh, rules)
+            frozen["prm"] = model_builder.build_reward_model(self.specs["prm"], tok, mesh, rules)
         if self.cfg.reward.uses_orm:
-            frozen["orm"] = models_setup.build_reward_model(self.specs["orm"], tok, mesh, rules)
+            frozen["orm"] = model_builder.build_reward_model(self.specs["orm"], tok, mesh, rules)
         if self.cfg.reward.uses_implicit_prm:
-            frozen["implicit"] = models_setup.build_causal_lm(
+            frozen["implicit"] = model_builder.build_causal_lm(
                 self.specs["implicit_prm"], tok, mesh, rules
             )
         c = self.cfg

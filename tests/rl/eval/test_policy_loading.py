@@ -12,8 +12,9 @@ from flax import nnx
 from configs import smoke
 from models.decoder import CausalLM
 from rl.algo.update import TrainState
+from rl.config import ModelSpec
 from rl.eval import policy_loading
-from rl.runtime import model_builder as models_setup
+from rl.runtime import model_builder
 from rl.runtime.checkpoint import Checkpointer
 
 
@@ -53,8 +54,8 @@ def test_load_policy_from_workdir_restores_the_trained_policy(tmp_path, toy_tok)
     """A workdir as the trainer leaves it (TrainState checkpoint) plus the run's config.json."""
     cfg = smoke.get_config()
     cfg.policy.overrides = {"num_layers": 1}
-    spec = models_setup.ModelSpec.from_section("policy", cfg.policy)
-    model = CausalLM(models_setup.model_config(spec, toy_tok), rngs=nnx.Rngs(7))
+    spec = ModelSpec.from_section("policy", cfg.policy)
+    model = CausalLM(model_builder.model_config(spec, toy_tok), rngs=nnx.Rngs(7))
     state = nnx.state(model)
     ckpt = Checkpointer(tmp_path / "checkpoints", keep=2)
     ckpt.save(
