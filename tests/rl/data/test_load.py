@@ -1,11 +1,11 @@
-"""load(): names and splits checked, Examples in file order, builds cached by source content."""
+"""load(): names and splits checked, Examples as plain Python values.
 
-import json
+Build caching by source content is tested in test_source_builder.py, the cache location in
+test_paths.py."""
 
 import pytest
 
 from rl import data
-from rl.data import paths
 
 
 def test_unknown_dataset_and_split_are_named(data_dir):
@@ -23,26 +23,3 @@ def test_examples_are_plain_python(data_dir):
     assert isinstance(ex, data.Example)
     assert all(isinstance(v, str) for v in (ex.id, ex.question, ex.answer, ex.solution))
     assert type(ex.meta["level"]) is int
-
-
-def test_a_build_is_reused_and_a_changed_source_gets_a_fresh_one(tmp_path):
-    path = tmp_path / "q.jsonl"
-    path.write_text(json.dumps({"question": "One?", "answer": "#### 1"}) + "\n")
-    first = data.builder("gsm8k", data_dir=tmp_path / "tfds", sources={"test": path})
-    again = data.builder("gsm8k", data_dir=tmp_path / "tfds", sources={"test": path})
-    assert again.data_dir == first.data_dir
-    path.write_text(json.dumps({"question": "Two?", "answer": "#### 2"}) + "\n")
-    changed = data.builder("gsm8k", data_dir=tmp_path / "tfds", sources={"test": path})
-    assert changed.data_dir != first.data_dir
-    assert [
-        ex.answer
-        for ex in data.load("gsm8k", "test", data_dir=tmp_path / "tfds", sources={"test": path})
-    ] == ["2"]
-
-
-def test_data_dir_defaults_to_the_environment_variable(tmp_path, monkeypatch):
-
-    monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path / "cache"))
-    assert paths.resolve_data_dir(None) == (tmp_path / "cache").resolve()
-    monkeypatch.delenv(paths.DATA_DIR_ENV)
-    assert paths.default_data_dir().parts[-3:] == (".cache", "rlreward", "tfds")

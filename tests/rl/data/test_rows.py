@@ -123,10 +123,3 @@ def test_math500_rejects_bad_levels_and_repeated_ids(tmp_path):
         "m500.jsonl line 4: field 'id': 'math500/test/algebra/1.json' repeats the id of the row "
         "at index 0" in message
     )
-
-
-def test_missing_source_file_is_named(tmp_path):
-    with pytest.raises(
-        data.DataError, match="source file for split 'test' not found: .*nope.jsonl"
-    ):
-        data.load("gsm8k", "test", data_dir=tmp_path, sources={"test": tmp_path / "nope.jsonl"})

@@ -1,0 +1,273 @@
+"""Scoring a rollout (``make_score_fn``) and shaping it into per-token rewards (``make_shape_fn``).
+
+Scores: tiny random models (``models.presets.tiny``) over a 2-row batch with left-padded prompts and
+a right-padded response; each output is checked against the model's own full forward, re-aligned
+by hand, and the ORM against a pass over the sequence cut after the response's last token.
+
+Shaping: a 2-row batch of hand-chosen scores whose per-token rewards, GAE returns and metrics are
+worked out in the comments.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from models import presets
+from models.config import ModelConfig
+from models.decoder import CausalLM
+from models.heads import RewardModel, ValueModel
+from rl.algo.scoring import make_score_fn, make_shape_fn
+from rl.config import PPOConfig, RewardConfig
+from tests.models.hf_reference import jit
+
+V, P, R = 32, 4, 5
+CFG = ModelConfig.from_dict(presets.tiny(vocab_size=V).to_dict())
+
+
+def _log_softmax(x):
+    x = np.asarray(x, np.float64)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def _random(make, seed: int):
+    """`make()`'s module with every parameter drawn from N(0, 0.3) on the host: no init program is
+    compiled, and the value head is not left at its zero init."""
+    graphdef, abstract = nnx.split(nnx.eval_shape(make))
+    rng = np.random.default_rng(seed)
+    state = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape) * 0.3, a.dtype), abstract)
+    return nnx.merge(graphdef, state)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {
+        "policy": _random(lambda: CausalLM(CFG, rngs=nnx.Rngs(0)), 0),
+        "critic": _random(lambda: ValueModel(CFG, rngs=nnx.Rngs(0)), 1),
+        "ref": _random(lambda: CausalLM(CFG, rngs=nnx.Rngs(0)), 2),
+        "prm": _random(lambda: RewardModel(CFG, "scalar", rngs=nnx.Rngs(0)), 3),
+        "orm": _random(lambda: RewardModel(CFG, "two_class", rngs=nnx.Rngs(0)), 4),
+        "implicit": _random(lambda: CausalLM(CFG, rngs=nnx.Rngs(0)), 5),
+    }
+
+
+_FORWARD = jit(
+    lambda graphdef, state, ids, mask: nnx.merge(graphdef, state)(ids, mask), static_argnums=0
+)
+
+
+def _forward(model, ids, mask):
+    """The model's full forward; one compile per model class and shape."""
+    graphdef, state = nnx.split(model)
+    return np.asarray(_FORWARD(graphdef, state, ids, mask))
+
+
+@pytest.fixture(scope="module")
+def rollout():
+    """Row 0: one pad before a 3-token prompt, a full 5-token response. Row 1: a 4-token prompt, a
+    3-token response then 2 pads."""
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(1, V, size=(2, P + R)).astype(np.int32)
+    mask = np.ones((2, P + R), bool)
+    tokens[0, 0], mask[0, 0] = 0, False
+    tokens[1, P + 3 :], mask[1, P + 3 :] = 0, False
+    response = mask[:, P:]
+    last = np.zeros((2, R), bool)
+    last[0, 4] = last[1, 2] = True
+    return tokens, mask, response, last
+
+
+def test_scores_are_each_models_outputs_at_the_response_positions(models, rollout):
+    tokens, mask, response, last = rollout
+    graphdefs, params = {}, {}
+    for name, model in models.items():
+        graphdefs[name], params[name] = nnx.split(model)
+    out = jit(make_score_fn(graphdefs, P))(params, tokens, mask, last)
+    assert set(out) == {
+        "old_logp",
+        "ref_logp",
+        "values",
+        "prm_scores",
+        "orm_score",
+        "implicit_logp",
+    }
+    for key in ("old_logp", "ref_logp", "values", "prm_scores", "implicit_logp"):
+        assert out[key].shape == (2, R) and out[key].dtype == jnp.float32, key
+    assert out["orm_score"].shape == (2,)
+
+    # Response token j is predicted by the logits at sequence position P + j - 1.
+    for key, name in (("old_logp", "policy"), ("ref_logp", "ref"), ("implicit_logp", "implicit")):
+        logp = _log_softmax(_forward(models[name], tokens, mask))
+        for b in range(2):
+            for j in range(R):
+                want = logp[b, P + j - 1, tokens[b, P + j]]
+                np.testing.assert_allclose(out[key][b, j], want, rtol=1e-5, atol=1e-5)
+    values = _forward(models["critic"], tokens, mask)
+    np.testing.assert_allclose(out["values"], values[:, P - 1 : -1], rtol=1e-6, atol=1e-6)
+    assert np.abs(np.asarray(out["values"])).max() > 1e-3  # the head is not zero
+    prm = _forward(models["prm"], tokens, mask)
+    np.testing.assert_allclose(out["prm_scores"], prm[:, P:], rtol=1e-6, atol=1e-6)
+
+    # The ORM is read at each row's last response token: what it scores there when the sequence
+    # ends at that token (row 0's last token ends the sequence; row 1 is cut after its third).
+    full = _forward(models["orm"], tokens, mask)
+    cut = _forward(models["orm"], tokens[1:, : P + 3], mask[1:, : P + 3])
+    np.testing.assert_allclose(out["orm_score"], [full[0, -1], cut[0, -1]], rtol=1e-5, atol=1e-6)
+    assert np.all((0.0 < out["orm_score"]) & (out["orm_score"] < 1.0))  # two-class probabilities
+
+
+def test_only_the_configured_models_are_scored(models, rollout):
+    tokens, mask, _, last = rollout
+    graphdefs, params = {}, {}
+    for name in ("policy", "critic", "ref"):
+        graphdefs[name], params[name] = nnx.split(models[name])
+    out = jit(make_score_fn(graphdefs, P))(params, tokens, mask, last)
+    assert set(out) == {"old_logp", "ref_logp", "values"}
+
+
+# --- shaping ------------------------------------------------------------------------------------
+
+# Two rows of R = 4 tokens. Row 0: a full response with steps ending at t = 1 and t = 3, success 1.
+# Row 1: a 2-token response (then padding) with its only step end at t = 1, success 0. Values at
+# padding and at non-step positions are garbage: they must not reach the rewards.
+RESPONSE = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)
+STEP_END = np.array([[0, 1, 0, 1], [0, 1, 0, 0]], bool)
+SUCCESS = np.array([1.0, 0.0], np.float32)
+
+
+def _scores(**extra):
+    s = {
+        "old_logp": [[-1.0, -1.0, -1.0, -1.0], [-2.0, -2.0, -50.0, -50.0]],
+        "ref_logp": [[-1.5, -1.0, -0.5, -1.0], [-2.0, -3.0, 7.0, 7.0]],
+        "values": [[0.5, 0.5, 0.5, 0.5], [0.2, 0.1, 9.0, 9.0]],
+        **extra,
+    }
+    return {k: jnp.asarray(v, jnp.float32) for k, v in s.items()}
+
+
+def _shape(reward_cfg, ppo_cfg, scores, step_end=STEP_END, success=SUCCESS):
+    arrays, metrics = jit(make_shape_fn(reward_cfg, ppo_cfg))(
+        scores, jnp.asarray(step_end), jnp.asarray(RESPONSE), jnp.asarray(success)
+    )
+    return {k: np.asarray(v) for k, v in arrays.items()}, {k: float(v) for k, v in metrics.items()}
+
+
+def test_success_clipped_prm_and_kl_in_the_reward():
+    """Success 1 on row 0's last token; PRM scores s clipped to min(s - 0.5, 0) at step ends,
+    weighted 0.5; k1 KL (logp - ref_logp) charged at 0.1 per token.
+
+    Row 0: s = 0.2, 0.9 -> clip -0.3, 0 -> x0.5: -0.15 at t=1. KL k1 = 0.5, 0, -0.5, 0 -> -0.05,
+      0, +0.05, 0. Success +1 at t=3. r = [-0.05, -0.15, 0.05, 1.0], return 0.85.
+    Row 1: s = 0.1 -> clip -0.4 -> x0.5: -0.2 at t=1; KL k1 = 0, 1 -> -0.1 at t=1. r = [0, -0.3].
+    gamma = lam = 1, no whitening: returns are rewards-to-go, advantages returns - values.
+    """
+    reward_cfg = RewardConfig(prm_weight=0.5, prm_transform="clip", prm_eta=0.5, kl_coef=0.1)
+    ppo_cfg = PPOConfig(gamma=1.0, lam=1.0, whiten_advantages=False)
+    prm = [[9.0, 0.2, 9.0, 0.9], [9.0, 0.1, 100.0, 100.0]]
+    arrays, m = _shape(reward_cfg, ppo_cfg, _scores(prm_scores=prm))
+    np.testing.assert_allclose(
+        arrays["rewards"], [[-0.05, -0.15, 0.05, 1.0], [0.0, -0.3, 0.0, 0.0]], atol=1e-6
+    )
+    returns = [[0.85, 0.9, 1.05, 1.0], [-0.3, -0.3, 0.0, 0.0]]
+    np.testing.assert_allclose(arrays["returns"], returns, atol=1e-6)
+    advantages = [[0.35, 0.4, 0.55, 0.5], [-0.5, -0.4, 0.0, 0.0]]
+    np.testing.assert_allclose(arrays["advantages"], advantages, atol=1e-6)
+    want = {
+        "reward/success": 0.5,
+        "reward/total": (0.85 - 0.3) / 2,
+        "reward/prm_raw": (0.2 + 0.9 + 0.1) / 2,  # raw scores summed at step ends
+        "reward/prm_shaped": (-0.3 - 0.4) / 2,  # transformed, before the weight
+        "reward/process": (-0.15 - 0.2) / 2,  # weighted
+        "reward/kl": (0.0 + 1.0) / 2,
+        "reward/orm": 0.0,
+        "value/mean": (4 * 0.5 + 0.2 + 0.1) / 6,
+    }
+    for key, value in want.items():
+        assert m[key] == pytest.approx(value, abs=1e-6), key
+    flat_returns, flat_values = np.array(returns)[RESPONSE], np.array(_scores()["values"])[RESPONSE]
+    explained = 1 - np.var(flat_returns - flat_values) / np.var(flat_returns)
+    assert m["value/explained_variance"] == pytest.approx(explained, abs=1e-5)
+
+
+def test_gated_delta_prm_orm_and_kl_in_the_loss():
+    """Success weighted 0.5, ORM weighted 0.5 on the last token, delta-shaped PRM gated on the
+    unweighted success reaching 1, KL in the loss (k3 reported, not charged); gamma 0.9, lam 0.5,
+    whitened advantages.
+
+    Row 0 (success 1): steps s = 0.2, 0.9 -> delta: s_1 = 0.2 at t=1, 0 at the last step. ORM 0.8
+      -> 0.4. r = [0, 0.2, 0, 0.5 + 0.4]. k3 = (e^-0.5 - 0.5) + (e^0.5 - 1.5) = 0.25525.
+    Row 1 (success 0): steps at t=0, 1 with s = 0.7, 0.1 -> delta 0.7 at t=0, gated to 0. ORM 0.4
+      -> 0.2 at t=1. r = [0, 0.2]. k3 of k1 = 0, 1: e^-1 = 0.36788.
+    GAE, delta_t = r_t + 0.9 V_{t+1} - V_t and A_t = delta_t + 0.45 A_{t+1}:
+      row 0: delta = -0.05, 0.15, -0.05, 0.4 -> A = 0.043825, 0.2085, 0.13, 0.4
+      row 1: delta = -0.11, 0.1 -> A = -0.065, 0.1
+    """
+    reward_cfg = RewardConfig(
+        success_weight=0.5,
+        orm_weight=0.5,
+        prm_weight=1.0,
+        prm_transform="delta",
+        gated=True,
+        gate_threshold=1.0,
+        kl_coef=0.1,
+        kl_estimator="k3",
+        kl_in="loss",
+    )
+    ppo_cfg = PPOConfig(gamma=0.9, lam=0.5, whiten_advantages=True)
+    step_end = np.array([[0, 1, 0, 1], [1, 1, 0, 0]], bool)
+    scores = _scores(
+        prm_scores=[[9.0, 0.2, 9.0, 0.9], [0.7, 0.1, 100.0, 100.0]], orm_score=[0.8, 0.4]
+    )
+    arrays, m = _shape(reward_cfg, ppo_cfg, scores, step_end=step_end)
+    np.testing.assert_allclose(
+        arrays["rewards"], [[0.0, 0.2, 0.0, 0.9], [0.0, 0.2, 0.0, 0.0]], atol=1e-6
+    )
+    raw_adv = np.array([[0.043825, 0.2085, 0.13, 0.4], [-0.065, 0.1, 0.0, 0.0]])
+    values = np.array([[0.5, 0.5, 0.5, 0.5], [0.2, 0.1, 0.0, 0.0]])
+    np.testing.assert_allclose(arrays["returns"], (raw_adv + values) * RESPONSE, atol=1e-6)
+    flat = raw_adv[RESPONSE]
+    whitened = np.zeros_like(raw_adv)
+    whitened[RESPONSE] = (flat - flat.mean()) / np.sqrt(flat.var() + 1e-8)
+    np.testing.assert_allclose(arrays["advantages"], whitened, atol=1e-5)
+    k3_row0 = (np.exp(-0.5) - 0.5) + (np.exp(0.5) - 1.5)
+    want = {
+        "reward/total": (1.1 + 0.2) / 2,
+        "reward/prm_raw": (1.1 + 0.8) / 2,
+        "reward/prm_shaped": (0.2 + 0.7) / 2,  # before the gate
+        "reward/process": (0.2 + 0.0) / 2,  # after it
+        "reward/kl": (k3_row0 + np.exp(-1.0)) / 2,
+        "reward/orm": (0.8 + 0.4) / 2,
+        "reward/success": 0.5,
+    }
+    for key, value in want.items():
+        assert m[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_implicit_prm_sums_the_scaled_log_ratio_over_each_step():
+    """Implicit PRM, beta 0.5, weight 2; no learned PRM configured (no prm_scores).
+
+    Row 0: log(pi/pi_ref) = 0.5, 0.5, -1.5, 0 -> steps (t0-1, t2-3): 0.5 x 1.0, 0.5 x -1.5 ->
+      x2: 1.0 at t=1, -1.5 at t=3; plus success 1 at t=3. r = [0, 1.0, 0, -0.5].
+    Row 1: log-ratio 0, 2 -> 0.5 x 2 x 2 = 2.0 at t=1. r = [0, 2.0].
+    """
+    reward_cfg = RewardConfig(implicit_prm_weight=2.0, implicit_prm_beta=0.5)
+    ppo_cfg = PPOConfig(gamma=1.0, lam=1.0, whiten_advantages=False)
+    scores = _scores(implicit_logp=[[-1.0, -0.5, -2.0, -1.0], [-2.0, -1.0, 30.0, 30.0]])
+    arrays, m = _shape(reward_cfg, ppo_cfg, scores)
+    np.testing.assert_allclose(
+        arrays["rewards"], [[0.0, 1.0, 0.0, -0.5], [0.0, 2.0, 0.0, 0.0]], atol=1e-6
+    )
+    assert m["reward/process"] == pytest.approx((-0.5 + 2.0) / 2, abs=1e-6)
+    assert m["reward/prm_raw"] == 0.0 and m["reward/prm_shaped"] == 0.0
+    assert m["reward/total"] == pytest.approx((0.5 + 2.0) / 2, abs=1e-6)
+
+
+def test_success_only_reward_sits_on_the_last_real_token():
+    reward_cfg = RewardConfig()
+    ppo_cfg = PPOConfig(gamma=1.0, lam=1.0, whiten_advantages=False)
+    arrays, m = _shape(reward_cfg, ppo_cfg, _scores(), success=np.array([1.0, 1.0], np.float32))
+    np.testing.assert_array_equal(arrays["rewards"], [[0, 0, 0, 1], [0, 1, 0, 0]])
+    np.testing.assert_array_equal(arrays["returns"] != 0, RESPONSE)
+    assert m["reward/total"] == 1.0 and m["reward/success"] == 1.0

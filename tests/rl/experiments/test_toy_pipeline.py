@@ -1,0 +1,133 @@
+"""The embedded default's pipeline, the fast parts: each variant's PPO config is built from
+``config.variant_rewards`` and validates, the policy is sized to the toy tokenizer, seeds are
+summarized, and stages mark themselves done.
+
+The stages themselves (SFT, reward models, PPO, evaluation) run end to end in
+tests/rl/test_reproduce.py."""
+
+import json
+
+import jax
+import pytest
+
+from configs import toy as toy_config
+from rl.config import RLConfig
+from rl.experiments import toy_pipeline
+from rl.experiments.toy_pipeline import Pipeline, summarize_seeds
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A pipeline over a 40 + 8 problem toy task. Its constructor points JAX's compilation cache
+    at its workdir; nothing here compiles, and the setting is put back afterwards."""
+    previous = jax.config.jax_compilation_cache_dir
+    cfg = toy_config.get_config("smoke")
+    cfg.task.train_size, cfg.task.test_size = 40, 8
+    yield Pipeline(cfg, tmp_path_factory.mktemp("toy"))
+    jax.config.update("jax_compilation_cache_dir", previous)
+
+
+def test_the_toy_task_and_tokenizer_are_built_into_the_workdir(pipeline):
+    assert (len(pipeline.train), len(pipeline.test)) == (40, 8)
+    assert (pipeline.tokenizer_dir / "tokenizer.json").is_file()
+    assert pipeline.data_dir == str(pipeline.wd / "tfds")
+
+
+@pytest.mark.parametrize("variant", toy_config.VARIANTS)
+def test_each_variant_sets_its_reward_section_and_validates(pipeline, tmp_path, variant):
+    policy_dir = tmp_path / "sft" / "policy"
+    cd = pipeline.ppo_config(variant, seed=3, policy_dir=policy_dir)
+    run = RLConfig.from_config_dict(cd)
+    base = pipeline.cfg.ppo.reward
+    overrides = toy_config.VARIANTS[variant]
+    for key in base:
+        assert getattr(run.reward, key) == overrides.get(key, base[key]), key
+    rm = pipeline.wd / "reward_models"
+    assert run.prm.path == str(rm / "prm")  # every variant logs the PRM's return
+    assert run.orm.path == (str(rm / "orm") if overrides.get("orm_weight") else "")
+    implicit = str(rm / "implicit_prm") if overrides.get("implicit_prm_weight") else ""
+    assert run.implicit_prm.path == implicit
+    assert (run.seed, run.policy.path, run.data_dir) == (3, str(policy_dir), pipeline.data_dir)
+    assert run.tokenizer == str(pipeline.tokenizer_dir)
+    assert (run.data.toy_seed, run.data.toy_train_size, run.data.toy_test_size) == (0, 40, 8)
+    with pytest.raises(AttributeError):
+        cd.new_key = 1  # handed over locked
+
+
+def test_building_a_variant_leaves_the_shared_ppo_section_alone(pipeline, tmp_path):
+    before = pipeline.cfg.ppo.to_dict()
+    pipeline.ppo_config("prm_clip", seed=7, policy_dir=tmp_path)
+    pipeline.ppo_config("orm", seed=8, policy_dir=tmp_path)
+    assert pipeline.cfg.ppo.to_dict() == before
+
+
+def test_a_new_variant_is_config_data_only(pipeline, tmp_path):
+    pipeline.cfg.variant_rewards["prm_clip_low_eta"] = dict(
+        prm_weight=0.5, prm_transform="clip", prm_eta=0.2
+    )
+    try:
+        run = RLConfig.from_config_dict(pipeline.ppo_config("prm_clip_low_eta", 0, tmp_path))
+    finally:
+        del pipeline.cfg.variant_rewards["prm_clip_low_eta"]
+    assert (run.reward.prm_weight, run.reward.prm_transform, run.reward.prm_eta) == (
+        0.5,
+        "clip",
+        0.2,
+    )
+
+
+def test_an_unknown_variant_is_named(pipeline, tmp_path):
+    with pytest.raises(ValueError) as err:
+        pipeline.ppo_config("prm_clipp", seed=0, policy_dir=tmp_path)
+    message = str(err.value)
+    assert "'prm_clipp' has no entry in config.variant_rewards" in message
+    assert str(sorted(toy_config.VARIANTS)) in message
+
+
+def test_an_invalid_variant_value_fails_validation_naming_the_key(pipeline, tmp_path):
+    pipeline.cfg.variant_rewards["bad"] = dict(prm_transform="clamp")
+    try:
+        cd = pipeline.ppo_config("bad", seed=0, policy_dir=tmp_path)
+    finally:
+        del pipeline.cfg.variant_rewards["bad"]
+    with pytest.raises(ValueError, match=r"config\.reward\.prm_transform='clamp'"):
+        RLConfig.from_config_dict(cd)
+
+
+def test_policy_config_is_sized_to_the_toy_tokenizer(pipeline):
+    cfg = pipeline.policy_config()
+    m = pipeline.cfg.model
+    assert cfg.vocab_size == len(pipeline.tokenizer) == 27
+    assert (cfg.hidden_size, cfg.intermediate_size, cfg.num_layers) == (
+        m.hidden_size,
+        m.intermediate_size,
+        m.num_layers,
+    )
+    assert (cfg.num_heads, cfg.num_kv_heads) == (m.num_heads, m.num_kv_heads)
+    assert (cfg.eos_token_id, cfg.pad_token_id, cfg.bos_token_id) == (1, 0, None)
+    assert cfg.max_position_embeddings == 256 and cfg.initializer_range == 0.02
+
+
+def test_summarize_seeds_by_hand():
+    per_seed = [
+        {"accuracy": 0.5, "steps_per_response": 4.0, "prm_return": None},
+        {"accuracy": 0.7, "steps_per_response": 6.0, "prm_return": 1.0},
+    ]
+    out = summarize_seeds(per_seed, (0, 1))
+    assert out["accuracy"] == pytest.approx(0.6) and out["accuracy_std"] == pytest.approx(0.1)
+    assert out["steps_per_response"] == 5.0 and out["steps_per_response_std"] == 1.0
+    assert out["prm_return"] == 1.0 and out["prm_return_std"] == 0.0  # missing values skipped
+    assert out["response_length"] is None and "response_length_std" not in out
+    assert out["seeds"] == {"0": per_seed[0], "1": per_seed[1]}
+    single = summarize_seeds(per_seed[:1], (4,))
+    assert single["accuracy"] == 0.5 and "accuracy_std" not in single
+    assert single["seeds"] == {"4": per_seed[0]}
+
+
+def test_a_stage_is_done_once_its_marker_is_written(tmp_path):
+    stage = tmp_path / "stage"
+    assert toy_pipeline._done(stage) is None
+    info = toy_pipeline._mark_done(stage, {"policy": "p", "score": 0.5})
+    assert toy_pipeline._done(stage) == info == {"policy": "p", "score": 0.5}
+    assert json.loads((stage / "done.json").read_text()) == info
+    assert sorted(p.name for p in stage.iterdir()) == ["done.json"]  # no temporary left
