@@ -21,8 +21,8 @@ Prints ONE JSON object:
     the tied LM head, dominates) + the KV cache read; roofline_tokens_per_s and roofline_fraction;
   * where the time goes, per decode step (loops of the same length, min of repeats): head_ms (the LM
     head matmul alone), head_select_ms (head + the sampler's greedy selection), step_ms (the
-    sampler: whole call / new tokens); head_bound_tokens_per_s = rows / head_ms is the bound
-    PERF-NOTES uses (XLA's own speed on the head), head_fraction = best_tokens_per_s / that (both
+    sampler: whole call / new tokens); head_bound_tokens_per_s = rows / head_ms is the decode bound
+    (XLA's own speed on the head), head_fraction = best_tokens_per_s / that (both
     sides' least disturbed runs); cpu_load_1min says how shared the machine was;
   * with --samples-per-prompt N > 1: shared_prefix_s (B prompts × N samples, one call, prefill
     included) vs decode_only_s (B·N distinct rows decoding from an already prefilled cache), timed
