@@ -1,7 +1,6 @@
 """launch.memory.devices: the slice's devices, as many as configs/topologies.py says it has."""
 
 import jax
-import pytest
 
 from configs import topologies
 from launch.memory.devices import devices_for
@@ -11,11 +10,3 @@ def test_cpu_backend_takes_the_slices_count_of_fake_devices():
     # tests/conftest.py makes 8 CPU devices: v4-16 has 8 chips, v4-8 has 4.
     assert devices_for(topologies.get("v4-16"), "cpu") == jax.devices()
     assert devices_for(topologies.get("v4-8"), "cpu") == jax.devices()[:4]
-
-
-def test_tpu_backend_takes_libtpus_description_of_the_slice():
-    pytest.importorskip("libtpu", reason="describing a TPU slice needs the libtpu package")
-    for name in ("v4-32", "v5e-16", "v5p-16"):
-        devices = devices_for(topologies.get(name), "tpu")
-        assert len(devices) == topologies.get(name).devices
-        assert all(d.platform == "tpu" for d in devices)
