@@ -22,6 +22,9 @@ def model_section(**values) -> ml_collections.ConfigDict:
         good_token="",
         bad_token="",
         overrides={},
+        format="",  # PRMs: own | qwen_math_prm | math_shepherd | rlhflow | value_head; "" detects
+        max_input_len=0,  # a published PRM's input bucket in its tokens (0: derived)
+        max_steps=0,  # most steps scored per response (0: derived)
     )
     base.update(values)
     return ml_collections.ConfigDict(base)

@@ -119,6 +119,9 @@ def paper_config(
     )
     c.prm = common.model_section(
         path=os.path.join(MODELS_DIR, PRM_DIR),
+        # Qwen2ForProcessRewardModel: its chat template, steps joined by <extra_0>, P(class 1)
+        # read at each <extra_0> (models.prm); scored in its own tokens, not the policy's.
+        format="qwen_math_prm",
         kind="two_class",
         dtype="bfloat16",
         param_dtype="bfloat16",

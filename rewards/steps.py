@@ -48,8 +48,22 @@ def split_steps(text: str, sep: str = DEFAULT_SEPARATOR) -> list[Span]:
     return spans
 
 
-def step_texts(text: str, sep: str = DEFAULT_SEPARATOR) -> list[str]:
-    return [text[a:b] for a, b in split_steps(text, sep)]
+def complete_steps(text: str, sep: str = DEFAULT_SEPARATOR, truncated: bool = False) -> list[Span]:
+    """``split_steps``, without the trailing fragment of a response cut off by the length limit.
+
+    A response that stopped at ``max_new_tokens`` (``truncated``) ends mid-step unless its text
+    ends with the separator: that last piece is not a step, so it gets no step end and no PRM
+    score. A response that ended by EOS or a stop string keeps its last step.
+    """
+    spans = split_steps(text, sep)
+    if truncated and spans and sep not in text[spans[-1][1] :]:
+        spans = spans[:-1]
+    return spans
+
+
+def step_texts(text: str, sep: str = DEFAULT_SEPARATOR, truncated: bool = False) -> list[str]:
+    """The steps' texts (see ``complete_steps`` for ``truncated``)."""
+    return [text[a:b] for a, b in complete_steps(text, sep, truncated)]
 
 
 def _normalize_step(step: str) -> str:
@@ -142,16 +156,20 @@ def step_end_positions(step_spans: Sequence[Span], token_spans: Sequence[Span]) 
     return positions
 
 
-def step_end_mask(
+def steps_and_ends(
     tokenizer: Any,
     ids_T: Sequence[int],
     response_T: Sequence[bool] | None = None,
     sep: str = DEFAULT_SEPARATOR,
-) -> np.ndarray:
-    """``step_end_T`` for one response: True on the last token of each step, in ``ids_T``'s space.
+    truncated: bool = False,
+) -> tuple[np.ndarray, list[str]]:
+    """One response's ``step_end_T`` (True on the last token of each step, in ``ids_T``'s space)
+    and the texts of those steps, from one decoding, so that step k of the text is the k-th step
+    end (a PRM with its own tokenizer scores the texts; its score k lands on that end).
 
     ``response_T`` marks real response tokens; padding (False) is excluded before decoding and is
-    always False in the result. The array has the length of ``ids_T``.
+    always False in the result. A ``truncated`` response's trailing fragment is no step
+    (``complete_steps``).
     """
     ids_T = np.asarray(ids_T)
     if response_T is None:
@@ -164,20 +182,95 @@ def step_end_mask(
         )
     where = np.flatnonzero(response_T)
     text, spans = token_char_spans(tokenizer, ids_T[where])
+    step_spans = complete_steps(text, sep, truncated)
+    positions = step_end_positions(step_spans, spans)
     mask_T = np.zeros(ids_T.shape, bool)
-    mask_T[where[step_end_positions(split_steps(text, sep), spans)]] = True
-    return mask_T
+    mask_T[where[positions]] = True
+    if len(positions) < len(step_spans):
+        # Steps that end inside one token share its end: they are one step to every reader, so
+        # the texts merge too and step k of the text stays the k-th step end.
+        step_spans = _merge_shared_ends(step_spans, spans)
+    return mask_T, [text[a:b] for a, b in step_spans]
+
+
+def _merge_shared_ends(step_spans: Sequence[Span], token_spans: Sequence[Span]) -> list[Span]:
+    idx = [i for i, (a, b) in enumerate(token_spans) if b > a]
+    ends = [token_spans[i][1] for i in idx]
+    merged: list[Span] = []
+    last_token = None
+    for a, b in step_spans:
+        j = bisect.bisect_right(ends, b - 1)
+        if j >= len(idx):
+            continue
+        if merged and idx[j] == last_token:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+        last_token = idx[j]
+    return merged
+
+
+def step_end_mask(
+    tokenizer: Any,
+    ids_T: Sequence[int],
+    response_T: Sequence[bool] | None = None,
+    sep: str = DEFAULT_SEPARATOR,
+    truncated: bool = False,
+) -> np.ndarray:
+    """``step_end_T`` of ``steps_and_ends``."""
+    return steps_and_ends(tokenizer, ids_T, response_T, sep, truncated)[0]
 
 
 def step_end_masks(
-    tokenizer: Any, ids_BxT: np.ndarray, response_BxT: np.ndarray, sep: str = DEFAULT_SEPARATOR
+    tokenizer: Any,
+    ids_BxT: np.ndarray,
+    response_BxT: np.ndarray,
+    sep: str = DEFAULT_SEPARATOR,
+    truncated_B: Sequence[bool] | None = None,
 ) -> np.ndarray:
     """``step_end_mask`` row by row: ``[B, T]`` bool."""
+    return batch_steps_and_ends(tokenizer, ids_BxT, response_BxT, sep, truncated_B)[0]
+
+
+def batch_steps_and_ends(
+    tokenizer: Any,
+    ids_BxT: np.ndarray,
+    response_BxT: np.ndarray,
+    sep: str = DEFAULT_SEPARATOR,
+    truncated_B: Sequence[bool] | None = None,
+) -> tuple[np.ndarray, list[list[str]]]:
+    """``steps_and_ends`` row by row: ``[B, T]`` bool and each row's step texts."""
     ids_BxT = np.asarray(ids_BxT)
     response_BxT = np.asarray(response_BxT, bool)
+    if truncated_B is None:
+        truncated_B = np.zeros(ids_BxT.shape[0], bool)
     out_BxT = np.zeros(ids_BxT.shape, bool)
+    texts = []
     for b in range(ids_BxT.shape[0]):
-        out_BxT[b] = step_end_mask(tokenizer, ids_BxT[b], response_BxT[b], sep)
+        out_BxT[b], row = steps_and_ends(
+            tokenizer, ids_BxT[b], response_BxT[b], sep, truncated=bool(truncated_B[b])
+        )
+        texts.append(row)
+    return out_BxT, texts
+
+
+def place_step_scores(
+    scores_BxK: np.ndarray, valid_BxK: np.ndarray, step_end_BxT: np.ndarray
+) -> np.ndarray:
+    """Scores of steps 1..K (from a PRM that read the steps in its own token space) placed on the
+    policy's step ends: row b's k-th True of ``step_end_BxT`` gets ``scores_BxK[b, k]``.
+
+    Steps the PRM did not score (``valid`` False: cut by its input bucket) get 0 there, as do step
+    ends beyond K. Everything off a step end is 0. Returns ``[B, T]`` float32.
+    """
+    scores_BxK = np.asarray(scores_BxK, np.float32)
+    valid_BxK = np.asarray(valid_BxK, bool)
+    step_end_BxT = np.asarray(step_end_BxT, bool)
+    out_BxT = np.zeros(step_end_BxT.shape, np.float32)
+    for b in range(step_end_BxT.shape[0]):
+        ends = np.flatnonzero(step_end_BxT[b])[: scores_BxK.shape[1]]
+        k = np.arange(len(ends))
+        out_BxT[b, ends] = np.where(valid_BxK[b, k], scores_BxK[b, k], 0.0)
     return out_BxT
 
 

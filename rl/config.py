@@ -20,6 +20,7 @@ from typing import Any
 
 from models import presets
 from models.heads import REWARD_KINDS
+from models.prm_formats import FORMATS as PRM_FORMATS
 from rewards.shaping import KL_ESTIMATORS, PRM_TRANSFORMS
 
 
@@ -277,10 +278,22 @@ class ModelSpec:
     good_token: str = ""  # kind="token_prob" only
     bad_token: str = ""
     overrides: tuple[tuple[str, Any], ...] = ()
+    # PRMs: how the checkpoint's authors build its input and read its scores (models.prm);
+    # "" detects it from the checkpoint ("own" for the project's reward models and presets).
+    format: str = ""
+    # A published PRM's input bucket (its own tokens) and most steps scored per response;
+    # 0 derives them from the run (prompt + response lengths, one step per separator).
+    max_input_len: int = 0
+    max_steps: int = 0
 
     @property
     def configured(self) -> bool:
         return bool(self.path or self.preset)
+
+    @property
+    def published_format(self) -> bool:
+        """Scored in the PRM's own token space (not the policy's)."""
+        return self.format not in ("", "own")
 
     @classmethod
     def from_section(cls, name: str, cd: Mapping[str, Any] | None) -> ModelSpec:
@@ -313,6 +326,20 @@ class ModelSpec:
                     f"config.{name}.{field}={getattr(spec, field)!r}: must be "
                     "'float32' or 'bfloat16'"
                 )
+        formats = PRM_FORMATS if name == "prm" else ("own",)
+        if spec.format and spec.format not in formats:
+            raise ConfigError(
+                f"config.{name}.format={spec.format!r}: must be '' (detect) or one of {formats}"
+            )
+        if spec.published_format and spec.preset:
+            raise ConfigError(
+                f"config.{name}.format={spec.format!r}: a published format needs a checkpoint "
+                f"path, not the random preset {spec.preset!r}"
+            )
+        for field in ("max_input_len", "max_steps"):
+            value = getattr(spec, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"config.{name}.{field}={value!r}: must be an integer >= 0")
         if spec.kind not in REWARD_KINDS:
             raise ConfigError(f"config.{name}.kind={spec.kind!r}: must be one of {REWARD_KINDS}")
         return spec

@@ -28,6 +28,8 @@ from ml_collections import config_flags
 
 from models import hf_io
 from models.heads import RewardHead
+from models.prm import PRMFormatError, load_prm
+from models.prm_formats import FORMATS
 from models.sharding import make_mesh
 from rl import data as data_lib
 from rl.config import ConfigError, DataConfig, MeshConfig
@@ -51,6 +53,13 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Prompts per sampler call."
 _MAX_PROMPT_LEN = flags.DEFINE_integer("max_prompt_len", 0, "Prompt bucket (0: longest, rounded).")
 _REWARD_MODEL = flags.DEFINE_string("reward_model", "", "HF reward model directory.")
 _REWARD_KIND = flags.DEFINE_enum("reward_kind", "orm", ["orm", "prm"], "How it scores.")
+_REWARD_FORMAT = flags.DEFINE_enum(
+    "reward_format",
+    "",
+    ["", *FORMATS],
+    "A published PRM's format (models.prm: qwen_math_prm, math_shepherd, rlhflow, value_head): it "
+    "scores in its own tokenizer and template; '' reads the reward model on the policy's tokens.",
+)
 _REWARD_HEAD = flags.DEFINE_enum(
     "reward_head",
     "scalar",
@@ -106,6 +115,22 @@ def _builder_kwargs(dataset: str, run_data: dict[str, Any]) -> dict[str, Any]:
 
 def _reward_model(tokenizer, mesh, rules):
     path = _REWARD_MODEL.value
+    if _REWARD_FORMAT.value and _REWARD_FORMAT.value != "own":
+        if _REWARD_KIND.value != "prm":
+            raise SystemExit(
+                f"error: --reward_format={_REWARD_FORMAT.value} needs --reward_kind=prm"
+            )
+        try:
+            return load_prm(
+                path,
+                _REWARD_FORMAT.value,
+                dtype=jnp.dtype(_DTYPE.value),
+                mesh=mesh,
+                rules=rules,
+                key="reward_model",
+            )
+        except PRMFormatError as e:
+            raise SystemExit(f"error: {e}") from None
     ids = [None, None]
     if _REWARD_HEAD.value == "token_prob":
         ids = [

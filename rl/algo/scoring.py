@@ -16,16 +16,45 @@ response arrays ``[B, R]``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from rewards import shaping
+from rewards import steps as steps_lib
 from rl.algo import losses as ppo
 from rl.algo.gae import gae
 from rl.config import PPOConfig, RewardConfig
+
+
+class ResponseStructure(NamedTuple):
+    """Where a rollout's rewards go, decided on the host from its tokens and finish reasons."""
+
+    truncated_B: np.ndarray  # bool: stopped by the length limit
+    step_end_BxR: np.ndarray  # bool: last token of each complete step
+    steps: list[list[str]]  # each row's complete steps' texts (step k <-> k-th step end)
+    last_BxR: np.ndarray  # bool: the EOS-ended response's last token (where the ORM is read)
+
+
+def response_structure(
+    tokenizer: Any,
+    tokens_BxR: np.ndarray,
+    response_BxR: np.ndarray,
+    truncated_B: np.ndarray,
+    sep: str,
+) -> ResponseStructure:
+    """Step ends and texts of complete steps (a truncated response's trailing fragment is no
+    step), and the ORM's read position: the last token of a response that ended by EOS or a stop
+    string; none for a truncated one (``truncated_B``: the sampler's finish reason is LENGTH)."""
+    truncated_B = np.asarray(truncated_B, bool)
+    step_end_BxR, steps = steps_lib.batch_steps_and_ends(
+        tokenizer, tokens_BxR, response_BxR, sep, truncated_B
+    )
+    last_BxR = np.asarray(jax.vmap(shaping.last_token)(jnp.asarray(response_BxR, bool)))
+    return ResponseStructure(truncated_B, step_end_BxR, steps, last_BxR & ~truncated_B[:, None])
 
 
 def make_score_fn(graphdefs: dict[str, Any], prompt_len: int):

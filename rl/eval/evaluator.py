@@ -34,6 +34,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from models.prm import ProcessRewardModel
 from rewards import steps as steps_lib
 from rewards.verify import Verifier, extract_answer
 from rl.data import prompts as prompts_lib
@@ -148,7 +149,9 @@ class Evaluator:
                 **kw,
             )
         self.scorer = None
-        if reward_model is not None:
+        if isinstance(reward_model, ProcessRewardModel):
+            self.scorer = reward_model  # scores in its own token space (reward_scoring)
+        elif reward_model is not None:
             self.scorer = RewardScorer(
                 reward_model, chunk_rows=config.batch_size, mesh=mesh, rules=rules
             )
@@ -191,6 +194,7 @@ class Evaluator:
                 self.tokenizer,
                 separator=c.separator,
                 aggregation=c.prm_aggregation,
+                questions_M=[ex.question for ex in examples for _ in range(n)],
             )
         records = []
         for row, text in enumerate(gens.texts):

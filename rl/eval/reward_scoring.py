@@ -1,16 +1,18 @@
 """Scoring an evaluation's responses with a frozen reward model, as an ORM or a PRM.
 
-The reward model reads prompt + response in the POLICY's tokenizer (a reward model with a different
-vocabulary would have to be re-tokenized, which is not done here; ``rl.evaluate`` checks that the
-vocabularies agree). An ORM's score is read at the last response token (as PPO reads it); a PRM's
-step scores at the policy's step-end tokens (``rewards.steps``), aggregated for ranking by
-``rl.eval.metrics.aggregate_prm``.
+The project's own reward models read prompt + response in the POLICY's tokenizer (``rl.evaluate``
+checks that the vocabularies agree): an ORM's score is read at the last response token (as PPO
+reads it), a PRM's step scores at the policy's step-end tokens (``rewards.steps``). A published PRM
+(``models.prm.ProcessRewardModel``, any tokenizer) scores the question and the response's complete
+steps in its own input format (``published_step_scores``), as PPO's ``rl.algo.prm_scorer`` does.
+Step scores are aggregated for ranking by ``rl.eval.metrics.aggregate_prm``.
 
 Letters: M response rows, P prompt length, R max new tokens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -18,11 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from models.prm import ProcessRewardModel
 from models.sharding import array_sharding, use_mesh
 from rewards import steps as steps_lib
 from rl.data import prompts as prompts_lib
 from rl.eval.generation import Generations
 from rl.eval.metrics import aggregate_prm
+from rl.rollout.sampling_program import FinishReason
 
 REWARD_KINDS = ("orm", "prm")
 
@@ -85,8 +89,24 @@ def prm_step_scores(scores_MxR: np.ndarray, step_end_MxR: np.ndarray) -> list[np
     return [s[e] for s, e in zip(scores_MxR, step_end_MxR.astype(bool), strict=True)]
 
 
+def published_step_scores(
+    prm: ProcessRewardModel,
+    questions_M: Sequence[str],
+    gens: Generations,
+    tokenizer: Any,
+    separator: str,
+) -> list[list[float]]:
+    """A published PRM's score of each complete step of each response (a truncated response's
+    trailing fragment is no step), from the same step texts PPO gives it."""
+    truncated = np.asarray(gens.finish_reason) == FinishReason.LENGTH
+    _, steps = steps_lib.batch_steps_and_ends(
+        tokenizer, gens.tokens, gens.response_mask, separator, truncated
+    )
+    return prm.score_steps(list(questions_M), steps)
+
+
 def reward_scores(
-    scorer: RewardScorer,
+    scorer: RewardScorer | ProcessRewardModel,
     kind: str,
     gens: Generations,
     prompts: prompts_lib.PromptBatch,
@@ -94,10 +114,24 @@ def reward_scores(
     *,
     separator: str,
     aggregation: str,
+    questions_M: Sequence[str] | None = None,
 ) -> tuple[list[float], list[float | None], list[list | None]]:
     """Per response: the reward model's score (ORM: last token; PRM: aggregated steps, NaN without
-    steps), the PRM return (sum of step scores; None for an ORM) and the step scores."""
+    steps), the PRM return (sum of step scores; None for an ORM) and the step scores. A published
+    PRM needs each response's question (``questions_M``)."""
     n, m = gens.samples_per_prompt, len(gens.texts)
+    if isinstance(scorer, ProcessRewardModel):
+        if kind != "prm" or questions_M is None:
+            raise ValueError(
+                f"a published PRM scores steps: reward_kind={kind!r} must be 'prm' and "
+                "questions_M given"
+            )
+        steps = published_step_scores(scorer, questions_M, gens, tokenizer, separator)
+        return (
+            [aggregate_prm(s, aggregation) for s in steps],
+            [float(np.sum(s)) for s in steps],
+            steps,
+        )
     rows = np.repeat(np.arange(prompts.input_ids.shape[0]), n)
     scores = scorer(
         prompts.input_ids[rows], prompts.attention_mask[rows], gens.tokens, gens.response_mask

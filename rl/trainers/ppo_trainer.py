@@ -40,12 +40,19 @@ from rewards import steps as steps_lib
 from rewards.verify import Verifier
 from rl import data as data_lib
 from rl.algo import update as upd
-from rl.algo.scoring import make_score_fn, make_shape_fn
+from rl.algo.prm_scorer import (
+    PublishedPRMScorer,
+    derived_bucket,
+    load_published_prm,
+    uses_published_format,
+)
+from rl.algo.scoring import make_score_fn, make_shape_fn, response_structure
 from rl.config import MODEL_SECTIONS, ConfigError, RLConfig
 from rl.data import prompts as prompts_lib
 from rl.eval.evaluator import EvalConfig, Evaluator
 from rl.rollout.sampler import Sampler
 from rl.rollout.sampler_config import SamplerConfig
+from rl.rollout.sampling_program import FinishReason
 from rl.rollout.tokenizer import load_tokenizer, stop_token_ids
 from rl.runtime import distributed, model_builder
 from rl.runtime.checkpoint import Checkpointer
@@ -140,8 +147,14 @@ class Trainer:
         frozen = {"ref": reference}
         # A configured PRM is loaded even at weight 0: its return is then still logged
         # (reward/prm_raw), which is how runs without a PRM reward are checked for hacking.
-        if self.specs["prm"].configured:
-            frozen["prm"] = model_builder.build_reward_model(self.specs["prm"], tok, mesh, rules)
+        # A published PRM is scored in its own token space (rl.algo.prm_scorer); the project's own
+        # reward models read the policy's tokens inside the scoring program.
+        self.published_prm = None
+        prm_spec = self.specs["prm"]
+        if prm_spec.configured and uses_published_format(prm_spec):
+            self.published_prm = load_published_prm(prm_spec, mesh, rules)
+        elif prm_spec.configured:
+            frozen["prm"] = model_builder.build_reward_model(prm_spec, tok, mesh, rules)
         if self.cfg.reward.uses_orm:
             frozen["orm"] = model_builder.build_reward_model(self.specs["orm"], tok, mesh, rules)
         if self.cfg.reward.uses_implicit_prm:
@@ -189,6 +202,19 @@ class Trainer:
         self.update_fn = upd.jit_update(
             update_fn, self.state_sharding, self.batch_sharding, self.replicated
         )
+        self.prm_scorer = None
+        if self.published_prm is not None:
+            max_len, max_steps = derived_bucket(
+                self.specs["prm"], c.data.max_prompt_len, c.rollout.max_new_tokens
+            )
+            self.prm_scorer = PublishedPRMScorer(
+                self.published_prm,
+                max_input_len=max_len,
+                max_steps=max_steps,
+                mesh=mesh,
+                rules=self.rules,
+                batch_sharding=self.batch_sharding,
+            )
         self.take_rows = jax.jit(
             lambda batch, idx: jax.tree.map(lambda x: x[idx], batch),
             out_shardings=self.batch_sharding,
@@ -292,14 +318,24 @@ class Trainer:
             verdict = self.verifier.check_batch(texts, answers)
             success = correct = np.asarray(verdict.rewards, np.float32)
             timeouts = verdict.num_timeouts
+        # A response cut off by the length limit gave no final answer within the budget: its
+        # success reward is 0 (batch_accuracy still reports the verifier's verdict).
+        structure = response_structure(
+            self.tokenizer,
+            tokens,
+            response,
+            np.asarray(out.finish_reason) == FinishReason.LENGTH,
+            c.data.step_separator,
+        )
+        truncated, step_end = structure.truncated_B, structure.step_end_BxR
+        success = np.where(truncated, 0.0, success).astype(np.float32)
         if c.reward.success_flip_prob > 0:
             success = np.asarray(
                 shaping.flip_success(jnp.asarray(success), k_noise, c.reward.success_flip_prob)
             )
-        step_end = steps_lib.step_end_masks(self.tokenizer, tokens, response, c.data.step_separator)
         seq = np.concatenate([_rows(ids, n), tokens], axis=1).astype(np.int32)
         seq_mask = np.concatenate([_rows(mask, n).astype(bool), response], axis=1)
-        last = np.asarray(jax.vmap(shaping.last_token)(jnp.asarray(response)))
+        last = structure.last_BxR  # the ORM is read at EOS only
         put = lambda x: to_global(x, self.batch_sharding)  # noqa: E731
         seq, seq_mask, response_d, last_d = put(seq), put(seq_mask), put(response), put(last)
         with use_mesh(self.mesh, self.rules):
@@ -311,13 +347,20 @@ class Trainer:
             # Blocking here costs nothing (shaping needs the scores next) and keeps the
             # per-phase times honest under asynchronous dispatch.
             scores = jax.block_until_ready(self.score_fn(params, seq, seq_mask, last_d))
+        prm_metrics = {}
+        if self.prm_scorer is not None:
+            questions = [e.question for e in examples for _ in range(n)]
+            prm_BxR, prm_metrics = self.prm_scorer(questions, structure.steps, step_end)
+            scores = dict(scores, prm_scores=put(prm_BxR))
+        with use_mesh(self.mesh, self.rules):
             times["scoring"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             arrays, reward_metrics = self.shape_fn(scores, put(step_end), response_d, put(success))
             reward_metrics = to_host(reward_metrics)
         times["shaping_gae"] = time.perf_counter() - t2
 
-        metrics: dict[str, Any] = dict(reward_metrics)
+        metrics: dict[str, Any] = dict(reward_metrics, **prm_metrics)
+        metrics["rollout/truncated"] = float(np.mean(truncated))
         metrics.update(rollout_text_stats(texts, c.data.step_separator))
         metrics["rollout/response_length"] = float(response.sum(1).mean())
         metrics["rollout/batch_accuracy"] = float(np.mean(correct))

@@ -144,3 +144,67 @@ def test_tag_steps():
 def test_bad_shapes_name_the_arrays():
     with pytest.raises(ValueError, match="ids_T and response_T"):
         steps.step_end_mask(char_tokenizer(), [2, 3, 4], [True, False])
+
+
+def test_a_truncated_responses_trailing_fragment_is_no_step():
+    # Cut mid-step by the length limit: "3+4=" is a fragment, not a step.
+    assert steps.step_texts("1+2=3\n3+4=", "\n", truncated=True) == ["1+2=3"]
+    # Cut right after a separator: every piece before it is a complete step.
+    assert steps.step_texts("1+2=3\n3+4=7\n", "\n", truncated=True) == ["1+2=3", "3+4=7"]
+    # Ended by EOS or a stop string: the last step counts.
+    assert steps.step_texts("1+2=3\n3+4=", "\n", truncated=False) == ["1+2=3", "3+4="]
+    # A truncated response of one fragment has no step at all.
+    assert steps.step_texts("1+2", "\n", truncated=True) == []
+    assert steps.step_texts("", "\n", truncated=True) == []
+
+
+def test_truncated_rows_lose_the_fragments_step_end_only():
+    tok = char_tokenizer()
+    texts = ["1+2=3\n3+4=", "1+2=3\n3+4="]
+    ids = np.array([tok(t, add_special_tokens=False)["input_ids"] for t in texts])
+    resp = np.ones(ids.shape, bool)
+    masks = steps.step_end_masks(tok, ids, resp, "\n", truncated_B=[True, False])
+    assert np.flatnonzero(masks[0]).tolist() == [4]
+    assert np.flatnonzero(masks[1]).tolist() == [4, 9]
+
+
+def test_step_scores_land_on_the_policys_kth_step_end():
+    step_end = np.array(
+        [
+            [0, 1, 0, 0, 1, 0, 1],  # three steps
+            [0, 0, 0, 0, 0, 0, 0],  # no step (empty or a single fragment)
+            [1, 0, 0, 1, 0, 0, 0],  # two steps, the second not scored by the PRM (cut)
+        ],
+        bool,
+    )
+    scores = np.array([[0.9, 0.5, 0.25], [0.7, 0.7, 0.7], [0.3, 0.8, 0.1]], np.float32)
+    valid = np.array([[1, 1, 1], [0, 0, 0], [1, 0, 0]], bool)
+    out = steps.place_step_scores(scores, valid, step_end)
+    np.testing.assert_array_equal(
+        out,
+        np.array(
+            [
+                [0, 0.9, 0, 0, 0.5, 0, 0.25],
+                [0, 0, 0, 0, 0, 0, 0],
+                [0.3, 0, 0, 0, 0, 0, 0],
+            ],
+            np.float32,
+        ),
+    )
+    # More step ends than scored steps: the extra ends get 0.
+    out = steps.place_step_scores(scores[:1, :2], valid[:1, :2], step_end[:1])
+    np.testing.assert_array_equal(out, np.array([[0, 0.9, 0, 0, 0.5, 0, 0]], np.float32))
+
+
+def test_step_texts_stay_aligned_with_step_ends():
+    """The texts a PRM scores are the policy's steps, one per step end, also for Qwen BPE."""
+    tok = qwen()
+    text = "Step one: 2+2=4.\n\nStep two: 4*3=12.\n\nSo the answer is \\boxed{12}."
+    ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    mask, texts = steps.steps_and_ends(tok, ids, sep="\n\n")
+    assert texts == steps.step_texts(text, "\n\n")
+    assert int(mask.sum()) == len(texts) == 3
+    # A truncated copy (no EOS, cut inside the last step) keeps the two complete steps.
+    cut = tok(text[:-8], add_special_tokens=False)["input_ids"]
+    mask, texts = steps.steps_and_ends(tok, cut, sep="\n\n", truncated=True)
+    assert texts == ["Step one: 2+2=4.", "Step two: 4*3=12."] and int(mask.sum()) == 2

@@ -18,8 +18,9 @@ from models import presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardModel, ValueModel
-from rl.algo.scoring import make_score_fn, make_shape_fn
+from rl.algo.scoring import make_score_fn, make_shape_fn, response_structure
 from rl.config import PPOConfig, RewardConfig
+from rl.data.toy_tokenizer import toy_tokenizer
 from tests.models.hf_reference import jit
 
 V, P, R = 32, 4, 5
@@ -271,3 +272,24 @@ def test_success_only_reward_sits_on_the_last_real_token():
     np.testing.assert_array_equal(arrays["rewards"], [[0, 0, 0, 1], [0, 1, 0, 0]])
     np.testing.assert_array_equal(arrays["returns"] != 0, RESPONSE)
     assert m["reward/total"] == 1.0 and m["reward/success"] == 1.0
+
+
+def test_a_truncated_response_has_no_fragment_step_end_and_no_orm_read():
+    """Row 0 ended by EOS: both steps end, the ORM reads its last token. Row 1 stopped by the
+    length limit inside its second step: one step end, and no ORM position at all."""
+    tok = toy_tokenizer()
+    eos = tok.eos_token_id
+    rows = [tok("1+2=3\n3+4=7", add_special_tokens=False)["input_ids"] + [eos]]
+    rows.append(tok("1+2=3\n3+4=", add_special_tokens=False)["input_ids"])
+    width = max(len(r) for r in rows) + 2
+    tokens = np.zeros((2, width), np.int32)
+    response = np.zeros((2, width), bool)
+    for b, r in enumerate(rows):
+        tokens[b, : len(r)], response[b, : len(r)] = r, True
+    s = response_structure(tok, tokens, response, np.array([False, True]), "\n")
+    assert np.flatnonzero(s.step_end_BxR[0]).tolist() == [4, 10]
+    assert np.flatnonzero(s.step_end_BxR[1]).tolist() == [4]
+    assert s.steps == [["1+2=3", "3+4=7"], ["1+2=3"]]
+    assert np.flatnonzero(s.last_BxR[0]).tolist() == [len(rows[0]) - 1]  # the EOS token
+    assert not s.last_BxR[1].any()
+    assert s.truncated_B.tolist() == [False, True]
