@@ -1,4 +1,4 @@
-"""`ModelConfig`: the one validated description of a decoder-only (Qwen2 / Llama family) model.
+"""`ModelConfig`: the one validated description of a decoder-only (Qwen2 / Llama / Mistral) model.
 
 Everything in `models/` takes this frozen dataclass, never a ConfigDict: presets in
 `models/presets.py` and Hugging Face `config.json` files are both converted here once (`from_dict`,
@@ -17,7 +17,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-ARCHS = ("qwen2", "llama")
+ARCHS = ("qwen2", "llama", "mistral")
+# transformers' class-name prefix of each family (Qwen2ForCausalLM, MistralForTokenClassification).
+HF_PREFIX = {"qwen2": "Qwen2", "llama": "Llama", "mistral": "Mistral"}
 DTYPES = ("float32", "bfloat16", "float16")
 ROPE_TYPES = ("default", "linear", "llama3")
 REMAT_POLICIES = (
@@ -64,6 +66,9 @@ class ModelConfig:
       `remat_policy`,
         one of `jax.checkpoint_policies`' names in REMAT_POLICIES.
       arch: the Hugging Face family `to_hf()` writes by default.
+      sliding_window: Mistral's attention window, recorded from config.json. Attention here is
+        always full, which equals sliding-window attention only while a sequence is no longer than
+        the window; callers that score Mistral checkpoints (`models.prm`) refuse longer inputs.
     """
 
     vocab_size: int
@@ -93,6 +98,7 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
+    sliding_window: int | None = None
 
     def __post_init__(self):
         for name in (
@@ -161,6 +167,11 @@ class ModelConfig:
             )
         if self.arch not in ARCHS:
             raise ValueError(f"ModelConfig.arch={self.arch!r} is not one of {ARCHS}")
+        if self.sliding_window is not None:
+            w = self.sliding_window
+            if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w <= 0:
+                raise ValueError(f"ModelConfig.sliding_window={w!r} must be None or a positive int")
+            object.__setattr__(self, "sliding_window", int(w))
         if isinstance(self.eos_token_id, (list, tuple)):
             object.__setattr__(self, "eos_token_id", tuple(int(i) for i in self.eos_token_id))
 
@@ -191,7 +202,7 @@ class ModelConfig:
 
     @classmethod
     def from_hf(cls, hf: Mapping[str, Any], **overrides) -> ModelConfig:
-        """From a Hugging Face `config.json` dict of a Qwen2 or Llama model.
+        """From a Hugging Face `config.json` dict of a Qwen2, Llama or Mistral model.
 
         Reads both the transformers-5 layout (`rope_parameters`) and the older one (`rope_theta` +
         `rope_scaling`), which is what published Qwen2 / Qwen2.5 checkpoints carry. `overrides` set
@@ -218,6 +229,8 @@ class ModelConfig:
         num_heads = hf["num_attention_heads"]
         if model_type == "qwen2":
             qkv_bias, out_bias = True, False
+        elif model_type == "mistral":  # MistralAttention: no bias on any projection.
+            qkv_bias = out_bias = False
         else:
             qkv_bias = out_bias = bool(hf.get("attention_bias", False))
         values = dict(
@@ -239,13 +252,14 @@ class ModelConfig:
             bos_token_id=hf.get("bos_token_id"),
             eos_token_id=hf.get("eos_token_id"),
             pad_token_id=hf.get("pad_token_id"),
+            sliding_window=hf.get("sliding_window") if model_type == "mistral" else None,
             **rope,
         )
         values.update(overrides)
         return cls(**values)
 
     def to_hf(self, arch: str | None = None) -> dict[str, Any]:
-        """A Hugging Face `config.json` dict that transformers loads as `arch` ("qwen2" or "llama").
+        """A Hugging Face `config.json` dict that transformers loads as `arch` (one of ARCHS).
 
         Writes the RoPE settings twice, as transformers-5 `rope_parameters` and as the older
         `rope_theta`/`rope_scaling`, so both current transformers and tools pinned to 4.x read the
@@ -259,6 +273,13 @@ class ModelConfig:
                 "to_hf(arch='qwen2') needs attention_bias=True and attention_out_bias=False "
                 f"(Qwen2's fixed layout); got attention_bias={self.attention_bias}, "
                 f"attention_out_bias={self.attention_out_bias}"
+            )
+        if arch == "mistral" and (self.attention_bias or self.attention_out_bias):
+            raise ValueError("to_hf(arch='mistral') needs attention_bias=attention_out_bias=False")
+        if arch != "mistral" and self.sliding_window is not None:
+            raise ValueError(
+                f"to_hf(arch={arch!r}) cannot write sliding_window={self.sliding_window} "
+                "(Mistral only)"
             )
         if arch == "llama" and self.attention_bias != self.attention_out_bias:
             raise ValueError(
@@ -283,7 +304,7 @@ class ModelConfig:
             else {k: v for k, v in rope_parameters.items() if k != "rope_theta"}
         )
         hf: dict[str, Any] = {
-            "architectures": ["Qwen2ForCausalLM" if arch == "qwen2" else "LlamaForCausalLM"],
+            "architectures": [f"{HF_PREFIX[arch]}ForCausalLM"],
             "model_type": arch,
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
@@ -313,6 +334,8 @@ class ModelConfig:
             hf.update(
                 use_sliding_window=False, sliding_window=None, max_window_layers=self.num_layers
             )
+        elif arch == "mistral":
+            hf["sliding_window"] = self.sliding_window
         else:
             hf.update(attention_bias=self.attention_bias, mlp_bias=False, pretraining_tp=1)
         return hf

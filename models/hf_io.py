@@ -1,4 +1,4 @@
-"""Hugging Face checkpoints (Qwen2 / Llama, safetensors) in and out of the NNX models.
+"""Hugging Face checkpoints (Qwen2 / Llama / Mistral, safetensors) in and out of the NNX models.
 
 Loading never materializes the whole model on one host: the model is built abstractly, each
 parameter's target sharding is computed from its logical axes, and every device's shard is read
@@ -37,7 +37,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from models.config import ModelConfig
+from models.config import HF_PREFIX, ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardHead, RewardModel, ValueModel
 from models.sharding import Rules, state_shardings
@@ -54,8 +54,12 @@ _IGNORED = re.compile(r".*rotary_emb\.inv_freq$")
 # -----------------------------------------------------------------------------------------
 
 
-class _Checkpoint:
-    """Tensor name → file map of a single-file or sharded (index.json) safetensors checkpoint."""
+class Checkpoint:
+    """Tensor name → file map of a single-file or sharded (index.json) safetensors checkpoint.
+
+    Public so that loaders of particular checkpoints (`models.prm`) can check names and shapes
+    before anything is built; files stay open until `stack` closes.
+    """
 
     def __init__(self, path: Path, stack: contextlib.ExitStack):
         self._stack = stack
@@ -102,7 +106,7 @@ def _hf_shape(layout: str, shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def _read_block(
-    ckpt: _Checkpoint, name: str, layout: str, shape: Sequence[int], index: tuple[slice, ...]
+    ckpt: Checkpoint, name: str, layout: str, shape: Sequence[int], index: tuple[slice, ...]
 ) -> np.ndarray:
     """Our-layout block `index` of parameter `name`, reading only the HF rows/cols it needs."""
     idx = tuple(slice(*s.indices(n)[:2]) for s, n in zip(index, shape))
@@ -189,7 +193,7 @@ def _hf_names(
     return out
 
 
-def _head_layout(ckpt: _Checkpoint, base: str) -> tuple[bool, bool, int] | None:
+def head_layout(ckpt: Checkpoint, base: str) -> tuple[bool, bool, int] | None:
     """(mlp, bias, num_outputs) of a `score`-style head stored under `base`, or None if absent."""
     if f"{base}.0.weight" in ckpt and f"{base}.2.weight" in ckpt:
         return True, f"{base}.2.bias" in ckpt, ckpt.shape(f"{base}.2.weight")[0]
@@ -198,13 +202,13 @@ def _head_layout(ckpt: _Checkpoint, base: str) -> tuple[bool, bool, int] | None:
     return None
 
 
-def _model_factory(config: ModelConfig, head: str | RewardHead | None, ckpt: _Checkpoint):
+def _model_factory(config: ModelConfig, head: str | RewardHead | None, ckpt: Checkpoint):
     """A zero-argument constructor of the model `head` asks for, its head shaped like the
     checkpoint's."""
     if head is None:
         return lambda: CausalLM(config, rngs=nnx.Rngs(0))
     if head == "value":
-        found = _head_layout(ckpt, "v_head.summary") or _head_layout(ckpt, "score")
+        found = head_layout(ckpt, "v_head.summary") or head_layout(ckpt, "score")
         mlp, bias = (found[0], found[1]) if found else (False, True)
         if found and found[2] != 1:
             raise ValueError(f"value head in checkpoint has {found[2]} outputs, expected 1")
@@ -214,7 +218,7 @@ def _model_factory(config: ModelConfig, head: str | RewardHead | None, ckpt: _Ch
         raise TypeError(f"head={head!r} must be None, 'value', a reward kind or a RewardHead")
     mlp = bias = False
     if spec.kind != "token_prob":
-        found = _head_layout(ckpt, "score")
+        found = head_layout(ckpt, "score")
         if found is None:
             raise KeyError(
                 f"head kind={spec.kind!r} needs a `score` head (score.weight or score.0/2.*) "
@@ -271,7 +275,7 @@ def load_causal_lm(
     config = load_config(path, dtype=dtype, param_dtype=param_dtype or dtype, **overrides)
     np_dtype = np.dtype(config.param_dtype)
     with contextlib.ExitStack() as stack:
-        ckpt = _Checkpoint(path, stack)
+        ckpt = Checkpoint(path, stack)
         abstract = nnx.eval_shape(_model_factory(config, head, ckpt))
         graphdef, abstract_state = nnx.split(abstract)
         if mesh is None:
@@ -334,7 +338,7 @@ def load_causal_lm(
 
 
 def _load_array(
-    ckpt: _Checkpoint,
+    ckpt: Checkpoint,
     name: str,
     layout: str,
     shape: tuple[int, ...],
@@ -364,7 +368,7 @@ def _to_host(x: jax.Array) -> np.ndarray:
 
 
 def _architecture(model: nnx.Module, arch: str) -> tuple[str, dict[str, Any]]:
-    prefix = "Qwen2" if arch == "qwen2" else "Llama"
+    prefix = HF_PREFIX[arch]
     if isinstance(model, CausalLM):
         return f"{prefix}ForCausalLM", {}
     if isinstance(model, ValueModel):

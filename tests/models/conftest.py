@@ -47,3 +47,15 @@ def llama_dir(llama_hf, tmp_path_factory):
     path = tmp_path_factory.mktemp("llama_tiny")
     llama_hf.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def mistral_hf():
+    return make_hf_model("mistral", seed=2)
+
+
+@pytest.fixture(scope="session")
+def mistral_dir(mistral_hf, tmp_path_factory):
+    path = tmp_path_factory.mktemp("mistral_tiny")
+    mistral_hf.save_pretrained(path)
+    return path

@@ -24,7 +24,8 @@ def randomize_(hf_model, seed: int, std: float = 0.1) -> None:
 
 
 def make_hf_model(kind: str, seed: int = 0, **overrides):
-    """A tiny random transformers model ('qwen2' or 'llama') in eval mode, eager attention."""
+    """A tiny random transformers model ('qwen2', 'llama' or 'mistral') in eval mode, eager
+    attention."""
 
     torch.manual_seed(seed)
     if kind == "qwen2":
@@ -70,6 +71,25 @@ def make_hf_model(kind: str, seed: int = 0, **overrides):
         cfg.update(overrides)
         config = transformers.LlamaConfig(**cfg)
         model = transformers.LlamaForCausalLM(config)
+    elif kind == "mistral":
+        # Llama-like without any projection bias; a sliding window longer than the test inputs.
+        cfg = dict(
+            vocab_size=128,
+            hidden_size=64,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=256,
+            sliding_window=64,
+            rope_theta=10000.0,
+            tie_word_embeddings=False,
+            rms_norm_eps=1e-5,
+        )
+        cfg.update(overrides)
+        config = transformers.MistralConfig(**cfg)
+        model = transformers.MistralForCausalLM(config)
     else:
         raise ValueError(kind)
     model.config._attn_implementation = "eager"

@@ -82,9 +82,44 @@ def test_from_hf_rejects_unsupported_features():
     }
     with pytest.raises(ValueError, match="use_sliding_window=True"):
         ModelConfig.from_hf({**base, "use_sliding_window": True})
-    with pytest.raises(ValueError, match="model_type='mistral'"):
-        ModelConfig.from_hf({**base, "model_type": "mistral"})
+    with pytest.raises(ValueError, match="model_type='gemma2'"):
+        ModelConfig.from_hf({**base, "model_type": "gemma2"})
     with pytest.raises(ValueError, match=r"rope_parameters\.rope_type='dynamic'"):
         ModelConfig.from_hf({**base, "rope_parameters": {"rope_type": "dynamic", "factor": 2.0}})
     with pytest.raises(ValueError, match="needs attention_bias=True"):
         ModelConfig(**BASE).to_hf("qwen2")
+
+
+def test_mistral_reads_and_writes_its_sliding_window_and_has_no_biases():
+    hf = {
+        "model_type": "mistral",
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 32768,
+        "rope_theta": 10000.0,
+        "sliding_window": 4096,
+        "hidden_act": "silu",
+        "attention_bias": True,  # Not a MistralConfig key: ignored, Mistral has no biases.
+    }
+    cfg = ModelConfig.from_hf(hf)
+    assert (cfg.arch, cfg.sliding_window, cfg.head_dim) == ("mistral", 4096, 128)
+    assert not cfg.attention_bias and not cfg.attention_out_bias
+    out = cfg.to_hf()
+    assert out["architectures"] == ["MistralForCausalLM"] and out["sliding_window"] == 4096
+    assert ModelConfig.from_hf(out) == cfg
+    assert ModelConfig.from_hf({**hf, "sliding_window": None}).sliding_window is None
+    # The window belongs to Mistral only; other families never read or write one.
+    assert (
+        ModelConfig.from_hf({**hf, "model_type": "llama", "attention_bias": False}).sliding_window
+        is None
+    )
+    with pytest.raises(ValueError, match=r"to_hf\(arch='llama'\) cannot write sliding_window=4096"):
+        cfg.to_hf("llama")
+    with pytest.raises(ValueError, match="to_hf\\(arch='mistral'\\) needs attention_bias"):
+        ModelConfig(**BASE, attention_bias=True).to_hf("mistral")
+    with pytest.raises(ValueError, match="sliding_window=0 must be None or a positive int"):
+        ModelConfig(**BASE, sliding_window=0)

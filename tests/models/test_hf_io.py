@@ -67,7 +67,13 @@ def test_sharded_checkpoint_with_index(tmp_path):
     assert model.lm_head is not None
 
 
-@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_mistral_matches_transformers(mistral_hf, mistral_dir):
+    model = _check_against_hf(mistral_hf, mistral_dir)
+    cfg = model.config
+    assert (cfg.arch, cfg.sliding_window, cfg.attention_bias) == ("mistral", 64, False)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama", "mistral"])
 def test_saved_checkpoint_reloads_in_transformers(request, family, tmp_path):
 
     hf_model, hf_dir = (

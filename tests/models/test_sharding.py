@@ -97,14 +97,14 @@ def test_sharded_decode_with_sharded_cache(tiny_config, tiny_model, tiny_forward
 def test_load_directly_sharded(qwen2_hf, qwen2_dir, monkeypatch):
     mesh = sharding.make_mesh((2, 2, 2))
     reads = {}
-    read = hf_io._Checkpoint.read
+    read = hf_io.Checkpoint.read
 
     def recording_read(self, name, index):
         block = read(self, name, index)
         reads.setdefault(name, []).append(block.size)
         return block
 
-    monkeypatch.setattr(hf_io._Checkpoint, "read", recording_read)
+    monkeypatch.setattr(hf_io.Checkpoint, "read", recording_read)
     model = hf_io.load_causal_lm(qwen2_dir, mesh=mesh, rules=RULES)
     # Each device's block is read from disk, never the whole tensor; replicas (data=2) share a read.
     up_reads = reads["model.layers.1.mlp.up_proj.weight"]
