@@ -40,7 +40,7 @@ import numpy as np
 from flax import nnx
 
 from models import hf_io, reward_io
-from models.heads import RewardHead
+from models.heads import RewardHead, RewardModel, ValueModel
 from models.prm_formats import (
     EMPTY,
     FORMATS,
@@ -190,6 +190,31 @@ def _load_own(path: Path, tokenizer: Any, dtype, mesh, rules, key: str) -> Proce
     return ProcessRewardModel("own", tokenizer, model, encoder, key=key)
 
 
+def make_score_fn(graphdef: Any, *, sigmoid: bool) -> Callable:
+    """The scoring program of a PRM with `graphdef` (see `ProcessRewardModel.score_fn`); also what
+    `launch.aot` compiles for a published PRM's input bucket."""
+
+    def score(params, ids_BxL, mask_BxL, positions_BxK):
+        model = nnx.merge(graphdef, params)
+        per_token_BxL = model(ids_BxL, mask_BxL).astype(jnp.float32)
+        if sigmoid:
+            per_token_BxL = jax.nn.sigmoid(per_token_BxL)
+        return jnp.take_along_axis(per_token_BxL, positions_BxK.astype(jnp.int32), axis=1)
+
+    return score
+
+
+def abstract_prm(config: Any, fmt: str) -> nnx.Module:
+    """A PRM of `config` with the head `fmt` loads (shapes only matter: for `launch.aot`)."""
+    if fmt in ("math_shepherd", "rlhflow"):
+        return RewardModel(config, "token_prob", rngs=nnx.Rngs(0), good_token_id=0, bad_token_id=1)
+    if fmt == "qwen_math_prm":
+        return RewardModel(config, "two_class", rngs=nnx.Rngs(0), mlp_head=True, head_bias=True)
+    if fmt == "value_head":
+        return ValueModel(config, rngs=nnx.Rngs(0), head_bias=True)
+    raise ValueError(f"abstract_prm: format {fmt!r} has no published head ({FORMATS})")
+
+
 def _bucket(n: int, least: int) -> int:
     return max(least, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
 
@@ -268,16 +293,7 @@ class ProcessRewardModel:
         """`f(params, ids_BxL, mask_BxL, positions_BxK) -> scores_BxK` (fp32), pure and jit-able,
         with the model's graphdef closed over; `params` is `self.params` (the model's nnx state, in
         whatever sharding it was loaded with). Scores where `valid_BxK` is False are meaningless."""
-        graphdef, sigmoid = self._graphdef, self._sigmoid
-
-        def score(params, ids_BxL, mask_BxL, positions_BxK):
-            model = nnx.merge(graphdef, params)
-            per_token_BxL = model(ids_BxL, mask_BxL).astype(jnp.float32)
-            if sigmoid:
-                per_token_BxL = jax.nn.sigmoid(per_token_BxL)
-            return jnp.take_along_axis(per_token_BxL, positions_BxK.astype(jnp.int32), axis=1)
-
-        return score
+        return make_score_fn(self._graphdef, sigmoid=self._sigmoid)
 
     def score_steps(
         self, questions: Sequence[str], steps: Sequence[Sequence[str]]

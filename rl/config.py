@@ -331,11 +331,6 @@ class ModelSpec:
             raise ConfigError(
                 f"config.{name}.format={spec.format!r}: must be '' (detect) or one of {formats}"
             )
-        if spec.published_format and spec.preset:
-            raise ConfigError(
-                f"config.{name}.format={spec.format!r}: a published format needs a checkpoint "
-                f"path, not the random preset {spec.preset!r}"
-            )
         for field in ("max_input_len", "max_steps"):
             value = getattr(spec, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

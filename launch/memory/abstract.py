@@ -19,6 +19,7 @@ from models import hf_io, presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardModel, ValueModel
+from models.prm import abstract_prm
 from rl.config import ConfigError, ModelSpec
 
 
@@ -87,6 +88,10 @@ def abstract_models(rl, aot_presets: Mapping[str, str] | None = None) -> dict[st
         mcfg, src = model_config(key, spec, aot_presets)
         if name == "implicit":
             out[name] = _build(lambda c=mcfg: CausalLM(c, rngs=nnx.Rngs(0)), mcfg, src)
+        elif name == "prm" and spec.published_format:
+            # A published PRM with the head its format loads (models.prm), scored on its own
+            # input bucket (rl.algo.prm_scorer), not on the policy's sequences.
+            out[name] = _build(lambda c=mcfg, f=spec.format: abstract_prm(c, f), mcfg, src)
         else:
             # Token ids only matter for shapes here: any two ids of the vocabulary.
             ids = dict(good_token_id=0, bad_token_id=1) if spec.kind == "token_prob" else {}

@@ -19,6 +19,7 @@ from flax import nnx
 from launch.memory.abstract import Abstract
 from models.config import matmul_params
 from models.sharding import logical_to_spec
+from rl.algo.prm_scorer import derived_bucket
 
 
 def shard_factor(logical_axes, shape, sizes, rules) -> int:
@@ -128,12 +129,17 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int]) -> dict[str
         "outputs: tokens, log-probs, masks": bn * r * (4 + 4 + 4 + 1),
     }
 
-    # score: every model over the whole rollout, one after the other.
+    # score: every model over the whole rollout, one after the other; a published PRM over its
+    # own input bucket (prm.max_input_len tokens of its tokenizer; rl.algo.prm_scorer).
     lm = [m.config for n, m in models.items() if n in ("policy", "ref", "implicit")]
+    lengths = {n: s for n in models}
+    if "prm" in models and rl.prm.published_format:
+        lengths["prm"] = derived_bucket(rl.prm, p, r)[0]
     score_act = {
         "largest model: one layer's activations + hidden states": max(
-            layer_act(m.config, bn, s, backward=False) + 2 * bn * s * m.config.hidden_size * c
-            for m in models.values()
+            layer_act(m.config, bn, lengths[n], backward=False)
+            + 2 * bn * lengths[n] * m.config.hidden_size * c
+            for n, m in models.items()
         ),
         # XLA:TPU sometimes keeps a second [rows, S, V] fp32 buffer (the log-softmax) and
         # sometimes fuses it away; counting both keeps the estimate on the safe side.

@@ -20,8 +20,10 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from launch.memory.abstract import Abstract
+from models.prm import make_score_fn as make_prm_score_fn
 from models.sharding import array_sharding, state_shardings, use_mesh
 from rl.algo import update as upd
+from rl.algo.prm_scorer import derived_bucket
 from rl.algo.scoring import make_score_fn
 from rl.rollout.sampler import Sampler
 from rl.rollout.sampler_config import SamplerConfig
@@ -134,12 +136,33 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, programs) -> dict[st
         )
 
     def score():
-        fn = jax.jit(make_score_fn({n: m.graphdef for n, m in models.items()}, p))
-        return fn, (
-            params,
+        published = "prm" in models and rl.prm.published_format
+        in_graph = {n: m.graphdef for n, m in models.items() if not (published and n == "prm")}
+        policy_pass = make_score_fn(in_graph, p)
+        args = (
+            {n: v for n, v in params.items() if n in in_graph},
             sds((rows, p + r), jnp.int32),
             sds((rows, p + r), jnp.bool_),
             sds((rows, r), jnp.bool_),
+        )
+        if not published:
+            return jax.jit(policy_pass), args
+        # A published PRM scores its own bucket in a second program; compiled here in one program
+        # with the policy-space pass, whose peak bounds the two run one after the other.
+        length, steps = derived_bucket(rl.prm, p, r)
+        prm_pass = make_prm_score_fn(models["prm"].graphdef, sigmoid=False)
+
+        def both(scored, seq, mask, last, prm_params, ids, prm_mask, positions):
+            return policy_pass(scored, seq, mask, last), prm_pass(
+                prm_params, ids, prm_mask, positions
+            )
+
+        return jax.jit(both), (
+            *args,
+            params["prm"],
+            sds((rows, length), jnp.int32),
+            sds((rows, length), jnp.bool_),
+            sds((rows, steps), jnp.int32),
         )
 
     builders = {"update": update, "sample": sample, "score": score}

@@ -33,14 +33,15 @@ from rl.runtime.distributed import to_global, to_host
 # Derived bucket: prompt + response tokens plus the template's fixed part and a tag (or a chat
 # turn's markers) per step; rounded up so nearby configs share compiled shapes.
 TEMPLATE_TOKENS = 96
-TOKENS_PER_STEP = 8
+TOKENS_PER_STEP = 4
 ROUND_TO = 128
 
 
 def derived_bucket(spec: ModelSpec, max_prompt_len: int, max_new_tokens: int) -> tuple[int, int]:
     """``(max_input_len, max_steps)`` of a PRM section: its own values, else derived from the run
-    (one step per 4 response tokens at most, never fewer than 8)."""
-    steps = spec.max_steps or max(8, max_new_tokens // 4)
+    (one step per 8 response tokens at most, never fewer than 16). Steps past either bound go
+    unscored and are counted (``reward/prm_unscored_steps``)."""
+    steps = spec.max_steps or max(16, max_new_tokens // 8)
     length = spec.max_input_len or (
         ROUND_TO
         * math.ceil(
@@ -52,7 +53,13 @@ def derived_bucket(spec: ModelSpec, max_prompt_len: int, max_new_tokens: int) ->
 
 def load_published_prm(spec: ModelSpec, mesh, rules) -> prm_lib.ProcessRewardModel:
     """The PRM of ``spec`` (format given or detected), sharded on ``mesh``; a format/checkpoint
-    mismatch is a ConfigError naming ``config.prm.format``."""
+    mismatch is a ConfigError naming ``config.prm.format``. (A random preset carries a published
+    format's shapes for ``launch.aot`` only: training needs the checkpoint.)"""
+    if not spec.path:
+        raise ConfigError(
+            f"config.{spec.name}.path='': format {spec.format!r} scores with a published "
+            f"checkpoint; set {spec.name}.path (preset {spec.preset!r} has no weights or tokenizer)"
+        )
     try:
         return prm_lib.load_prm(
             spec.path,

@@ -29,9 +29,10 @@ def qwen_prm_dir(tmp_path_factory):
 
 def test_derived_bucket_by_hand():
     spec = ModelSpec(name="prm")
-    # steps: max(8, 112 // 4) = 28; length: 24 + 112 + 96 + 8 * 28 = 456 -> 512.
-    assert prm_scorer.derived_bucket(spec, 24, 112) == (512, 28)
-    assert prm_scorer.derived_bucket(spec, 8, 16) == (256, 8)  # 8 + 16 + 96 + 8 * 8 = 184
+    # steps: max(16, 112 // 8) = 16; length: 24 + 112 + 96 + 4 * 16 = 296 -> 384.
+    assert prm_scorer.derived_bucket(spec, 24, 112) == (384, 16)
+    # steps: 1024 // 8 = 128; length: 512 + 1024 + 96 + 4 * 128 = 2144 -> 2176.
+    assert prm_scorer.derived_bucket(spec, 512, 1024) == (2176, 128)
     spec = ModelSpec(name="prm", max_input_len=300, max_steps=5)
     assert prm_scorer.derived_bucket(spec, 24, 112) == (300, 5)
 

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from models.prm import load_prm
 from rl.eval import reward_scoring
 from rl.eval.generation import Generations
 from rl.eval.problems import encode
+from rl.rollout.sampling_program import FinishReason
+from tests.models import prm_reference as ref
 
 
 def test_orm_and_prm_scores_read_the_right_positions():
@@ -91,3 +94,40 @@ def test_reward_scores_names_an_unknown_kind(toy_tok, toy_examples):
         reward_scoring.reward_scores(
             zeros, "value", gens, prompts, toy_tok, separator="\n", aggregation="min"
         )
+
+
+def test_a_published_prm_ranks_the_complete_steps_in_its_own_tokens(
+    toy_tok, toy_examples, tmp_path
+):
+    """Best-of-N with a Qwen2.5-Math-PRM-format PRM (Qwen tokenizer) over toy-tokenizer responses:
+    its step scores are `score_steps` of the question and the complete steps; a length-truncated
+    response's fragment is not scored."""
+    ref.write_qwen_math_prm(tmp_path, ref.qwen_tokenizer())
+    published = load_prm(tmp_path, "qwen_math_prm")
+    texts = ["1+2=3\n3+4=7\n\\boxed{7}", "1+2=3\n3+4="]
+    r = 24
+    tokens = np.zeros((2, r), np.int32)
+    for b, t in enumerate(texts):
+        ids = toy_tok(t, add_special_tokens=False)["input_ids"] + ([toy_tok.eos_token_id], [])[b]
+        tokens[b, : len(ids)] = ids
+    lengths = np.array([len(texts[0]) + 1, len(texts[1])])
+    mask = np.arange(r)[None] < lengths[:, None]
+    finish = np.array([int(FinishReason.EOS), int(FinishReason.LENGTH)])
+    gens = Generations(tokens, mask, np.zeros((2, r), np.float32), lengths, finish, texts, 2)
+    question = toy_examples[0].question
+    prompts = encode(toy_examples[:1], toy_tok, "toy")
+    score, ret, steps = reward_scoring.reward_scores(
+        published,
+        "prm",
+        gens,
+        prompts,
+        toy_tok,
+        separator="\n",
+        aggregation="min",
+        questions_M=[question] * 2,
+    )
+    want = published.score_steps([question] * 2, [["1+2=3", "3+4=7", "\\boxed{7}"], ["1+2=3"]])
+    np.testing.assert_allclose(steps[0], want[0], atol=1e-6)
+    np.testing.assert_allclose(steps[1], want[1], atol=1e-6)
+    assert score == [min(want[0]), min(want[1])]
+    assert ret == pytest.approx([sum(want[0]), sum(want[1])])
