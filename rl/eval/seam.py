@@ -45,6 +45,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from models.prm import ProcessRewardModel
 from rewards.verify import Verifier
 from rl.data.example import Example
 from rl.eval.generation import Generations, generate
@@ -243,7 +244,8 @@ def score_generations(
 
     `reward`: "verifier" (the answer's correctness; `verifier` reused if given, else one is started
     when some response states an answer), or "orm" / "prm" with `reward_model` (a `RewardModel` or
-    (graphdef, state) sharing the policy's tokenizer; PRM steps aggregated by `prm_aggregation`).
+    (graphdef, state) sharing the policy's tokenizer, or for "prm" a published
+    `models.prm.ProcessRewardModel` with its own; PRM steps aggregated by `prm_aggregation`).
     """
     _check_reward(reward, reward_model)
     examples = list(examples)
@@ -269,7 +271,12 @@ def score_generations(
                 v.close()
         rewards = correct.astype(np.float64)
     else:
-        scorer = RewardScorer(reward_model, chunk_rows=batch_size, mesh=mesh, rules=rules)
+        # A published PRM (models.prm) scores the questions and steps in its own tokens.
+        scorer = (
+            reward_model
+            if isinstance(reward_model, ProcessRewardModel)
+            else RewardScorer(reward_model, chunk_rows=batch_size, mesh=mesh, rules=rules)
+        )
         separator = step_separator or default_step_separator(dataset)
         rm, _, _ = reward_scores(
             scorer,
@@ -279,6 +286,7 @@ def score_generations(
             tokenizer,
             separator=separator,
             aggregation=prm_aggregation,
+            questions_M=[ex.question for ex in examples for _ in range(n)],
         )
         rewards = np.asarray(rm, np.float64)
     distinct = _first_copies(gens.tokens, n)

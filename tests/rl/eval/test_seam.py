@@ -17,12 +17,16 @@ from models import presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardModel
+from models.prm import load_prm
 from models.sharding import create_sharded, make_mesh, shard_model
+from rewards.steps import batch_steps_and_ends
 from rl import data
 from rl.data.example import Example
 from rl.data.toy_tokenizer import toy_tokenizer
 from rl.eval import seam
 from rl.eval.problems import encode
+from rl.rollout.sampling_program import FinishReason
+from tests.models import prm_reference as ref
 
 NAN = float("nan")
 
@@ -267,3 +271,23 @@ def test_score_generations_with_the_verifier_then_filter(toy, orm_run):
         seam.score_prompts(graphdef, params, tok, examples, dataset="toy", reward="orm")
     with pytest.raises(ValueError, match="at least 2"):
         seam.score_prompts(graphdef, params, tok, examples, dataset="toy", samples=1)
+
+
+def test_score_generations_with_a_published_prm_of_another_tokenizer(toy, orm_run, tmp_path):
+    """SEAM's reward from a Qwen2.5-Math-PRM-format PRM (Qwen tokenizer) on toy-tokenizer
+    responses: each response's reward is the min over its complete steps of `score_steps`."""
+    tok, _, examples = toy
+    _, _, result = orm_run
+    ref.write_qwen_math_prm(tmp_path, ref.qwen_tokenizer())
+    prm = load_prm(tmp_path, "qwen_math_prm")
+    prompts = encode(examples, tok, "toy")
+    gens = result.generations
+    judged = seam.score_generations(
+        gens, prompts, examples, tok, dataset="toy", reward="prm", reward_model=prm
+    )
+    truncated = np.asarray(gens.finish_reason) == FinishReason.LENGTH
+    _, steps = batch_steps_and_ends(tok, gens.tokens, gens.response_mask, "\n", truncated)
+    n = gens.samples_per_prompt
+    want = prm.score_steps([ex.question for ex in examples for _ in range(n)], steps)
+    want_min = np.array([min(s) if s else np.nan for s in want]).reshape(len(examples), n)
+    np.testing.assert_allclose(judged.rewards, want_min, atol=1e-6)
