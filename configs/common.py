@@ -73,6 +73,7 @@ def rl_base() -> ml_collections.ConfigDict:
             minibatches=2,
             microbatches=1,
             whiten_advantages=True,
+            advantage="gae",  # gae | grpo | rloo | reinforce_pp (rl/algo/advantages.py)
         )
     )
     c.optim = ml_collections.ConfigDict(

@@ -54,6 +54,10 @@ def _one_of(key: str, value: Any, choices: Iterable[Any]) -> None:
         _fail(key, value, f"must be one of {choices}")
 
 
+# rl.algo.gae (with the critic) and the critic-free estimators of rl.algo.advantages.
+ADVANTAGE_ESTIMATORS = ("gae", "grpo", "rloo", "reinforce_pp")
+
+
 @dataclasses.dataclass(frozen=True)
 class RewardConfig:
     """Which reward the policy is trained on (``rewards.shaping.combine``).
@@ -121,8 +125,12 @@ class PPOConfig:
     minibatches: int = 2
     microbatches: int = 1
     whiten_advantages: bool = True
+    # gae (the critic) | grpo | rloo | reinforce_pp (rl.algo.advantages); the group estimators
+    # need several samples per prompt.
+    advantage: str = "gae"
 
     def validate(self, prefix: str = "ppo") -> PPOConfig:
+        _one_of(f"{prefix}.advantage", self.advantage, ADVANTAGE_ESTIMATORS)
         _unit_interval(f"{prefix}.gamma", self.gamma)
         _unit_interval(f"{prefix}.lam", self.lam)
         _positive(f"{prefix}.clip_eps", self.clip_eps)
@@ -436,6 +444,22 @@ class RLConfig:
                 )
         if not run.policy.configured:
             _fail("policy.path", "", "set policy.path or policy.preset")
+        estimator = run.ppo.advantage
+        if estimator in ("grpo", "rloo") and run.data.samples_per_prompt < 2:
+            _fail(
+                "ppo.advantage",
+                estimator,
+                f"compares the samples of a prompt: needs data.samples_per_prompt >= 2, got "
+                f"{run.data.samples_per_prompt}",
+            )
+        if estimator == "grpo" and rc.kl_coef > 0 and rc.kl_in == "reward":
+            _fail(
+                "ppo.advantage",
+                estimator,
+                "normalises the rewards at reward positions (step ends, last token); a per-token "
+                "KL penalty in the reward has no place there: set reward.kl_in='loss' (as GRPO "
+                "does) or reward.kl_coef=0",
+            )
         return run
 
     def to_json(self) -> str:

@@ -25,6 +25,7 @@ from flax import nnx
 
 from rewards import shaping
 from rewards import steps as steps_lib
+from rl.algo import advantages as advantages_lib
 from rl.algo import losses as ppo
 from rl.algo.gae import gae
 from rl.config import PPOConfig, RewardConfig
@@ -134,7 +135,7 @@ def _row_reward(
     return rewards_T, parts
 
 
-def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig):
+def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig, samples_per_prompt: int = 1):
     """``shape(scores, step_end_BxR, response_BxR, success_B) -> (batch arrays, reward
     metrics)``."""
 
@@ -157,7 +158,21 @@ def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig):
         advantages, returns = gae(
             rewards_BxR, scores["values"], response_BxR, ppo_cfg.gamma, ppo_cfg.lam
         )
-        if ppo_cfg.whiten_advantages:
+        estimator = ppo_cfg.advantage
+        if estimator != "gae":
+            # The critic is still trained, on Monte-Carlo returns (its values are logged); the
+            # advantages do not use it.
+            returns = advantages_lib.returns_to_go(rewards_BxR, response_BxR)
+            group_B = advantages_lib.group_index(b, samples_per_prompt)
+        if estimator == "grpo":
+            at_BxR = step_end_BxR | jax.vmap(shaping.last_token)(response_BxR)
+            advantages = advantages_lib.grpo(rewards_BxR, at_BxR, response_BxR, group_B)
+        elif estimator == "rloo":
+            advantages = advantages_lib.rloo(rewards_BxR, response_BxR, group_B)
+        elif estimator == "reinforce_pp":
+            advantages = advantages_lib.reinforce_pp(rewards_BxR, response_BxR)
+        # REINFORCE++ is whitened by definition; the others as ppo.whiten_advantages says.
+        if ppo_cfg.whiten_advantages and estimator != "reinforce_pp":
             advantages = ppo.whiten(advantages, response_BxR)
         metrics = {f"reward/{k}": jnp.mean(v) for k, v in parts.items()}
         metrics["reward/success"] = jnp.mean(success_B)

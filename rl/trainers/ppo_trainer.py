@@ -195,7 +195,7 @@ class Trainer:
         p = c.data.max_prompt_len
         graphdefs = {"policy": self.models.policy, "critic": self.models.critic, **self.frozen_defs}
         self.score_fn = jax.jit(make_score_fn(graphdefs, p))
-        self.shape_fn = jax.jit(make_shape_fn(c.reward, c.ppo))
+        self.shape_fn = jax.jit(make_shape_fn(c.reward, c.ppo, c.data.samples_per_prompt))
         update_fn = upd.make_update_fn(
             self.models, c.ppo, c.reward, self.policy_tx, self.critic_tx, p
         )

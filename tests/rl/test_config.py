@@ -160,3 +160,21 @@ def test_top_level_keys_are_validated(key, value, message):
     with pytest.raises(ConfigError) as err:
         RLConfig.from_config_dict(cfg)
     assert message in str(err.value)
+
+
+def test_critic_free_estimators_are_validated():
+    cfg = smoke.get_config()
+    cfg.ppo.advantage = "vtrace"
+    with pytest.raises(ConfigError, match="config.ppo.advantage='vtrace': must be one of"):
+        RLConfig.from_config_dict(cfg)
+    cfg = smoke.get_config()
+    cfg.ppo.advantage = "rloo"
+    cfg.data.samples_per_prompt = 1
+    with pytest.raises(ConfigError, match="config.ppo.advantage='rloo': .*samples_per_prompt >= 2"):
+        RLConfig.from_config_dict(cfg)
+    cfg = smoke.get_config()
+    cfg.ppo.advantage = "grpo"  # smoke: kl_coef 0.02 in the reward
+    with pytest.raises(ConfigError, match="config.ppo.advantage='grpo': .*kl_in='loss'"):
+        RLConfig.from_config_dict(cfg)
+    cfg.reward.kl_in = "loss"
+    assert RLConfig.from_config_dict(cfg).ppo.advantage == "grpo"

@@ -148,8 +148,8 @@ def _scores(**extra):
     return {k: jnp.asarray(v, jnp.float32) for k, v in s.items()}
 
 
-def _shape(reward_cfg, ppo_cfg, scores, step_end=STEP_END, success=SUCCESS):
-    arrays, metrics = jit(make_shape_fn(reward_cfg, ppo_cfg))(
+def _shape(reward_cfg, ppo_cfg, scores, step_end=STEP_END, success=SUCCESS, samples=1):
+    arrays, metrics = jit(make_shape_fn(reward_cfg, ppo_cfg, samples))(
         scores, jnp.asarray(step_end), jnp.asarray(RESPONSE), jnp.asarray(success)
     )
     return {k: np.asarray(v) for k, v in arrays.items()}, {k: float(v) for k, v in metrics.items()}
@@ -293,3 +293,32 @@ def test_a_truncated_response_has_no_fragment_step_end_and_no_orm_read():
     assert np.flatnonzero(s.last_BxR[0]).tolist() == [len(rows[0]) - 1]  # the EOS token
     assert not s.last_BxR[1].any()
     assert s.truncated_B.tolist() == [False, True]
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "reinforce_pp"])
+def test_critic_free_estimators_take_the_shaped_rewards_by_hand(estimator):
+    """Two samples of one prompt, the clipped-PRM + success rewards of the first shaping test
+    (KL in the loss for GRPO): r0 = [0, -0.15, 0, 1], r1 = [0, -0.2, 0, 0] (row 1 is 2 tokens).
+    GRPO normalises the group's rewards at step ends and last tokens: -0.15, 1 (t = 1, 3) and -0.2
+    (row 1's step end is its last token), mean 0.2167, std 0.5543, and sums them from each token
+    on; RLOO: returns-to-go minus the other row's
+    total (0.85 vs -0.2); REINFORCE++: returns-to-go whitened over the 6 response tokens. The
+    critic's targets are the Monte-Carlo returns."""
+    reward_cfg = RewardConfig(prm_weight=0.5, prm_transform="clip", prm_eta=0.5, kl_coef=0.0)
+    ppo_cfg = PPOConfig(gamma=1.0, lam=1.0, whiten_advantages=False, advantage=estimator)
+    prm = [[9.0, 0.2, 9.0, 0.9], [9.0, 0.1, 100.0, 100.0]]
+    arrays, _ = _shape(reward_cfg, ppo_cfg, _scores(prm_scores=prm), samples=2)
+    rewards = np.array([[0.0, -0.15, 0.0, 1.0], [0.0, -0.2, 0.0, 0.0]])
+    np.testing.assert_allclose(arrays["rewards"], rewards, atol=1e-6)
+    returns = np.array([[0.85, 0.85, 1.0, 1.0], [-0.2, -0.2, 0.0, 0.0]])
+    np.testing.assert_allclose(arrays["returns"], returns, atol=1e-6)
+    if estimator == "grpo":
+        at = np.array([-0.15, 1.0, -0.2])
+        z = (at - at.mean()) / at.std()
+        want = [[z[0] + z[1], z[0] + z[1], z[1], z[1]], [z[2], z[2], 0.0, 0.0]]
+    elif estimator == "rloo":
+        want = [[0.85 + 0.2, 0.85 + 0.2, 1.2, 1.2], [-0.2 - 0.85, -0.2 - 0.85, 0.0, 0.0]]
+    else:
+        kept = returns[RESPONSE]
+        want = np.where(RESPONSE, (returns - kept.mean()) / kept.std(), 0.0)
+    np.testing.assert_allclose(arrays["advantages"], want, atol=1e-5)

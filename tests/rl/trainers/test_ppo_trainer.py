@@ -27,9 +27,12 @@ def test_batch_the_mesh_cannot_split_is_a_config_error(tmp_path):
         Trainer(RLConfig.from_config_dict(cfg), tmp_path / "run")
 
 
-def test_ppo_learns_an_easy_reward(tmp_path):
-    """Reward = fraction of response tokens equal to one target token: PPO must raise it."""
+@pytest.mark.parametrize("estimator", ["gae", "grpo", "rloo", "reinforce_pp"])
+def test_ppo_learns_an_easy_reward(tmp_path, estimator):
+    """Reward = fraction of response tokens equal to one target token: PPO must raise it, under
+    every advantage estimator."""
     cfg = smoke.get_config()
+    cfg.ppo.advantage = estimator
     cfg.data_dir = str(tmp_path / "tfds")
     cfg.reward.prm_weight = 0.0
     cfg.reward.kl_coef = 0.0
@@ -54,7 +57,9 @@ def test_ppo_learns_an_easy_reward(tmp_path):
         trainer.close()
     success = [r["reward/success"] for r in _metrics(tmp_path / "run")]
     assert success[0] < 0.15, success  # about 1/27 for a random policy over the toy vocabulary
-    assert np.mean(success[-3:]) > 0.6, success
+    # GAE reaches > 0.6 in 20 iterations; the group estimators learn from within-prompt
+    # differences of 4 samples and move more slowly at this learning rate (measured: GRPO 0.42).
+    assert np.mean(success[-3:]) > (0.6 if estimator == "gae" else 0.3), success
 
 
 def test_eval_every_logs_the_greedy_accuracy_of_the_policy_it_exports(tmp_path, env):
