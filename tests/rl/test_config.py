@@ -56,6 +56,11 @@ def test_locked_config_rejects_unknown_override():
     [
         ("reward.kl_coef", -0.1, "config.reward.kl_coef=-0.1"),
         ("reward.prm_eta", 1.5, "config.reward.prm_eta=1.5"),
+        (
+            "reward.prm_min_form_temperature",
+            -0.5,
+            "config.reward.prm_min_form_temperature=-0.5",
+        ),
         ("reward.kl_estimator", "k2", "config.reward.kl_estimator='k2'"),
         ("ppo.epochs", 0, "config.ppo.epochs=0"),
         ("ppo.dual_clip", 0.5, "config.ppo.dual_clip=0.5"),
@@ -160,3 +165,14 @@ def test_top_level_keys_are_validated(key, value, message):
     with pytest.raises(ConfigError) as err:
         RLConfig.from_config_dict(cfg)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("transform", ["min_form", "potential"])
+def test_new_prm_transforms_and_options_resolve(transform):
+    cfg = smoke.get_config()
+    cfg.reward.prm_transform = transform
+    cfg.reward.prm_min_form_temperature = 0.1
+    cfg.reward.prm_potential_terminal = True
+    reward = RLConfig.from_config_dict(cfg).reward
+    assert (reward.prm_transform, reward.prm_min_form_temperature) == (transform, 0.1)
+    assert reward.prm_potential_terminal is True
