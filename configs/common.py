@@ -48,8 +48,10 @@ def rl_base() -> ml_collections.ConfigDict:
             success_weight=1.0,
             orm_weight=0.0,
             prm_weight=0.0,
-            prm_transform="raw",  # raw | clip | delta | clip_delta
+            prm_transform="raw",  # raw | clip | delta | clip_delta | min_form | potential
             prm_eta=0.5,
+            prm_min_form_temperature=0.0,  # min_form: 0 exact min; > 0 PURE's softmax weights
+            prm_potential_terminal=False,  # potential: -s_K at the last step (PRM return 0)
             implicit_prm_weight=0.0,
             implicit_prm_beta=0.05,
             gated=False,  # G-RA: process rewards only where the outcome reward >= gate_threshold

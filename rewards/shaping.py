@@ -22,6 +22,10 @@ The refinements bound what the policy can gain from a learned process reward by 
 * ``delta``: s_k - s_{k+1} for k <= K-2, s_{K-1} for k = K-1, 0 for k = K. The return from any step
     k < K telescopes to s_k, a single bounded score, however many steps follow.
 * ``clip_delta``: ``delta`` of the clipped scores min(s_k - eta, 0).
+* ``min_form`` (PURE): G_k - G_{k+1} with G_k = min_{j>=k} s_j, G_{K+1} = 0. The return from step k
+    is the minimum remaining score, however many steps follow.
+* ``potential`` (Ng et al. 1999, potential = PRM score): s_k - s_{k-1} with s_0 = 0 (optionally
+    -s_K more at the last step). The return from step k telescopes to s_K - s_{k-1} (-s_{k-1}).
 * ``gated`` (G-RA): step rewards count only when the outcome reward reaches a threshold.
 """
 
@@ -35,7 +39,7 @@ import jax.numpy as jnp
 Array = jax.Array
 
 KL_ESTIMATORS = ("k1", "k3")
-PRM_TRANSFORMS = ("raw", "clip", "delta", "clip_delta")
+PRM_TRANSFORMS = ("raw", "clip", "delta", "clip_delta", "min_form", "potential")
 
 
 def _positions(x_T: Array) -> Array:
@@ -95,6 +99,64 @@ def clip_delta(scores_T: Array, step_end_T: Array, eta: float | Array) -> Array:
     return delta(clip(scores_T, step_end_T, eta), step_end_T)
 
 
+def min_form(scores_T: Array, step_end_T: Array, temperature: float | Array = 0.0) -> Array:
+    """PURE's min-form credit assignment (Cheng et al. 2025) as per-step rewards.
+
+    ``temperature == 0`` (exact form): with G_k = min_{j >= k} s_j and G_{K+1} = 0, step k's reward
+    is r_k = G_k - G_{k+1}, so the return from step k, sum_{j >= k} r_j, is exactly G_k, the
+    minimum of the remaining scores. r_K = s_K; K = 0 gives zeros.
+
+    ``temperature > 0`` (PURE's code, CJReinforce/PURE ``openrlhf/utils/utils.py``,
+    ``turn_process_reward_logits_to_reward``, used unless ``disable_weighted_reward``):
+    ``weight = torch.softmax(-process_reward.masked_fill(~reward_mask, inf) / temperature, -1)``;
+    ``process_reward = weight * process_reward``, i.e. r_k = w_k s_k with
+    w_k = exp(-s_k / T) / sum_{j=1..K} exp(-s_j / T), the softmax taken over *all* K steps of the
+    response. PURE then credits returns as the reverse cumulative sum of these rewards
+    (``experience_maker.py``: ``reward.fliplr().cumsum(dim=1).fliplr()``). The whole response's
+    return sum_k w_k s_k is a soft minimum that tends to min_k s_k = G_1 as T -> 0, but the return
+    from a later step k is sum_{j >= k} w_j s_j, not a soft min of the remaining scores: as T -> 0
+    the whole minimum sits on the argmin step (split evenly among ties) and steps after it get 0.
+    So the two forms agree on the response's return and on the return from every step up to the
+    (first) argmin, not beyond it.
+
+    ``temperature`` may be a traced scalar; the choice between the forms is a ``jnp.where``.
+    """
+    dtype = scores_T.dtype
+    t = jnp.asarray(temperature, jnp.float32)
+    # Exact form: reverse running minimum of the scores over step ends.
+    inf = jnp.asarray(jnp.inf, dtype)
+    suffix_min_T = jax.lax.cummin(jnp.where(step_end_T, scores_T, inf), reverse=True)
+    g_T = jnp.where(step_end_T, suffix_min_T, 0.0).astype(dtype)
+    exact_T = g_T - _gather_or_zero(g_T, next_step_end(step_end_T))
+    # PURE's softmax-weighted form, stabilised by subtracting the largest logit over step ends.
+    safe_t = jnp.where(t > 0, t, 1.0)
+    logits_T = jnp.where(step_end_T, -scores_T.astype(jnp.float32) / safe_t, -jnp.inf)
+    top = jnp.max(logits_T)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    e_T = jnp.where(step_end_T, jnp.exp(logits_T - top), 0.0)
+    total = jnp.sum(e_T)
+    w_T = e_T / jnp.where(total > 0, total, 1.0)
+    soft_T = (w_T * scores_T.astype(jnp.float32)).astype(dtype)
+    return jnp.where(step_end_T, jnp.where(t > 0, soft_T, exact_T), 0.0).astype(dtype)
+
+
+def potential(scores_T: Array, step_end_T: Array, terminal: bool | Array = False) -> Array:
+    """Potential-based shaping (Ng, Harada & Russell 1999) with the PRM score as potential.
+
+    r_k = s_k - s_{k-1} at step k's end, s_0 = 0: the return from step k telescopes to
+    s_K - s_{k-1}, so a step is credited with its effect on the *final* score, never with its own
+    score. ``terminal=True`` adds -s_K at the last step end (the potential of the terminal state
+    is 0): r_K = -s_{K-1}, the return from step k is -s_{k-1} and every response's PRM return is 0,
+    which leaves the optimal policy unchanged.
+    """
+    dtype = scores_T.dtype
+    s_T = jnp.where(step_end_T, scores_T, 0.0).astype(dtype)
+    r_T = s_T - _gather_or_zero(s_T, previous_step_end(step_end_T))
+    is_last_T = step_end_T & (next_step_end(step_end_T) >= step_end_T.shape[-1])
+    r_T = jnp.where(is_last_T & jnp.asarray(terminal, bool), r_T - s_T, r_T)
+    return jnp.where(step_end_T, r_T, 0.0).astype(dtype)
+
+
 def gated(
     step_rewards_T: Array, step_end_T: Array, outcome: float | Array, threshold: float | Array
 ) -> Array:
@@ -107,9 +169,19 @@ def gated(
 
 
 def shape_prm(
-    scores_T: Array, step_end_T: Array, transform: str, eta: float | Array = 0.0
+    scores_T: Array,
+    step_end_T: Array,
+    transform: str,
+    eta: float | Array = 0.0,
+    *,
+    min_form_temperature: float | Array = 0.0,
+    potential_terminal: bool | Array = False,
 ) -> Array:
-    """Dispatch on a transform name (static configuration, resolved at trace time)."""
+    """Dispatch on a transform name (static configuration, resolved at trace time).
+
+    ``eta`` is used by ``clip`` and ``clip_delta``, ``min_form_temperature`` by ``min_form``,
+    ``potential_terminal`` by ``potential``.
+    """
     if transform == "raw":
         return raw(scores_T, step_end_T)
     if transform == "clip":
@@ -118,6 +190,10 @@ def shape_prm(
         return delta(scores_T, step_end_T)
     if transform == "clip_delta":
         return clip_delta(scores_T, step_end_T, eta)
+    if transform == "min_form":
+        return min_form(scores_T, step_end_T, min_form_temperature)
+    if transform == "potential":
+        return potential(scores_T, step_end_T, potential_terminal)
     raise ValueError(f"transform must be one of {PRM_TRANSFORMS}, got {transform!r}")
 
 

@@ -71,6 +71,8 @@ class RewardConfig:
     prm_weight: float = 0.0
     prm_transform: str = "raw"
     prm_eta: float = 0.5
+    prm_min_form_temperature: float = 0.0  # min_form: 0 exact; > 0 PURE's softmax weights
+    prm_potential_terminal: bool = False  # potential: -s_K at the last step (PRM return 0)
     implicit_prm_weight: float = 0.0
     implicit_prm_beta: float = 0.05
     gated: bool = False
@@ -91,6 +93,15 @@ class RewardConfig:
             _positive(f"{prefix}.{name}", getattr(self, name), allow_zero=True)
         _one_of(f"{prefix}.prm_transform", self.prm_transform, PRM_TRANSFORMS)
         _unit_interval(f"{prefix}.prm_eta", self.prm_eta)
+        _positive(
+            f"{prefix}.prm_min_form_temperature", self.prm_min_form_temperature, allow_zero=True
+        )
+        if not isinstance(self.prm_potential_terminal, bool):
+            _fail(
+                f"{prefix}.prm_potential_terminal",
+                self.prm_potential_terminal,
+                "must be True or False",
+            )
         _positive(f"{prefix}.implicit_prm_beta", self.implicit_prm_beta)
         _one_of(f"{prefix}.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         _one_of(f"{prefix}.kl_in", self.kl_in, ("reward", "loss"))

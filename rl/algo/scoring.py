@@ -106,7 +106,14 @@ def _row_reward(
     """The per-token reward of one response, and its parts (for metrics)."""
     prm_shaped_T = jnp.zeros_like(logp_T)
     if prm_T is not None:
-        prm_shaped_T = shaping.shape_prm(prm_T, step_end_T, cfg.prm_transform, cfg.prm_eta)
+        prm_shaped_T = shaping.shape_prm(
+            prm_T,
+            step_end_T,
+            cfg.prm_transform,
+            cfg.prm_eta,
+            min_form_temperature=cfg.prm_min_form_temperature,
+            potential_terminal=cfg.prm_potential_terminal,
+        )
     process_T = cfg.prm_weight * prm_shaped_T
     if implicit_logp_T is not None:
         process_T = process_T + cfg.implicit_prm_weight * shaping.implicit_prm(

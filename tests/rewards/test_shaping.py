@@ -307,3 +307,225 @@ def test_transforms_do_not_sync_with_host():
     with jax.transfer_guard("disallow"):
         for f in (shaping.raw, shaping.delta, lambda s, m: shaping.clip_delta(s, m, ETA)):
             jax.jit(f).lower(s, m)
+
+
+# --- min_form (PURE) and potential ----------------------------------------------------------
+
+
+def _suffix_returns(rewards, ends):
+    r = np.asarray(rewards)
+    return np.array([r[e:].sum() for e in ends])
+
+
+def test_min_form_hand_values():
+    np.testing.assert_array_equal(
+        shaping.min_form(jnp.full((6,), 0.9), jnp.zeros((6,), bool)), np.zeros(6)
+    )
+    s, m = _place([0.7], [2], 5)
+    np.testing.assert_allclose(shaping.min_form(s, m), [0, 0, 0.7, 0, 0], atol=1e-6)
+    # s = (0.6, 0.3, 0.8): G = (0.3, 0.3, 0.8), G_4 = 0; r = (0, -0.5, 0.8).
+    ends = [1, 4, 6]
+    s, m = _place([0.6, 0.3, 0.8], ends, 9)
+    out = np.asarray(shaping.min_form(s, m))
+    np.testing.assert_allclose(_at(out, ends), [0.0, -0.5, 0.8], atol=1e-6)
+    assert np.count_nonzero(np.delete(out, ends)) == 0
+    np.testing.assert_allclose(_suffix_returns(out, ends), [0.3, 0.3, 0.8], atol=1e-6)
+    # Garbage scores on padding after the response are ignored.
+    s_pad = s.at[7:].set(-5.0)
+    np.testing.assert_allclose(shaping.min_form(s_pad, m), out, atol=1e-6)
+
+
+def test_min_form_temperature_hand_values():
+    # PURE's weights over all steps: w = softmax(-s / T), r_k = w_k s_k.
+    ends = [0, 2]
+    s, m = _place([0.2, 0.6], ends, 4)
+    w = np.exp([-0.2 / 0.5, -0.6 / 0.5])
+    w = w / w.sum()
+    np.testing.assert_allclose(
+        _at(shaping.min_form(s, m, 0.5), ends), w * np.array([0.2, 0.6]), rtol=1e-5
+    )
+    np.testing.assert_array_equal(
+        shaping.min_form(jnp.full((4,), 0.9), jnp.zeros((4,), bool), 0.5), np.zeros(4)
+    )
+
+
+def test_potential_hand_values():
+    np.testing.assert_array_equal(
+        shaping.potential(jnp.full((5,), 0.9), jnp.zeros((5,), bool), True), np.zeros(5)
+    )
+    s, m = _place([0.7], [2], 4)
+    np.testing.assert_allclose(shaping.potential(s, m), [0, 0, 0.7, 0], atol=1e-6)
+    np.testing.assert_allclose(shaping.potential(s, m, True), np.zeros(4), atol=1e-6)
+    ends = [1, 4, 6, 9]
+    s, m = _place([0.7, 0.2, 0.4, 0.8], ends, 12)
+    # s_k - s_{k-1}: (0.7, -0.5, 0.2, 0.4); terminal: last becomes 0.4 - 0.8 = -s_3 = -0.4.
+    np.testing.assert_allclose(_at(shaping.potential(s, m), ends), [0.7, -0.5, 0.2, 0.4], atol=1e-6)
+    out = np.asarray(shaping.potential(s, m, True))
+    np.testing.assert_allclose(_at(out, ends), [0.7, -0.5, 0.2, -0.4], atol=1e-6)
+    assert np.count_nonzero(np.delete(out, ends)) == 0
+    # Return from step k: s_K - s_{k-1} = (0.8, 0.1, 0.6, 0.4); terminal: -s_{k-1}.
+    np.testing.assert_allclose(
+        _suffix_returns(shaping.potential(s, m), ends), [0.8, 0.1, 0.6, 0.4], atol=1e-6
+    )
+    np.testing.assert_allclose(_suffix_returns(out, ends), [0, -0.7, -0.2, -0.4], atol=1e-6)
+
+
+def test_shape_prm_dispatches_min_form_and_potential():
+    s, m = _place([0.7, 0.2, 0.4, 0.8], [1, 4, 6, 9], 12)
+    np.testing.assert_allclose(
+        shaping.shape_prm(s, m, "min_form", min_form_temperature=0.3), shaping.min_form(s, m, 0.3)
+    )
+    np.testing.assert_allclose(shaping.shape_prm(s, m, "min_form"), shaping.min_form(s, m))
+    np.testing.assert_allclose(
+        shaping.shape_prm(s, m, "potential", potential_terminal=True),
+        shaping.potential(s, m, True),
+    )
+    assert {"min_form", "potential"} <= set(shaping.PRM_TRANSFORMS)
+
+
+def _pure_transcription(scores, temperature):
+    """CJReinforce/PURE openrlhf/utils/utils.py turn_process_reward_logits_to_reward, given the
+    process rewards directly (on the K step ends), then experience_maker.py's
+    ``reward.fliplr().cumsum(dim=1).fliplr()`` for the returns."""
+    s = np.asarray(scores, np.float64)
+    logits = -s / temperature
+    w = np.exp(logits - logits.max())
+    w = w / w.sum()
+    r = w * s
+    return r, np.cumsum(r[::-1])[::-1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(sequences())
+def test_min_form_return_from_every_step_is_the_min_remaining_score(seq):
+    s, m = seq
+    out = np.asarray(shaping.min_form(s, m))
+    ends = np.flatnonzero(np.asarray(m))
+    s_k = np.asarray(s)[ends]
+    want = np.array([s_k[k:].min() for k in range(len(ends))])
+    np.testing.assert_allclose(_suffix_returns(out, ends), want, atol=1e-5)
+    assert np.all(np.delete(out, ends) == 0)
+    if len(ends):  # the response's return lies in [0, 1] for scores in [0, 1]
+        assert -1e-6 <= out.sum() <= 1 + 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(sequences(), st.floats(0.01, 10))
+def test_min_form_temperature_matches_pure_transcription(seq, temperature):
+    s, m = seq
+    ends = np.flatnonzero(np.asarray(m))
+    out = np.asarray(shaping.min_form(s, m, temperature))
+    assert np.all(np.delete(out, ends) == 0)
+    if not len(ends):
+        return
+    r, returns = _pure_transcription(np.asarray(s)[ends], temperature)
+    np.testing.assert_allclose(out[ends], r, atol=1e-5)
+    np.testing.assert_allclose(_suffix_returns(out, ends), returns, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 1, width=32), min_size=1, max_size=6, unique=True))
+def test_min_form_temperature_approaches_exact_as_t_goes_to_zero(scores):
+    """As T -> 0, PURE's weighted form gives the exact form's response return min_k s_k, and the
+    exact return from every step up to the argmin; after the argmin it gives 0 (its weights are a
+    softmax over all K steps, not over the remaining ones)."""
+    k = len(scores)
+    s, m = _place(scores, range(k), k)
+    exact = _suffix_returns(shaping.min_form(s, m), range(k))
+    argmin = int(np.argmin(scores))
+    gaps = sorted(set(scores))
+    # Temperature small against the gap between the two smallest scores (weights ~ exp(-gap/T)).
+    gap = gaps[1] - gaps[0] if len(gaps) > 1 else 1.0
+    soft = _suffix_returns(shaping.min_form(s, m, max(gap, 1e-3) / 60), range(k))
+    np.testing.assert_allclose(soft[: argmin + 1], exact[: argmin + 1], atol=1e-4)
+    np.testing.assert_allclose(soft[argmin + 1 :], 0.0, atol=1e-4)
+    # And the error of the response's return shrinks monotonically as T decreases.
+    errs = [
+        abs(float(jnp.sum(shaping.min_form(s, m, t))) - min(scores)) for t in (1.0, 0.3, 0.1, 0.03)
+    ]
+    assert all(a >= b - 1e-6 for a, b in zip(errs, errs[1:]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(sequences(), st.booleans())
+def test_potential_return_telescopes(seq, terminal):
+    s, m = seq
+    out = np.asarray(shaping.potential(s, m, terminal))
+    ends = np.flatnonzero(np.asarray(m))
+    assert np.all(np.delete(out, ends) == 0)
+    s_k = np.asarray(s)[ends]
+    s_prev = np.r_[0.0, s_k[:-1]][: len(ends)]
+    s_last = 0.0 if terminal or not len(ends) else s_k[-1]
+    np.testing.assert_allclose(_suffix_returns(out, ends), s_last - s_prev, atol=1e-5)
+    np.testing.assert_allclose(out.sum(), s_last, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(0, 1, width=32), max_size=5),
+    st.floats(0, 1, width=32),
+    st.floats(0, 1, width=32),
+    st.floats(0, 1, width=32),
+    st.booleans(),
+)
+def test_stop_or_continue_credit_potential_pays_the_effect_on_the_final_score(
+    prefix, extra, final_stop, final_cont, terminal
+):
+    """At the decision "write the final step now (score s_F) or one more step first (score
+    s_extra, after which the final step scores s_F')", the return-to-go of the step written at
+    that position is s_F - s_prev (stop) vs s_F' - s_prev (continue) under ``potential``: the gap
+    is s_F' - s_F, the extra step's effect on the final score, independent of its own score
+    s_extra. Under raw the gap is s_extra + s_F' - s_F. With ``terminal`` both returns are
+    -s_prev and the gap is 0.
+    """
+    stop = list(prefix) + [final_stop]
+    cont = list(prefix) + [extra, final_cont]
+    j = len(prefix)
+    s_prev = prefix[-1] if prefix else 0.0
+    gap = {}
+    for name, f in {
+        "raw": shaping.raw,
+        "potential": functools.partial(shaping.potential, terminal=terminal),
+    }.items():
+        r_stop = f(*_place(stop, range(len(stop)), len(stop)))
+        r_cont = f(*_place(cont, range(len(cont)), len(cont)))
+        gap[name] = _return_to_go_at(r_cont, j) - _return_to_go_at(r_stop, j)
+        if name == "potential":
+            want = -s_prev if terminal else final_cont - s_prev
+            np.testing.assert_allclose(_return_to_go_at(r_cont, j), want, atol=1e-5)
+    np.testing.assert_allclose(gap["raw"], extra + final_cont - final_stop, atol=1e-5)
+    np.testing.assert_allclose(
+        gap["potential"], 0.0 if terminal else final_cont - final_stop, atol=1e-5
+    )
+
+
+_NEW_ROW_FNS = {
+    "min_form": shaping.min_form,
+    "min_form_t": lambda s, m: shaping.min_form(s, m, 0.2),
+    "potential": shaping.potential,
+    "potential_terminal": lambda s, m: shaping.potential(s, m, True),
+}
+_NEW_JIT_VMAP = {name: jax.jit(jax.vmap(f)) for name, f in _NEW_ROW_FNS.items()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(hnp.arrays(bool, (4, T)), hnp.arrays(np.float32, (4, T), elements=st.floats(0, 1, width=32)))
+def test_min_form_and_potential_vmap_and_jit_equal_row_by_row(mask, scores):
+    s, m = jnp.asarray(scores), jnp.asarray(mask)
+    for name, f in _NEW_ROW_FNS.items():
+        rows = np.stack([np.asarray(f(s[i], m[i])) for i in range(4)])
+        np.testing.assert_allclose(_NEW_JIT_VMAP[name](s, m), rows, atol=1e-6, err_msg=name)
+
+
+def test_min_form_and_potential_options_may_be_traced():
+    s, m = _place([0.7, 0.2, 0.4], [1, 3, 5], 6)
+    temperature, terminal = jnp.asarray(0.1, jnp.float32), jnp.asarray(True)
+    with jax.transfer_guard("disallow"):
+        jax.jit(shaping.min_form).lower(s, m, temperature)
+        jax.jit(shaping.potential).lower(s, m, terminal)
+    np.testing.assert_allclose(
+        jax.jit(shaping.min_form)(s, m, 0.1), shaping.min_form(s, m, 0.1), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        jax.jit(shaping.min_form)(s, m, 0.0), shaping.min_form(s, m), atol=1e-6
+    )

@@ -56,6 +56,11 @@ def test_locked_config_rejects_unknown_override():
     [
         ("reward.kl_coef", -0.1, "config.reward.kl_coef=-0.1"),
         ("reward.prm_eta", 1.5, "config.reward.prm_eta=1.5"),
+        (
+            "reward.prm_min_form_temperature",
+            -0.5,
+            "config.reward.prm_min_form_temperature=-0.5",
+        ),
         ("reward.kl_estimator", "k2", "config.reward.kl_estimator='k2'"),
         ("ppo.epochs", 0, "config.ppo.epochs=0"),
         ("ppo.dual_clip", 0.5, "config.ppo.dual_clip=0.5"),
@@ -178,3 +183,14 @@ def test_critic_free_estimators_are_validated():
         RLConfig.from_config_dict(cfg)
     cfg.reward.kl_in = "loss"
     assert RLConfig.from_config_dict(cfg).ppo.advantage == "grpo"
+
+
+@pytest.mark.parametrize("transform", ["min_form", "potential"])
+def test_new_prm_transforms_and_options_resolve(transform):
+    cfg = smoke.get_config()
+    cfg.reward.prm_transform = transform
+    cfg.reward.prm_min_form_temperature = 0.1
+    cfg.reward.prm_potential_terminal = True
+    reward = RLConfig.from_config_dict(cfg).reward
+    assert (reward.prm_transform, reward.prm_min_form_temperature) == (transform, 0.1)
+    assert reward.prm_potential_terminal is True
