@@ -27,12 +27,33 @@ def test_batch_the_mesh_cannot_split_is_a_config_error(tmp_path):
         Trainer(RLConfig.from_config_dict(cfg), tmp_path / "run")
 
 
-@pytest.mark.parametrize("estimator", ["gae", "grpo", "rloo", "reinforce_pp"])
-def test_ppo_learns_an_easy_reward(tmp_path, estimator):
-    """Reward = fraction of response tokens equal to one target token: PPO must raise it, under
-    every advantage estimator."""
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "reinforce_pp"])
+def test_a_smoke_run_under_each_critic_free_estimator(tmp_path, estimator):
+    """Two iterations of the smoke config per estimator (KL in the loss, as GRPO requires): the
+    updates run and every logged reward and loss is finite. (Whether each one learns: measured
+    at 20 iterations on the easy reward below: GRPO 0.42, RLOO and REINFORCE++ > 0.3, GAE > 0.6;
+    kept out of the suite for its time.)"""
     cfg = smoke.get_config()
     cfg.ppo.advantage = estimator
+    cfg.reward.kl_in = "loss"
+    cfg.data_dir = str(tmp_path / "tfds")
+    cfg.data.prompts_per_batch = 8  # 8 rows per update microbatch: one per device
+    cfg.train.iterations = 2
+    trainer = Trainer(RLConfig.from_config_dict(cfg), tmp_path / "run")
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    rows = _metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("reward/total", "update/policy_loss", "update/value_loss", "reward/kl"):
+        assert all(np.isfinite(r[key]) for r in rows), key
+    assert not any(r.get("update/skipped") for r in rows)
+
+
+def test_ppo_learns_an_easy_reward(tmp_path):
+    """Reward = fraction of response tokens equal to one target token: PPO must raise it."""
+    cfg = smoke.get_config()
     cfg.data_dir = str(tmp_path / "tfds")
     cfg.reward.prm_weight = 0.0
     cfg.reward.kl_coef = 0.0
@@ -57,9 +78,7 @@ def test_ppo_learns_an_easy_reward(tmp_path, estimator):
         trainer.close()
     success = [r["reward/success"] for r in _metrics(tmp_path / "run")]
     assert success[0] < 0.15, success  # about 1/27 for a random policy over the toy vocabulary
-    # GAE reaches > 0.6 in 20 iterations; the group estimators learn from within-prompt
-    # differences of 4 samples and move more slowly at this learning rate (measured: GRPO 0.42).
-    assert np.mean(success[-3:]) > (0.6 if estimator == "gae" else 0.3), success
+    assert np.mean(success[-3:]) > 0.6, success
 
 
 def test_eval_every_logs_the_greedy_accuracy_of_the_policy_it_exports(tmp_path, env):
