@@ -57,7 +57,7 @@ def rl_base() -> ml_collections.ConfigDict:
             gated=False,  # G-RA: process rewards only where the outcome reward >= gate_threshold
             gate_threshold=1.0,
             kl_coef=0.02,
-            kl_estimator="k1",  # k1 | k3
+            kl_estimator="k1",  # k1 | k2 | k3, in the reward and in the loss
             kl_in="reward",  # reward (per-token penalty) | loss
             success_flip_prob=0.0,
         )
