@@ -65,7 +65,9 @@ def rl_base() -> ml_collections.ConfigDict:
     c.ppo = ml_collections.ConfigDict(
         dict(
             gamma=1.0,
-            lam=0.95,
+            lam=0.95,  # GAE lambda of the actor's advantages
+            # ... and of the critic's targets (VC-PPO uses 1: unbiased Monte-Carlo-like targets).
+            critic_lam=0.95,
             clip_eps=0.2,
             dual_clip=0.0,
             value_clip=0.2,
