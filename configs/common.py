@@ -57,7 +57,7 @@ def rl_base() -> ml_collections.ConfigDict:
             gated=False,  # G-RA: process rewards only where the outcome reward >= gate_threshold
             gate_threshold=1.0,
             kl_coef=0.02,
-            kl_estimator="k1",  # k1 | k3
+            kl_estimator="k1",  # k1 | k2 | k3, in the reward and in the loss
             kl_in="reward",  # reward (per-token penalty) | loss
             success_flip_prob=0.0,
         )
@@ -65,7 +65,9 @@ def rl_base() -> ml_collections.ConfigDict:
     c.ppo = ml_collections.ConfigDict(
         dict(
             gamma=1.0,
-            lam=0.95,
+            lam=0.95,  # GAE lambda of the actor's advantages
+            # ... and of the critic's targets (VC-PPO uses 1: unbiased Monte-Carlo-like targets).
+            critic_lam=0.95,
             clip_eps=0.2,
             dual_clip=0.0,
             value_clip=0.2,

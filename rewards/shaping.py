@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-KL_ESTIMATORS = ("k1", "k3")
+KL_ESTIMATORS = ("k1", "k2", "k3")
 PRM_TRANSFORMS = ("raw", "clip", "delta", "clip_delta", "min_form", "potential")
 
 
@@ -214,16 +214,24 @@ def implicit_prm(
 
 
 def kl_penalty(
-    logp_T: Array, ref_logp_T: Array, response_T: Array, estimator: Literal["k1", "k3"] = "k1"
+    logp_T: Array,
+    ref_logp_T: Array,
+    response_T: Array,
+    estimator: Literal["k1", "k2", "k3"] = "k1",
 ) -> Array:
-    """Per-token KL(pi || pi_ref) estimate from the sampled tokens' log-probs.
+    """Per-token KL(pi || pi_ref) estimate from the sampled tokens' log-probs (Schulman's k1, k2,
+    k3 with y ~ pi).
 
-    k1 = log pi - log pi_ref (unbiased, can be negative); k3 = exp(-k1) - 1 + k1 (unbiased, >= 0,
-    lower variance; Schulman's estimator). Zero outside the response.
+    k1 = log pi - log pi_ref (unbiased, can be negative); k2 = k1^2 / 2 (>= 0, biased, low
+    variance); k3 = exp(-k1) - 1 + k1 (unbiased, >= 0, lower variance). Zero outside the response.
+    As a penalty in the reward, the policy gradient of the return estimates the gradient of the
+    KL's expectation; as a loss term differentiated directly, see ``rl.algo.losses.kl_loss``.
     """
     k1_T = logp_T - ref_logp_T
     if estimator == "k1":
         kl_T = k1_T
+    elif estimator == "k2":
+        kl_T = 0.5 * jnp.square(k1_T)
     elif estimator == "k3":
         kl_T = jnp.expm1(-k1_T) + k1_T
     else:

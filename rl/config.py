@@ -126,7 +126,9 @@ class RewardConfig:
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
     gamma: float = 1.0
-    lam: float = 0.95
+    lam: float = 0.95  # GAE lambda of the actor's advantages
+    # GAE lambda of the critic's targets (VC-PPO: 1); None: the actor's lam.
+    critic_lam: float | None = None
     clip_eps: float = 0.2
     dual_clip: float = 0.0  # 0 disables; otherwise c > 1 bounds the loss of negative advantages
     value_clip: float = 0.2
@@ -144,6 +146,8 @@ class PPOConfig:
         _one_of(f"{prefix}.advantage", self.advantage, ADVANTAGE_ESTIMATORS)
         _unit_interval(f"{prefix}.gamma", self.gamma)
         _unit_interval(f"{prefix}.lam", self.lam)
+        if self.critic_lam is not None:
+            _unit_interval(f"{prefix}.critic_lam", self.critic_lam)
         _positive(f"{prefix}.clip_eps", self.clip_eps)
         if self.dual_clip != 0 and not (
             isinstance(self.dual_clip, (int, float)) and self.dual_clip > 1

@@ -98,10 +98,26 @@ def entropy(logits: jax.Array, mask: jax.Array) -> Masked:
     return masked(ent, mask)
 
 
-def kl_loss(logp: jax.Array, ref_logp: jax.Array, mask: jax.Array) -> Masked:
-    """k3 estimate of KL(pi || pi_ref) as a loss term (the "KL in the loss" variant, as in GRPO)."""
-    log_ratio = ref_logp - logp
-    return masked(jnp.expm1(log_ratio) - log_ratio, mask)
+def kl_loss(logp: jax.Array, ref_logp: jax.Array, mask: jax.Array, estimator: str = "k3") -> Masked:
+    """A KL estimate as a loss term (the "KL in the loss" variant, as in GRPO), on tokens sampled
+    from pi and differentiated through log pi only. Which divergence its expected gradient is
+    (``tests/rl/algo/test_losses.py`` checks each exactly on a categorical distribution):
+
+    * k1 = log pi - log pi_ref: E[grad] = E_pi[grad log pi] = 0 — no KL gradient at all;
+    * k2 = (log pi - log pi_ref)^2 / 2: E[grad] = grad KL(pi || pi_ref), the reverse KL;
+    * k3 = pi_ref/pi - 1 - log(pi_ref/pi): E[grad] = grad KL(pi_ref || pi), the forward KL
+      (GRPO's choice).
+    """
+    k1 = logp - ref_logp
+    if estimator == "k1":
+        value = k1
+    elif estimator == "k2":
+        value = 0.5 * jnp.square(k1)
+    elif estimator == "k3":
+        value = jnp.expm1(-k1) + k1
+    else:
+        raise ValueError(f"kl_loss estimator must be k1, k2 or k3, got {estimator!r}")
+    return masked(value, mask)
 
 
 def token_logp(logits: jax.Array, tokens: jax.Array) -> jax.Array:

@@ -165,6 +165,11 @@ def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig, samples_per_prom
         advantages, returns = gae(
             rewards_BxR, scores["values"], response_BxR, ppo_cfg.gamma, ppo_cfg.lam
         )
+        if ppo_cfg.critic_lam is not None and ppo_cfg.critic_lam != ppo_cfg.lam:
+            # The critic's targets with their own lambda (the actor keeps ppo.lam's advantages).
+            _, returns = gae(
+                rewards_BxR, scores["values"], response_BxR, ppo_cfg.gamma, ppo_cfg.critic_lam
+            )
         estimator = ppo_cfg.advantage
         if estimator != "gae":
             # The critic is still trained, on Monte-Carlo returns (its values are logged); the

@@ -137,9 +137,12 @@ def make_update_fn(
         )
         vl = ppo.value_loss(values, mb["old_values"], mb["returns"], mask, ppo_cfg.value_clip)
         total = pg.loss.total - ppo_cfg.entropy_coef * ent.total + ppo_cfg.vf_coef * vl.total
-        kl = ppo.kl_loss(logp, mb["ref_logp"], mask)
+        kl = ppo.kl_loss(
+            logp, mb["ref_logp"], mask
+        )  # k3: the kl_ref metric, whatever the loss uses
         if kl_in_loss:
-            total = total + reward_cfg.kl_coef * kl.total
+            penalty = ppo.kl_loss(logp, mb["ref_logp"], mask, reward_cfg.kl_estimator)
+            total = total + reward_cfg.kl_coef * penalty.total
         sums = dict(
             zip(
                 METRIC_SUMS,

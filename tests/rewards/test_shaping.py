@@ -132,8 +132,11 @@ def test_kl_estimators():
     np.testing.assert_allclose(
         shaping.kl_penalty(logp, ref, resp, "k3"), np.r_[np.exp(-k1) - 1 + k1, 0], rtol=1e-6
     )
-    with pytest.raises(ValueError, match="estimator.*'k2'"):
-        shaping.kl_penalty(logp, ref, resp, "k2")
+    np.testing.assert_allclose(
+        shaping.kl_penalty(logp, ref, resp, "k2"), np.r_[0.5 * k1**2, 0], rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="estimator.*'k4'"):
+        shaping.kl_penalty(logp, ref, resp, "k4")
 
 
 def test_combine_hand_values():

@@ -61,7 +61,7 @@ def test_locked_config_rejects_unknown_override():
             -0.5,
             "config.reward.prm_min_form_temperature=-0.5",
         ),
-        ("reward.kl_estimator", "k2", "config.reward.kl_estimator='k2'"),
+        ("reward.kl_estimator", "k4", "config.reward.kl_estimator='k4'"),
         ("ppo.epochs", 0, "config.ppo.epochs=0"),
         ("ppo.dual_clip", 0.5, "config.ppo.dual_clip=0.5"),
         ("rollout.top_p", 0.0, "config.rollout.top_p=0.0"),

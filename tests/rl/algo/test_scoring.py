@@ -322,3 +322,21 @@ def test_critic_free_estimators_take_the_shaped_rewards_by_hand(estimator):
         kept = returns[RESPONSE]
         want = np.where(RESPONSE, (returns - kept.mean()) / kept.std(), 0.0)
     np.testing.assert_allclose(arrays["advantages"], want, atol=1e-5)
+
+
+def test_the_critic_targets_take_their_own_lambda():
+    """lam 0 for the actor (one-step TD residuals r_t + V_{t+1} - V_t), critic_lam 1 for the
+    critic (returns-to-go): the rewards of the first shaping test, values 0.5 / 0.2, 0.1."""
+    reward_cfg = RewardConfig(prm_weight=0.5, prm_transform="clip", prm_eta=0.5, kl_coef=0.1)
+    ppo_cfg = PPOConfig(gamma=1.0, lam=0.0, critic_lam=1.0, whiten_advantages=False)
+    prm = [[9.0, 0.2, 9.0, 0.9], [9.0, 0.1, 100.0, 100.0]]
+    arrays, _ = _shape(reward_cfg, ppo_cfg, _scores(prm_scores=prm))
+    np.testing.assert_allclose(
+        arrays["returns"], [[0.85, 0.9, 1.05, 1.0], [-0.3, -0.3, 0.0, 0.0]], atol=1e-6
+    )
+    r = np.array([[-0.05, -0.15, 0.05, 1.0], [0.0, -0.3, 0.0, 0.0]])
+    v = np.array([[0.5, 0.5, 0.5, 0.5], [0.2, 0.1, 0.0, 0.0]])
+    v_next = np.concatenate([v[:, 1:], np.zeros((2, 1))], axis=1)
+    v_next[1, 1] = 0.0  # row 1 ends at t = 1
+    td = np.where(RESPONSE, r + v_next - v, 0.0)
+    np.testing.assert_allclose(arrays["advantages"], td, atol=1e-6)
