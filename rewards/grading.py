@@ -45,6 +45,7 @@ from rewards import _normalize
 DEFAULT_TIMEOUT_S = 5.0
 
 CORRECT, WRONG, TIMEOUT, ERROR = "correct", "wrong", "timeout", "error"
+REARM_S = 0.05  # the deadline fires again this often until its block has exited
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,10 @@ def _deadline(timeout_s: float | None) -> Iterator[None]:
         raise _DeadlineExceeded
 
     previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    # Then every 50 ms until the block exits: an exception raised while the interpreter runs a
+    # garbage-collector callback or a finalizer is reported and dropped, not propagated (seen
+    # with hypothesis's gc timing hook installed), so one alarm alone can be lost.
+    signal.setitimer(signal.ITIMER_REAL, timeout_s, REARM_S)
     try:
         yield
     finally:

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rewards import shaping
+
 
 class Masked(NamedTuple):
     """A masked sum and its count; ``mean`` divides them (guarding count 0)."""
@@ -108,16 +110,8 @@ def kl_loss(logp: jax.Array, ref_logp: jax.Array, mask: jax.Array, estimator: st
     * k3 = pi_ref/pi - 1 - log(pi_ref/pi): E[grad] = grad KL(pi_ref || pi), the forward KL
       (GRPO's choice).
     """
-    k1 = logp - ref_logp
-    if estimator == "k1":
-        value = k1
-    elif estimator == "k2":
-        value = 0.5 * jnp.square(k1)
-    elif estimator == "k3":
-        value = jnp.expm1(-k1) + k1
-    else:
-        raise ValueError(f"kl_loss estimator must be k1, k2 or k3, got {estimator!r}")
-    return masked(value, mask)
+    # The same per-token estimates as the reward's penalty (one definition of k1/k2/k3).
+    return masked(shaping.kl_penalty(logp, ref_logp, mask, estimator), mask)
 
 
 def token_logp(logits: jax.Array, tokens: jax.Array) -> jax.Array:
