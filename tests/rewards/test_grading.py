@@ -128,5 +128,7 @@ def test_a_deadline_swallowed_by_a_gc_callback_fires_again():
     finally:
         gc.callbacks.remove(slow_callback)
     assert len(swallowed) == 1 and swallowed[0] - start < 1.0
-    assert time.monotonic() - start < 1.5  # re-fired right after, not at the loop's end
+    # Raised at all proves the re-fire (without it the loop runs its 5 s and nothing is raised);
+    # the bound leaves room for a loaded machine (2.4 s seen under the full suite).
+    assert time.monotonic() - start < 4.5
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
