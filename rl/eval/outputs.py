@@ -1,5 +1,5 @@
 """Writing an evaluation's summary: the JSON file, its markdown table and the per-response records
-(``rl.evaluate``'s FILE, FILE.md and FILE.records.jsonl)."""
+(``rl.evaluate``'s FILE, the table beside it with suffix .md, and FILE.records.jsonl)."""
 
 from __future__ import annotations
 
