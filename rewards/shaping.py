@@ -203,14 +203,18 @@ def implicit_prm(
     """Implicit-PRM step rewards (Yuan et al. 2024): beta * sum of log(pi/pi_ref) over a step's
     tokens.
 
-    A step's tokens are those after the previous step end up to and including its own end; tokens
-    after the last step end (e.g. an EOS) belong to no step. Computed as differences of the running
-    sum q_t = sum_{i<=t} beta * log-ratio_i between consecutive step ends.
+    A step's tokens are those after the previous step end up to and including its own end; the
+    tokens after the last step end (an answer line without a separator, the EOS) are one more
+    segment, credited at the response's last token. So the rewards sum to the outcome reward the
+    implicit PRM was trained as, r(y) = beta * sum over every response token of log(pi/pi_ref).
+    Computed as differences of the running sum q_t = sum_{i<=t} beta * log-ratio_i.
     """
     ratio_T = jnp.where(response_T, logp_T - ref_logp_T, 0.0)
     q_T = beta * jnp.cumsum(ratio_T)
-    q_prev_T = _gather_or_zero(q_T, previous_step_end(step_end_T))
-    return jnp.where(step_end_T, q_T - q_prev_T, 0.0).astype(logp_T.dtype)
+    last_T = last_token(response_T)
+    at_T = step_end_T | last_T
+    q_prev_T = _gather_or_zero(q_T, previous_step_end(at_T))
+    return jnp.where(at_T & response_T, q_T - q_prev_T, 0.0).astype(logp_T.dtype)
 
 
 def kl_penalty(

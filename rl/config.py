@@ -135,9 +135,20 @@ class PPOConfig:
     # gae (the critic) | grpo | rloo | reinforce_pp (rl.algo.advantages); the group estimators
     # need several samples per prompt.
     advantage: str = "gae"
+    # GAE only: the first iterations train the critic alone on their rollouts (the policy does
+    # not move), so the actor's first advantages come from a critic that has seen returns.
+    critic_warmup_iterations: int = 0
 
     def validate(self, prefix: str = "ppo") -> PPOConfig:
         _one_of(f"{prefix}.advantage", self.advantage, ADVANTAGE_ESTIMATORS)
+        _int_at_least(f"{prefix}.critic_warmup_iterations", self.critic_warmup_iterations, 0)
+        if self.critic_warmup_iterations and self.advantage != "gae":
+            _fail(
+                f"{prefix}.critic_warmup_iterations",
+                self.critic_warmup_iterations,
+                f"warms up the critic, and ppo.advantage={self.advantage!r} has none "
+                "(only 'gae' does)",
+            )
         _unit_interval(f"{prefix}.gamma", self.gamma)
         _unit_interval(f"{prefix}.lam", self.lam)
         if self.critic_lam is not None:
@@ -325,6 +336,22 @@ class RLConfig:
                 )
         if not run.policy.configured:
             _fail("policy.path", "", "set policy.path or policy.preset")
+        if run.rollout.temperature == 0 and run.data.samples_per_prompt > 1:
+            _fail(
+                "rollout.temperature",
+                0,
+                f"greedy decoding gives data.samples_per_prompt={run.data.samples_per_prompt} "
+                "identical samples per prompt; use a temperature > 0 or one sample",
+            )
+        if run.implicit_prm.ref_path and not rc.uses_implicit_prm:
+            _fail("implicit_prm.ref_path", run.implicit_prm.ref_path, "set without an implicit PRM")
+        if run.ppo.critic_warmup_iterations >= run.train.iterations:
+            _fail(
+                "ppo.critic_warmup_iterations",
+                run.ppo.critic_warmup_iterations,
+                f"must be below train.iterations={run.train.iterations} (the policy would "
+                "never train)",
+            )
         estimator = run.ppo.advantage
         if estimator in ("grpo", "rloo") and run.data.samples_per_prompt < 2:
             _fail(

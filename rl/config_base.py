@@ -121,6 +121,8 @@ class ModelSpec:
     # 0 derives them from the run (prompt + response lengths, one step per separator).
     max_input_len: int = 0
     max_steps: int = 0
+    # The implicit PRM's reference model pi_ref (a checkpoint directory); "" = the PPO reference.
+    ref_path: str = ""
 
     @property
     def configured(self) -> bool:
@@ -171,6 +173,10 @@ class ModelSpec:
             value = getattr(spec, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"config.{name}.{field}={value!r}: must be an integer >= 0")
+        if spec.ref_path and name != "implicit_prm":
+            raise ConfigError(
+                f"config.{name}.ref_path={spec.ref_path!r}: only the implicit PRM has a reference"
+            )
         if spec.kind not in REWARD_KINDS:
             raise ConfigError(f"config.{name}.kind={spec.kind!r}: must be one of {REWARD_KINDS}")
         return spec

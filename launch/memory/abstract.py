@@ -65,15 +65,14 @@ def _build(make, config, source) -> Abstract:
 
 
 def abstract_models(rl, aot_presets: Mapping[str, str] | None = None) -> dict[str, Abstract]:
-    """policy, critic, and the frozen models the trainer would load (ref always; prm when
+    """policy, critic (GAE only), and the frozen models the trainer would load (ref always; prm when
     configured; orm / implicit when their reward weight is > 0). `rl` is the run's RLConfig;
     `aot_presets` the config's shapes for model sections whose checkpoint is absent."""
     aot_presets = aot_presets or {}
     pcfg, psrc = model_config("policy", rl.policy, aot_presets)
-    out = {
-        "policy": _build(lambda: CausalLM(pcfg, rngs=nnx.Rngs(0)), pcfg, psrc),
-        "critic": _build(lambda: ValueModel(pcfg, rngs=nnx.Rngs(0)), pcfg, psrc),
-    }
+    out = {"policy": _build(lambda: CausalLM(pcfg, rngs=nnx.Rngs(0)), pcfg, psrc)}
+    if rl.ppo.advantage == "gae":  # critic-free estimators build no critic
+        out["critic"] = _build(lambda: ValueModel(pcfg, rngs=nnx.Rngs(0)), pcfg, psrc)
     # The trainer's reference is a copy of the policy (same dtypes):
     # rl/runtime/model_builder.frozen_copy.
     out["ref"] = out["policy"]

@@ -63,7 +63,9 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int]) -> dict[str
     rows_u = rows // ppo.minibatches
     c = np.dtype(pc.dtype).itemsize
     params = {n: state_bytes(m.state, sizes, rules) for n, m in models.items()}
-    trained = params["policy"] + params["critic"]
+    # Under a critic-free estimator there is no critic (launch.memory.abstract builds none).
+    n_trained = 2 if "critic" in models else 1
+    trained = params["policy"] + params.get("critic", 0)
     adam = 2 * trained  # mu and nu in the parameters' dtype (optax.adamw's default)
 
     def per_device(n_rows):
@@ -88,10 +90,10 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int]) -> dict[str
 
     # update: one minibatch, microbatch by microbatch.
     b = per_device(rows_u // ppo.microbatches)
-    if pc.remat:  # each layer's input, for policy and critic
-        saved = 2 * pc.num_layers * b * s * pc.hidden_size * c
+    if pc.remat:  # each layer's input, for policy (and critic)
+        saved = n_trained * pc.num_layers * b * s * pc.hidden_size * c
     else:  # every layer's activations
-        saved = 2 * pc.num_layers * layer_act(pc, b, s, backward=False)
+        saved = n_trained * pc.num_layers * layer_act(pc, b, s, backward=False)
     # XLA:TPU computes each layer's weight gradient at full (unsharded) size and reduce-scatters it
     # later; measured, it holds about one model's worth at once (7B on v5e-64: 28 GiB of
     # temporaries where the other terms give 8).

@@ -62,28 +62,35 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, programs) -> dict[st
     def update():
         total = rl.train.iterations * ppo.epochs * ppo.minibatches
         ptx = upd.make_optimizer(rl.optim, rl.optim.learning_rate, total)
+        pst = models["policy"].state
+        has_critic = "critic" in models  # GAE only
         ctx = upd.make_optimizer(rl.optim, rl.optim.critic_learning_rate, total)
-        pst, cst = models["policy"].state, models["critic"].state
+        cst = models["critic"].state if has_critic else None
         abstract = upd.TrainState(
             step=jax.ShapeDtypeStruct((), jnp.int32),
             policy=pst,
             critic=cst,
             policy_opt=jax.eval_shape(ptx.init, pst),
-            critic_opt=jax.eval_shape(ctx.init, cst),
+            critic_opt=jax.eval_shape(ctx.init, cst) if has_critic else None,
         )
         sharding = upd.state_shardings(
             abstract,
-            (state_shardings(pst, mesh, rules), state_shardings(cst, mesh, rules)),
+            (
+                state_shardings(pst, mesh, rules),
+                state_shardings(cst, mesh, rules) if has_critic else None,
+            ),
             ptx,
             ctx,
             replicated,
         )
         fn = upd.make_update_fn(
-            upd.Models(models["policy"].graphdef, models["critic"].graphdef),
+            upd.Models(
+                models["policy"].graphdef, models["critic"].graphdef if has_critic else None
+            ),
             ppo,
             rl.reward,
             ptx,
-            ctx,
+            ctx if has_critic else None,
             p,
         )
         n = rows // ppo.minibatches
@@ -93,6 +100,7 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, programs) -> dict[st
                 jnp.int32 if k == "tokens" else jnp.bool_ if k.endswith("mask") else jnp.float32,
             )
             for k in upd.BATCH_KEYS
+            if has_critic or k not in ("old_values", "returns")
         }
         return (
             upd.jit_update(fn, sharding, batch_sh, replicated),

@@ -58,13 +58,15 @@ def response_structure(
     return ResponseStructure(truncated_B, step_end_BxR, steps, last_BxR & ~truncated_B[:, None])
 
 
-def make_score_fn(graphdefs: dict[str, Any], prompt_len: int):
+def make_score_fn(graphdefs: dict[str, Any], prompt_len: int, temperature: float = 1.0):
     """``score(params, tokens_BxS, attention_mask_BxS, last_BxR) -> dict of [B, R] / [B] arrays``.
 
-    ``graphdefs`` names the models present: "policy", "critic", "ref" always; "prm" (a reward model
-    sharing the policy's tokenizer, scored at the response's own step-end tokens), "orm" (scored at
-    the last response token) and "implicit" (a causal LM whose log-ratio to "ref" is the implicit
-    PRM) when configured.
+    ``graphdefs`` names the models present: "policy" and "ref" always; "critic" under GAE (its
+    ``values``); "prm" (a reward model sharing the policy's tokenizer, scored at the response's own
+    step-end tokens), "orm" (scored at the last response token) and "implicit" (a causal LM whose
+    log-ratio to its reference is the implicit PRM; "implicit_ref" when that reference is not the
+    PPO reference) when configured. Log-probs are of the distribution the sampler drew from
+    (logits / ``temperature``), for the implicit PRM too (as verl's PRIME scores them).
     """
     p = prompt_len
 
@@ -73,11 +75,15 @@ def make_score_fn(graphdefs: dict[str, Any], prompt_len: int):
 
         def logp_of(name):
             logits = nnx.merge(graphdefs[name], params[name])(tokens_BxS, attention_mask_BxS)
-            return ppo.token_logp(logits[:, p - 1 : -1], response_tokens)
+            logits = logits[:, p - 1 : -1]
+            if temperature != 1.0:
+                logits = logits / temperature
+            return ppo.token_logp(logits, response_tokens)
 
         out = {"old_logp": logp_of("policy"), "ref_logp": logp_of("ref")}
-        critic = nnx.merge(graphdefs["critic"], params["critic"])
-        out["values"] = critic(tokens_BxS, attention_mask_BxS)[:, p - 1 : -1]
+        if "critic" in graphdefs:
+            critic = nnx.merge(graphdefs["critic"], params["critic"])
+            out["values"] = critic(tokens_BxS, attention_mask_BxS)[:, p - 1 : -1]
         if "prm" in graphdefs:
             prm = nnx.merge(graphdefs["prm"], params["prm"])
             out["prm_scores"] = prm(tokens_BxS, attention_mask_BxS)[:, p:]
@@ -87,6 +93,8 @@ def make_score_fn(graphdefs: dict[str, Any], prompt_len: int):
             out["orm_score"] = jnp.sum(jnp.where(last_BxR, scores_BxR, 0.0), axis=-1)
         if "implicit" in graphdefs:
             out["implicit_logp"] = logp_of("implicit")
+            ref = "implicit_ref" if "implicit_ref" in graphdefs else "ref"
+            out["implicit_ref_logp"] = out["ref_logp"] if ref == "ref" else logp_of(ref)
         return out
 
     return score
@@ -102,6 +110,7 @@ def _row_reward(
     logp_T,
     ref_logp_T,
     implicit_logp_T,
+    implicit_ref_logp_T,
 ):
     """The per-token reward of one response, and its parts (for metrics)."""
     prm_shaped_T = jnp.zeros_like(logp_T)
@@ -117,7 +126,7 @@ def _row_reward(
     process_T = cfg.prm_weight * prm_shaped_T
     if implicit_logp_T is not None:
         process_T = process_T + cfg.implicit_prm_weight * shaping.implicit_prm(
-            implicit_logp_T, ref_logp_T, step_end_T, response_T, cfg.implicit_prm_beta
+            implicit_logp_T, implicit_ref_logp_T, step_end_T, response_T, cfg.implicit_prm_beta
         )
     if cfg.gated:
         process_T = shaping.gated(process_T, step_end_T, success, cfg.gate_threshold)
@@ -161,21 +170,27 @@ def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig, samples_per_prom
             scores["old_logp"],
             scores["ref_logp"],
             implicit,
+            # The implicit PRM's own reference when it has one, else the PPO reference.
+            scores.get("implicit_ref_logp", scores["ref_logp"] if implicit is not None else None),
         )
-        advantages, returns = gae(
-            rewards_BxR, scores["values"], response_BxR, ppo_cfg.gamma, ppo_cfg.lam
-        )
-        if ppo_cfg.critic_lam is not None and ppo_cfg.critic_lam != ppo_cfg.lam:
-            # The critic's targets with their own lambda (the actor keeps ppo.lam's advantages).
-            _, returns = gae(
-                rewards_BxR, scores["values"], response_BxR, ppo_cfg.gamma, ppo_cfg.critic_lam
+        values = scores.get("values")
+        out = {"rewards": rewards_BxR}
+        if values is not None:
+            advantages, out["returns"] = gae(
+                rewards_BxR, values, response_BxR, ppo_cfg.gamma, ppo_cfg.lam
             )
+            if ppo_cfg.critic_lam is not None and ppo_cfg.critic_lam != ppo_cfg.lam:
+                # The critic's targets with their own lambda (the actor keeps ppo.lam's).
+                _, out["returns"] = gae(
+                    rewards_BxR, values, response_BxR, ppo_cfg.gamma, ppo_cfg.critic_lam
+                )
         estimator = ppo_cfg.advantage
-        if estimator != "gae":
-            # The critic is still trained, on Monte-Carlo returns (its values are logged); the
-            # advantages do not use it.
-            returns = advantages_lib.returns_to_go(rewards_BxR, response_BxR)
-            group_B = advantages_lib.group_index(b, samples_per_prompt)
+        if (estimator == "gae") != (values is not None):
+            raise ValueError(
+                f"ppo.advantage={estimator!r} {'needs' if estimator == 'gae' else 'has no'} "
+                "critic values"
+            )
+        group_B = advantages_lib.group_index(b, samples_per_prompt)
         if estimator == "grpo":
             at_BxR = step_end_BxR | jax.vmap(shaping.last_token)(response_BxR)
             advantages = advantages_lib.grpo(rewards_BxR, at_BxR, response_BxR, group_B)
@@ -186,14 +201,16 @@ def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig, samples_per_prom
         # REINFORCE++ is whitened by definition; the others as ppo.whiten_advantages says.
         if ppo_cfg.whiten_advantages and estimator != "reinforce_pp":
             advantages = ppo.whiten(advantages, response_BxR)
+        out["advantages"] = advantages
         metrics = {f"reward/{k}": jnp.mean(v) for k, v in parts.items()}
         metrics["reward/success"] = jnp.mean(success_B)
         metrics["reward/orm"] = jnp.mean(orm)
         metrics["reward/total"] = jnp.mean(jnp.sum(rewards_BxR, axis=-1))
-        metrics["value/explained_variance"] = ppo.explained_variance(
-            scores["values"], returns, response_BxR
-        )
-        metrics["value/mean"] = ppo.masked(scores["values"], response_BxR).mean
-        return {"advantages": advantages, "returns": returns, "rewards": rewards_BxR}, metrics
+        if values is not None:
+            metrics["value/explained_variance"] = ppo.explained_variance(
+                values, out["returns"], response_BxR
+            )
+            metrics["value/mean"] = ppo.masked(values, response_BxR).mean
+        return out, metrics
 
     return shape

@@ -1,7 +1,16 @@
 """The PPO update: one pure function ``(state, batch) -> (state, metrics)``, compiled once.
 
 Policy and critic are trained together in one step; each has its own optax chain (global-norm
-clipping, then AdamW on a warmup + constant/cosine schedule). A minibatch is split into microbatches
+clipping, then AdamW on a warmup + constant/cosine schedule). Under a critic-free estimator
+(``ppo.advantage`` != "gae") there is no critic: ``TrainState.critic`` and ``critic_opt`` are None,
+so nothing of it is built, run, differentiated or checkpointed. During critic warm-up
+(``ppo.critic_warmup_iterations``) a second compiled step trains the critic alone and leaves the
+policy and its optimizer state untouched.
+
+The policy's log-probs, entropy and KL use the distribution the sampler drew from: logits divided
+by ``temperature`` (the rollout temperature; 1 for greedy rollouts), as verl and OpenRLHF do.
+Top-k / top-p truncation is not applied here: the ratio compares the temperature-scaled full
+distributions. A minibatch is split into microbatches
 whose gradients are accumulated with ``lax.scan``; every loss is a token *sum* divided by the token
 count of the whole minibatch, so the accumulated gradient equals the full-batch gradient exactly.
 
@@ -49,16 +58,16 @@ class TrainState:
 
     step: jax.Array  # optimizer updates applied so far (int32)
     policy: nnx.State
-    critic: nnx.State
+    critic: nnx.State | None  # None under a critic-free estimator
     policy_opt: optax.OptState
-    critic_opt: optax.OptState
+    critic_opt: optax.OptState | None
 
 
 class Models(NamedTuple):
     """Static structure (graphdefs) of the trained models; parameters live in ``TrainState``."""
 
     policy: Any
-    critic: Any
+    critic: Any  # None: no critic
 
 
 def make_schedule(cfg: OptimConfig, learning_rate: float, total_steps: int) -> optax.Schedule:
@@ -84,17 +93,27 @@ def make_optimizer(cfg: OptimConfig, learning_rate: float, total_steps: int):
     )
 
 
-def response_logits(graphdef, params, tokens_BxS, attention_mask_BxS, prompt_len: int):
-    """Logits that predict each response token: positions P-1 .. S-2."""
+def response_logits(
+    graphdef, params, tokens_BxS, attention_mask_BxS, prompt_len: int, temperature: float = 1.0
+):
+    """Logits that predict each response token (positions P-1 .. S-2), divided by the sampling
+    temperature."""
     model = nnx.merge(graphdef, params)
     logits_BxSxV = model(tokens_BxS, attention_mask_BxS)
-    return logits_BxSxV[:, prompt_len - 1 : -1]
+    logits = logits_BxSxV[:, prompt_len - 1 : -1]
+    return logits if temperature == 1.0 else logits / temperature
 
 
 def response_values(graphdef, params, tokens_BxS, attention_mask_BxS, prompt_len: int):
     """Critic values of the states before each response token (same positions as the logits)."""
     model = nnx.merge(graphdef, params)
     return model(tokens_BxS, attention_mask_BxS)[:, prompt_len - 1 : -1]
+
+
+def training_temperature(sampling_temperature: float) -> float:
+    """The temperature of the distribution PPO trains: the sampler's (greedy rollouts, T = 0, are
+    trained at T = 1: there is no distribution to match, and one sample per prompt)."""
+    return sampling_temperature if sampling_temperature > 0 else 1.0
 
 
 def _microbatches(batch: dict[str, jax.Array], n: int) -> dict[str, jax.Array]:
@@ -116,46 +135,69 @@ def make_update_fn(
     ppo_cfg: PPOConfig,
     reward_cfg: RewardConfig,
     policy_tx: optax.GradientTransformation,
-    critic_tx: optax.GradientTransformation,
+    critic_tx: optax.GradientTransformation | None,
     prompt_len: int,
+    *,
+    temperature: float = 1.0,
+    train_policy: bool = True,
 ):
-    """Builds ``update(state, batch) -> (state, metrics)`` (not yet jitted; see ``jit_update``)."""
-    kl_in_loss = reward_cfg.kl_in == "loss" and reward_cfg.kl_coef > 0
+    """Builds ``update(state, batch) -> (state, metrics)`` (not yet jitted; see ``jit_update``).
 
-    def micro_loss(policy_params, critic_params, mb, n_tokens):
+    ``models.critic`` None: critic-free (the batch needs no ``old_values`` / ``returns``).
+    ``train_policy=False``: the critic warm-up step (value loss only; the policy and its optimizer
+    state are returned unchanged and the policy metrics are 0)."""
+    kl_in_loss = reward_cfg.kl_in == "loss" and reward_cfg.kl_coef > 0
+    has_critic = models.critic is not None
+    if not (has_critic or train_policy):
+        raise ValueError("a critic warm-up step needs a critic (ppo.advantage='gae')")
+    zero = jnp.zeros((), jnp.float32)
+    reported = (set(METRIC_SUMS) - {"value_loss"} if train_policy else set()) | (
+        {"value_loss"} if has_critic else set()
+    )
+
+    def policy_terms(policy_params, mb):
         mask = mb["response_mask"]
         logits = response_logits(
-            models.policy, policy_params, mb["tokens"], mb["attention_mask"], prompt_len
+            models.policy,
+            policy_params,
+            mb["tokens"],
+            mb["attention_mask"],
+            prompt_len,
+            temperature,
         )
         logp = ppo.token_logp(logits, mb["tokens"][:, prompt_len:])
         pg = ppo.policy_loss(
             logp, mb["old_logp"], mb["advantages"], mask, ppo_cfg.clip_eps, ppo_cfg.dual_clip
         )
         ent = ppo.entropy(logits, mask)
-        values = response_values(
-            models.critic, critic_params, mb["tokens"], mb["attention_mask"], prompt_len
-        )
-        vl = ppo.value_loss(values, mb["old_values"], mb["returns"], mask, ppo_cfg.value_clip)
-        total = pg.loss.total - ppo_cfg.entropy_coef * ent.total + ppo_cfg.vf_coef * vl.total
-        kl = ppo.kl_loss(
-            logp, mb["ref_logp"], mask
-        )  # k3: the kl_ref metric, whatever the loss uses
+        total = pg.loss.total - ppo_cfg.entropy_coef * ent.total
+        kl = ppo.kl_loss(logp, mb["ref_logp"], mask)  # k3: the kl_ref metric, whatever the loss
         if kl_in_loss:
             penalty = ppo.kl_loss(logp, mb["ref_logp"], mask, reward_cfg.kl_estimator)
             total = total + reward_cfg.kl_coef * penalty.total
-        sums = dict(
-            zip(
-                METRIC_SUMS,
-                (
-                    pg.loss.total,
-                    vl.total,
-                    ent.total,
-                    pg.clip_frac.total,
-                    pg.approx_kl.total,
-                    kl.total,
-                ),
+        sums = {
+            "policy_loss": pg.loss.total,
+            "entropy": ent.total,
+            "clip_frac": pg.clip_frac.total,
+            "approx_kl": pg.approx_kl.total,
+            "kl_ref": kl.total,
+        }
+        return total, sums
+
+    def micro_loss(policy_params, critic_params, mb, n_tokens):
+        total, sums = zero, dict.fromkeys(METRIC_SUMS, zero)
+        if train_policy:
+            total, policy_sums = policy_terms(policy_params, mb)
+            sums.update(policy_sums)
+        if has_critic:
+            values = response_values(
+                models.critic, critic_params, mb["tokens"], mb["attention_mask"], prompt_len
             )
-        )
+            vl = ppo.value_loss(
+                values, mb["old_values"], mb["returns"], mb["response_mask"], ppo_cfg.value_clip
+            )
+            total = total + ppo_cfg.vf_coef * vl.total
+            sums["value_loss"] = vl.total
         return total / n_tokens, sums
 
     grad_fn = jax.grad(micro_loss, argnums=(0, 1), has_aux=True)
@@ -175,7 +217,7 @@ def make_update_fn(
             ), None
 
         zeros = lambda tree: jax.tree.map(jnp.zeros_like, tree)  # noqa: E731
-        sums0 = {k: jnp.zeros((), jnp.float32) for k in METRIC_SUMS}
+        sums0 = dict.fromkeys(METRIC_SUMS, zero)
         (g_policy, g_critic, sums), _ = jax.lax.scan(
             body, (zeros(policy_params), zeros(critic_params), sums0), mbs
         )
@@ -183,20 +225,29 @@ def make_update_fn(
 
     def update(state: TrainState, batch: dict[str, jax.Array]):
         g_policy, g_critic, metrics = accumulate(state.policy, state.critic, batch)
-        p_updates, p_opt = policy_tx.update(g_policy, state.policy_opt, state.policy)
-        c_updates, c_opt = critic_tx.update(g_critic, state.critic_opt, state.critic)
+        # Only what this step computes is reported (no value loss without a critic, no policy
+        # terms during the critic warm-up).
+        metrics = {k: v for k, v in metrics.items() if k in reported}
+        ok = jnp.isfinite(metrics.get("policy_loss", zero))
+        policy, policy_opt = state.policy, state.policy_opt
+        if train_policy:
+            p_updates, policy_opt = policy_tx.update(g_policy, state.policy_opt, state.policy)
+            policy = optax.apply_updates(state.policy, p_updates)
+            metrics["policy_grad_norm"] = optax.global_norm(g_policy)
+            ok &= jnp.isfinite(metrics["policy_grad_norm"])
+        critic, critic_opt = state.critic, state.critic_opt
+        if has_critic:
+            c_updates, critic_opt = critic_tx.update(g_critic, state.critic_opt, state.critic)
+            critic = optax.apply_updates(state.critic, c_updates)
+            metrics["critic_grad_norm"] = optax.global_norm(g_critic)
+            ok &= jnp.isfinite(metrics["critic_grad_norm"]) & jnp.isfinite(metrics["value_loss"])
         new = TrainState(
             step=state.step + 1,
-            policy=optax.apply_updates(state.policy, p_updates),
-            critic=optax.apply_updates(state.critic, c_updates),
-            policy_opt=p_opt,
-            critic_opt=c_opt,
+            policy=policy,
+            critic=critic,
+            policy_opt=policy_opt,
+            critic_opt=critic_opt,
         )
-        metrics["policy_grad_norm"] = optax.global_norm(g_policy)
-        metrics["critic_grad_norm"] = optax.global_norm(g_critic)
-        ok = jnp.isfinite(metrics["policy_grad_norm"]) & jnp.isfinite(metrics["critic_grad_norm"])
-        for k in ("policy_loss", "value_loss"):
-            ok &= jnp.isfinite(metrics[k])
         # A non-finite update leaves the state as it was (including the step count).
         new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
         metrics["skipped"] = 1.0 - ok.astype(jnp.float32)
@@ -222,7 +273,7 @@ def state_shardings(
         policy=policy_sh,
         critic=critic_sh,
         policy_opt=opt_sh(policy_tx, state.policy_opt, policy_sh),
-        critic_opt=opt_sh(critic_tx, state.critic_opt, critic_sh),
+        critic_opt=None if critic_sh is None else opt_sh(critic_tx, state.critic_opt, critic_sh),
     )
 
 
@@ -237,27 +288,31 @@ def jit_update(update_fn, state_sharding: TrainState, batch_sharding, replicated
 
 
 def init_train_state(
-    policy: nnx.Module, critic: nnx.Module, policy_tx, critic_tx, mesh, rules
+    policy: nnx.Module, critic: nnx.Module | None, policy_tx, critic_tx, mesh, rules
 ) -> tuple[Models, TrainState, TrainState]:
     """Split the (already sharded) models and build optimizer states directly in their layout.
 
+    ``critic`` None (a critic-free estimator): the state holds no critic and no critic optimizer.
     Returns the graphdefs, the state, and the state's shardings (for ``jit_update``).
     """
     policy_def, policy_params = nnx.split(policy)
-    critic_def, critic_params = nnx.split(critic)
+    critic_def, critic_params = nnx.split(critic) if critic is not None else (None, None)
     replicated = NamedSharding(mesh, PartitionSpec())
     p_sh = param_shardings_of(policy_params, mesh, rules)
-    c_sh = param_shardings_of(critic_params, mesh, rules)
+    c_sh = param_shardings_of(critic_params, mesh, rules) if critic is not None else None
+    critic_opt_shape = jax.eval_shape(critic_tx.init, critic_params) if critic is not None else None
     abstract = TrainState(
         step=jnp.zeros((), jnp.int32),
         policy=policy_params,
         critic=critic_params,
         policy_opt=jax.eval_shape(policy_tx.init, policy_params),
-        critic_opt=jax.eval_shape(critic_tx.init, critic_params),
+        critic_opt=critic_opt_shape,
     )
     sharding = state_shardings(abstract, (p_sh, c_sh), policy_tx, critic_tx, replicated)
     policy_opt = jax.jit(policy_tx.init, out_shardings=sharding.policy_opt)(policy_params)
-    critic_opt = jax.jit(critic_tx.init, out_shardings=sharding.critic_opt)(critic_params)
+    critic_opt = None
+    if critic is not None:
+        critic_opt = jax.jit(critic_tx.init, out_shardings=sharding.critic_opt)(critic_params)
     state = TrainState(
         step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
         policy=policy_params,

@@ -40,12 +40,7 @@ from rewards import steps as steps_lib
 from rewards.verify import Verifier
 from rl import data as data_lib
 from rl.algo import update as upd
-from rl.algo.prm_scorer import (
-    PublishedPRMScorer,
-    derived_bucket,
-    load_published_prm,
-    uses_published_format,
-)
+from rl.algo.prm_scorer import PublishedPRMScorer, derived_bucket
 from rl.algo.scoring import make_score_fn, make_shape_fn, response_structure
 from rl.config import MODEL_SECTIONS, ConfigError, RLConfig
 from rl.data import prompts as prompts_lib
@@ -54,10 +49,11 @@ from rl.rollout.sampler import Sampler
 from rl.rollout.sampler_config import SamplerConfig
 from rl.rollout.sampling_program import FinishReason
 from rl.rollout.tokenizer import load_tokenizer, stop_token_ids
-from rl.runtime import distributed, model_builder
+from rl.runtime import distributed
 from rl.runtime.checkpoint import Checkpointer
 from rl.runtime.distributed import is_main_process, to_global, to_host
 from rl.runtime.metrics import MetricsWriter
+from rl.trainers.ppo_models import build_ppo_models
 
 
 class TooManyBadUpdates(RuntimeError):
@@ -140,37 +136,15 @@ class Trainer:
     # --- setup ---------------------------------------------------------------------------------
 
     def _build_models(self):
-        mesh, rules, tok = self.mesh, self.rules, self.tokenizer
-        policy = model_builder.build_causal_lm(self.specs["policy"], tok, mesh, rules)
-        reference = model_builder.frozen_copy(policy)
-        critic = model_builder.build_critic(policy, mesh, rules)
-        frozen = {"ref": reference}
-        # A configured PRM is loaded even at weight 0: its return is then still logged
-        # (reward/prm_raw), which is how runs without a PRM reward are checked for hacking.
-        # A published PRM is scored in its own token space (rl.algo.prm_scorer); the project's own
-        # reward models read the policy's tokens inside the scoring program.
-        self.published_prm = None
-        prm_spec = self.specs["prm"]
-        if prm_spec.configured and uses_published_format(prm_spec):
-            self.published_prm = load_published_prm(prm_spec, mesh, rules)
-        elif prm_spec.configured:
-            frozen["prm"] = model_builder.build_reward_model(prm_spec, tok, mesh, rules)
-        if self.cfg.reward.uses_orm:
-            frozen["orm"] = model_builder.build_reward_model(self.specs["orm"], tok, mesh, rules)
-        if self.cfg.reward.uses_implicit_prm:
-            frozen["implicit"] = model_builder.build_causal_lm(
-                self.specs["implicit_prm"], tok, mesh, rules
-            )
-        c = self.cfg
-        total = c.train.iterations * c.ppo.epochs * c.ppo.minibatches
-        self.policy_tx = upd.make_optimizer(c.optim, c.optim.learning_rate, total)
-        self.critic_tx = upd.make_optimizer(c.optim, c.optim.critic_learning_rate, total)
-        self.models, self.state, self.state_sharding = upd.init_train_state(
-            policy, critic, self.policy_tx, self.critic_tx, mesh, rules
+        built = build_ppo_models(self.cfg, self.tokenizer, self.mesh, self.rules)
+        self.models, self.state, self.state_sharding = (
+            built.models,
+            built.state,
+            built.state_sharding,
         )
-        self.frozen_defs, self.frozen_params = {}, {}
-        for name, model in frozen.items():
-            self.frozen_defs[name], self.frozen_params[name] = nnx.split(model)
+        self.policy_tx, self.critic_tx = built.policy_tx, built.critic_tx
+        self.frozen_defs, self.frozen_params = built.frozen_defs, built.frozen_params
+        self.published_prm = built.published_prm
 
     def _build_functions(self):
         c, mesh = self.cfg, self.mesh
@@ -192,16 +166,29 @@ class Trainer:
             rules=self.rules,
             tokenizer=self.tokenizer,
         )
-        p = c.data.max_prompt_len
-        graphdefs = {"policy": self.models.policy, "critic": self.models.critic, **self.frozen_defs}
-        self.score_fn = jax.jit(make_score_fn(graphdefs, p))
+        p, temperature = c.data.max_prompt_len, upd.training_temperature(c.rollout.temperature)
+        graphdefs = {"policy": self.models.policy, **self.frozen_defs}
+        if self.models.critic is not None:
+            graphdefs["critic"] = self.models.critic
+        self.score_fn = jax.jit(make_score_fn(graphdefs, p, temperature))
         self.shape_fn = jax.jit(make_shape_fn(c.reward, c.ppo, c.data.samples_per_prompt))
-        update_fn = upd.make_update_fn(
-            self.models, c.ppo, c.reward, self.policy_tx, self.critic_tx, p
-        )
-        self.update_fn = upd.jit_update(
-            update_fn, self.state_sharding, self.batch_sharding, self.replicated
-        )
+
+        def compiled_update(train_policy: bool):
+            fn = upd.make_update_fn(
+                self.models,
+                c.ppo,
+                c.reward,
+                self.policy_tx,
+                self.critic_tx,
+                p,
+                temperature=temperature,
+                train_policy=train_policy,
+            )
+            return upd.jit_update(fn, self.state_sharding, self.batch_sharding, self.replicated)
+
+        self.update_fn = compiled_update(True)
+        # Critic warm-up: a value-only step, compiled only when configured.
+        self.warmup_update_fn = compiled_update(False) if c.ppo.critic_warmup_iterations else None
         self.prm_scorer = None
         if self.published_prm is not None:
             max_len, max_steps = derived_bucket(
@@ -339,11 +326,9 @@ class Trainer:
         put = lambda x: to_global(x, self.batch_sharding)  # noqa: E731
         seq, seq_mask, response_d, last_d = put(seq), put(seq_mask), put(response), put(last)
         with use_mesh(self.mesh, self.rules):
-            params = {
-                "policy": self.state.policy,
-                "critic": self.state.critic,
-                **self.frozen_params,
-            }
+            params = {"policy": self.state.policy, **self.frozen_params}
+            if self.state.critic is not None:
+                params["critic"] = self.state.critic
             # Blocking here costs nothing (shaping needs the scores next) and keeps the
             # per-phase times honest under asynchronous dispatch.
             scores = jax.block_until_ready(self.score_fn(params, seq, seq_mask, last_d))
@@ -377,12 +362,14 @@ class Trainer:
                 "attention_mask": seq_mask,
                 "response_mask": response_d,
                 "old_logp": scores["old_logp"],
-                "old_values": scores["values"],
                 "advantages": arrays["advantages"],
-                "returns": arrays["returns"],
                 "ref_logp": scores["ref_logp"],
             }
-            metrics.update(self._update(batch, k_perm))
+            if "values" in scores:  # GAE: the critic's targets
+                batch.update(old_values=scores["values"], returns=arrays["returns"])
+            warmup = it < c.ppo.critic_warmup_iterations
+            metrics["update/critic_warmup"] = float(warmup)
+            metrics.update(self._update(batch, k_perm, warmup))
         times["update"] = time.perf_counter() - t3
         update_tokens = float(response.sum()) * c.ppo.epochs
         metrics["time/rollout_tokens_per_s"] = float(response.sum()) / max(times["rollout"], 1e-9)
@@ -392,8 +379,10 @@ class Trainer:
         metrics["time/iteration"] = time.perf_counter() - t0
         return metrics
 
-    def _update(self, batch, key) -> dict[str, float]:
+    def _update(self, batch, key, warmup: bool = False) -> dict[str, float]:
+        """PPO epochs over minibatches; ``warmup``: the critic-only step (policy unchanged)."""
         c = self.cfg
+        update_fn = self.warmup_update_fn if warmup else self.update_fn
         rows = self.batch_rows
         per = rows // c.ppo.minibatches
         sums: dict[str, float] = {}
@@ -403,7 +392,7 @@ class Trainer:
                 perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), rows))
                 for m in range(c.ppo.minibatches):
                     idx = to_global(perm[m * per : (m + 1) * per], self.replicated)
-                    self.state, mets = self.update_fn(self.state, self.take_rows(batch, idx))
+                    self.state, mets = update_fn(self.state, self.take_rows(batch, idx))
                     mets = to_host(mets)
                     for k, v in mets.items():
                         sums[k] = sums.get(k, 0.0) + float(v)

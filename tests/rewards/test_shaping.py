@@ -118,9 +118,24 @@ def test_implicit_prm_sums_step_log_ratios():
     ref = jnp.asarray([-1.5, -1.0, -0.5, -0.4, -2.0, -0.1, -1.0])
     # log-ratios: 0.5, -1.0, 0.0, 0.3, -1.0, -0.1, (padding)
     resp = jnp.asarray([1, 1, 1, 1, 1, 1, 0], bool)
-    ends = jnp.asarray([0, 1, 0, 1, 0, 0, 0], bool)  # steps: tokens 0-1, 2-3; tokens 4-5 no step
+    # steps: tokens 0-1, 2-3; the tail (tokens 4-5: answer and EOS) is credited at token 5.
+    ends = jnp.asarray([0, 1, 0, 1, 0, 0, 0], bool)
     out = shaping.implicit_prm(logp, ref, ends, resp, beta=0.1)
-    np.testing.assert_allclose(out, [0, 0.1 * (0.5 - 1.0), 0, 0.1 * 0.3, 0, 0, 0], atol=1e-6)
+    expected = [0, 0.1 * (0.5 - 1.0), 0, 0.1 * 0.3, 0, 0.1 * (-1.0 - 0.1), 0]
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    # The rewards sum to the outcome reward the implicit PRM is trained as: beta * sum log-ratio.
+    np.testing.assert_allclose(out.sum(), 0.1 * (0.5 - 1.0 + 0.0 + 0.3 - 1.0 - 0.1), atol=1e-6)
+
+
+def test_implicit_prm_last_step_ending_at_the_last_token_is_one_segment():
+    logp = jnp.asarray([-1.0, -2.0, -0.5, 0.0])
+    ref = jnp.asarray([-1.5, -1.0, -0.4, 0.0])
+    resp = jnp.asarray([1, 1, 1, 0], bool)
+    ends = jnp.asarray([1, 0, 1, 0], bool)
+    out = shaping.implicit_prm(logp, ref, ends, resp, beta=1.0)
+    np.testing.assert_allclose(out, [0.5, 0, -1.0 - 0.1, 0], atol=1e-6)
+    empty = shaping.implicit_prm(logp, ref, jnp.zeros(4, bool), jnp.zeros(4, bool), beta=1.0)
+    np.testing.assert_array_equal(empty, np.zeros(4))
 
 
 def test_kl_estimators():

@@ -194,3 +194,51 @@ def test_new_prm_transforms_and_options_resolve(transform):
     reward = RLConfig.from_config_dict(cfg).reward
     assert (reward.prm_transform, reward.prm_min_form_temperature) == (transform, 0.1)
     assert reward.prm_potential_terminal is True
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"rollout.temperature": 0.0},  # smoke: 2 samples per prompt
+            "config.rollout.temperature=0: greedy decoding gives data.samples_per_prompt=2 "
+            "identical samples",
+        ),
+        (
+            {"ppo.advantage": "rloo", "ppo.critic_warmup_iterations": 2},
+            "config.ppo.critic_warmup_iterations=2: warms up the critic, and "
+            "ppo.advantage='rloo' has none",
+        ),
+        (
+            {"ppo.critic_warmup_iterations": 6, "train.iterations": 6},
+            "config.ppo.critic_warmup_iterations=6: must be below train.iterations=6",
+        ),
+        (
+            {"ppo.critic_warmup_iterations": -1},
+            "config.ppo.critic_warmup_iterations=-1: must be an integer >= 0",
+        ),
+        (
+            {"implicit_prm.ref_path": "/ckpt/sft"},
+            "config.implicit_prm.ref_path='/ckpt/sft': set without an implicit PRM",
+        ),
+        (
+            {"prm.ref_path": "/ckpt/sft"},
+            "config.prm.ref_path='/ckpt/sft': only the implicit PRM has a reference",
+        ),
+    ],
+)
+def test_sampling_critic_and_implicit_reference_settings_are_validated(overrides, message):
+    cfg = smoke.get_config()
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        cfg[section][key] = value
+    with pytest.raises(ConfigError) as err:
+        RLConfig.from_config_dict(cfg)
+    assert message in str(err.value)
+
+
+def test_greedy_rollouts_with_one_sample_are_valid():
+    cfg = smoke.get_config()
+    cfg.rollout.temperature = 0.0
+    cfg.data.samples_per_prompt = 1
+    assert RLConfig.from_config_dict(cfg).rollout.temperature == 0.0

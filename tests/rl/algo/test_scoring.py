@@ -93,7 +93,10 @@ def test_scores_are_each_models_outputs_at_the_response_positions(models, rollou
         "prm_scores",
         "orm_score",
         "implicit_logp",
+        "implicit_ref_logp",
     }
+    # Without its own reference the implicit PRM's log-ratio is taken to the PPO reference.
+    np.testing.assert_array_equal(out["implicit_ref_logp"], out["ref_logp"])
     for key in ("old_logp", "ref_logp", "values", "prm_scores", "implicit_logp"):
         assert out[key].shape == (2, R) and out[key].dtype == jnp.float32, key
     assert out["orm_score"].shape == (2,)
@@ -126,6 +129,28 @@ def test_only_the_configured_models_are_scored(models, rollout):
         graphdefs[name], params[name] = nnx.split(models[name])
     out = jit(make_score_fn(graphdefs, P))(params, tokens, mask, last)
     assert set(out) == {"old_logp", "ref_logp", "values"}
+    del graphdefs["critic"], params["critic"]  # a critic-free run has no values to compute
+    out = jit(make_score_fn(graphdefs, P))(params, tokens, mask, last)
+    assert set(out) == {"old_logp", "ref_logp"}
+
+
+def test_log_probs_are_of_the_sampling_distribution_and_the_implicit_prm_takes_its_reference(
+    models, rollout
+):
+    """At temperature 0.7 every log-prob is log softmax(logits / 0.7) of its own model; with an
+    "implicit_ref" model the implicit PRM's reference log-probs are that model's (here: the
+    critic-free policy's own weights, so the two log-probs coincide exactly)."""
+    tokens, mask, _, last = rollout
+    names = {"policy": "policy", "ref": "ref", "implicit": "implicit", "implicit_ref": "policy"}
+    graphdefs, params = {}, {}
+    for slot, name in names.items():
+        graphdefs[slot], params[slot] = nnx.split(models[name])
+    out = jit(make_score_fn(graphdefs, P, temperature=0.7))(params, tokens, mask, last)
+    for key, name in (("old_logp", "policy"), ("ref_logp", "ref"), ("implicit_logp", "implicit")):
+        logp = _log_softmax(_forward(models[name], tokens, mask) / 0.7)
+        want = np.take_along_axis(logp[:, P - 1 : -1], tokens[:, P:, None], axis=-1)[..., 0]
+        np.testing.assert_allclose(out[key], want, rtol=1e-5, atol=1e-5, err_msg=key)
+    np.testing.assert_array_equal(out["implicit_ref_logp"], out["old_logp"])
 
 
 # --- shaping ------------------------------------------------------------------------------------
@@ -302,16 +327,18 @@ def test_critic_free_estimators_take_the_shaped_rewards_by_hand(estimator):
     GRPO normalises the group's rewards at step ends and last tokens: -0.15, 1 (t = 1, 3) and -0.2
     (row 1's step end is its last token), mean 0.2167, std 0.5543, and sums them from each token
     on; RLOO: returns-to-go minus the other row's
-    total (0.85 vs -0.2); REINFORCE++: returns-to-go whitened over the 6 response tokens. The
-    critic's targets are the Monte-Carlo returns."""
+    total (0.85 vs -0.2); REINFORCE++: returns-to-go whitened over the 6 response tokens."""
     reward_cfg = RewardConfig(prm_weight=0.5, prm_transform="clip", prm_eta=0.5, kl_coef=0.0)
     ppo_cfg = PPOConfig(gamma=1.0, lam=1.0, whiten_advantages=False, advantage=estimator)
     prm = [[9.0, 0.2, 9.0, 0.9], [9.0, 0.1, 100.0, 100.0]]
-    arrays, _ = _shape(reward_cfg, ppo_cfg, _scores(prm_scores=prm), samples=2)
+    scores = _scores(prm_scores=prm)
+    del scores["values"]  # no critic under a critic-free estimator
+    arrays, metrics = _shape(reward_cfg, ppo_cfg, scores, samples=2)
+    assert set(arrays) == {"rewards", "advantages"}  # no critic targets either
+    assert not any(k.startswith("value/") for k in metrics)
     rewards = np.array([[0.0, -0.15, 0.0, 1.0], [0.0, -0.2, 0.0, 0.0]])
     np.testing.assert_allclose(arrays["rewards"], rewards, atol=1e-6)
     returns = np.array([[0.85, 0.85, 1.0, 1.0], [-0.2, -0.2, 0.0, 0.0]])
-    np.testing.assert_allclose(arrays["returns"], returns, atol=1e-6)
     if estimator == "grpo":
         at = np.array([-0.15, 1.0, -0.2])
         z = (at - at.mean()) / at.std()
@@ -340,3 +367,61 @@ def test_the_critic_targets_take_their_own_lambda():
     v_next[1, 1] = 0.0  # row 1 ends at t = 1
     td = np.where(RESPONSE, r + v_next - v, 0.0)
     np.testing.assert_allclose(arrays["advantages"], td, atol=1e-6)
+
+
+# Row 0: s = 0.2 (t = 1), 0.9 (t = 3), success 1; row 1: s = 0.1 at its last token t = 1, success
+# 0. The step rewards of each transform (eta 0.5), worked out from the README's table:
+#   raw (0.2, 0.9 | 0.1); clip min(s - 0.5, 0): (-0.3, 0 | -0.4); delta s_k - s_{k+1}, s_{K-1}
+#   at K-1, 0 at K: (0.2, 0 | 0); clip_delta: delta of (-0.3, 0 | -0.4) = (-0.3, 0 | 0);
+#   min_form G_k - G_{k+1}, G_k = min_{j>=k} s_j: G = (0.2, 0.9) -> (-0.7, 0.9 | 0.1);
+#   potential s_k - s_{k-1}: (0.2, 0.7 | 0.1); with the terminal -s_K: (0.2, -0.2 | 0).
+STEP_REWARDS = {
+    ("raw", False): ((0.2, 0.9), 0.1),
+    ("clip", False): ((-0.3, 0.0), -0.4),
+    ("delta", False): ((0.2, 0.0), 0.0),
+    ("clip_delta", False): ((-0.3, 0.0), 0.0),
+    ("min_form", False): ((-0.7, 0.9), 0.1),
+    ("potential", False): ((0.2, 0.7), 0.1),
+    ("potential", True): ((0.2, -0.2), 0.0),
+}
+
+
+@pytest.mark.parametrize("transform, terminal", sorted(STEP_REWARDS))
+@pytest.mark.parametrize("estimator", ["gae", "rloo"])
+def test_every_transform_places_its_step_rewards_at_step_ends(transform, terminal, estimator):
+    reward_cfg = RewardConfig(
+        prm_weight=1.0, prm_transform=transform, prm_eta=0.5, prm_potential_terminal=terminal
+    )
+    ppo_cfg = PPOConfig(gamma=1.0, lam=1.0, whiten_advantages=False, advantage=estimator)
+    scores = _scores(prm_scores=[[9.0, 0.2, 9.0, 0.9], [9.0, 0.1, 100.0, 100.0]])
+    if estimator != "gae":
+        del scores["values"]
+    arrays, _ = _shape(reward_cfg, ppo_cfg, scores, samples=2 if estimator == "rloo" else 1)
+    (a, b), c = STEP_REWARDS[transform, terminal]
+    want = np.array([[0.0, a, 0.0, b + 1.0], [0.0, c, 0.0, 0.0]])
+    np.testing.assert_allclose(arrays["rewards"], want, atol=1e-6)
+    if estimator == "rloo":  # the transform's return is what the group estimator compares
+        totals = want.sum(1)
+        rtg = np.cumsum(want[:, ::-1], axis=1)[:, ::-1]
+        loo = np.array([[totals[1]], [totals[0]]])
+        np.testing.assert_allclose(arrays["advantages"], (rtg - loo) * RESPONSE, atol=1e-6)
+
+
+def test_an_empty_response_gets_no_reward_and_no_advantage():
+    """Row 1 is empty (the sampler stopped at once): its success, PRM score and KL have no token to
+    sit on, so its rewards, returns and advantages are all 0; row 0 is unaffected."""
+    response = np.array([[1, 1, 1, 1], [0, 0, 0, 0]], bool)
+    reward_cfg = RewardConfig(prm_weight=1.0, kl_coef=0.1)
+    ppo_cfg = PPOConfig(gamma=1.0, lam=1.0, whiten_advantages=False)
+    scores = _scores(prm_scores=[[9.0, 0.2, 9.0, 0.9], [5.0, 5.0, 5.0, 5.0]])
+    arrays, metrics = jit(make_shape_fn(reward_cfg, ppo_cfg, 1))(
+        scores,
+        jnp.asarray(np.array([[0, 1, 0, 1], [0, 0, 0, 0]], bool)),
+        jnp.asarray(response),
+        jnp.asarray([1.0, 1.0]),
+    )
+    for key in ("rewards", "returns", "advantages"):
+        np.testing.assert_array_equal(np.asarray(arrays[key])[1], np.zeros(4), err_msg=key)
+    # row 0: raw PRM 0.2, 0.9, success 1, k1 KL 0.5, 0, -0.5, 0 charged at 0.1
+    np.testing.assert_allclose(np.asarray(arrays["rewards"])[0], [-0.05, 0.2, 0.05, 1.9], atol=1e-6)
+    assert float(metrics["reward/success"]) == 1.0  # the verdict is logged, not rewarded

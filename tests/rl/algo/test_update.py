@@ -147,3 +147,73 @@ def test_schedule_warmup(schedule):
         np.testing.assert_allclose(sched(60), 0.5, atol=1e-6)
     else:
         np.testing.assert_allclose(sched(100), 1.0)
+
+
+def _build_variant(critic: bool, train_policy: bool = True, temperature: float = 1.0):
+    mesh = make_mesh((1, 1, 1), devices=jax.devices()[:1])
+    policy = shard_model(CausalLM(CFG, rngs=nnx.Rngs(0)), mesh, RULES)
+    value = shard_model(ValueModel.from_policy(policy, rngs=nnx.Rngs(1)), mesh, RULES)
+    ocfg = OptimConfig(learning_rate=1e-3, critic_learning_rate=1e-3)
+    ptx = upd.make_optimizer(ocfg, 1e-3, 100)
+    ctx = upd.make_optimizer(ocfg, 1e-3, 100) if critic else None
+    models, state, _ = upd.init_train_state(
+        policy, value if critic else None, ptx, ctx, mesh, RULES
+    )
+    fn = upd.make_update_fn(
+        models,
+        PPOConfig(entropy_coef=0.01),
+        RewardConfig(kl_coef=0.1, kl_in="loss"),
+        ptx,
+        ctx,
+        prompt_len=P,
+        temperature=temperature,
+        train_policy=train_policy,
+    )
+    return state, jax.jit(fn)
+
+
+def test_critic_free_step_moves_the_policy_as_the_critic_step_does_and_holds_no_critic():
+    """The policy's loss does not involve the critic, so the critic-free step gives the same
+    policy update; its state has no critic, and its metrics no value terms."""
+    batch = make_batch()
+    with_critic, fn = _build_variant(True)
+    new_with, m_with = fn(with_critic, batch)
+    free, fn_free = _build_variant(False)
+    assert free.critic is None and free.critic_opt is None
+    new_free, m_free = fn_free(free, batch)
+    chex.assert_trees_all_close(new_free.policy, new_with.policy, rtol=1e-5, atol=1e-7)
+    assert new_free.critic is None
+    assert "value_loss" not in m_free and "critic_grad_norm" not in m_free
+    for k in ("policy_loss", "entropy", "kl_ref", "policy_grad_norm"):
+        np.testing.assert_allclose(m_free[k], m_with[k], rtol=1e-5, err_msg=k)
+
+
+def test_critic_warmup_step_trains_the_critic_and_leaves_the_policy_bit_for_bit():
+    batch = make_batch()
+    state, fn = _build_variant(True, train_policy=False)
+    before = jax.tree.map(np.array, (state.policy, state.policy_opt, state.critic))
+    new, metrics = fn(state, batch)
+    chex.assert_trees_all_equal(new.policy, before[0])
+    chex.assert_trees_all_equal(new.policy_opt, before[1])
+    assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, new.critic, before[2])))
+    assert set(metrics) == {"value_loss", "critic_grad_norm", "skipped"}
+    assert int(new.step) == 1
+
+
+def test_the_ratio_uses_the_sampling_temperature():
+    """old_logp taken at temperature 0.5 from the same policy makes the ratio exactly 1 only
+    when the step divides its logits by 0.5 too: approx_kl and clip_frac are then 0."""
+    batch = make_batch()
+    state, fn = _build_variant(False, temperature=0.5)
+    graphdef, params = nnx.split(CausalLM(CFG, rngs=nnx.Rngs(0)))
+    logits = upd.response_logits(
+        graphdef, params, batch["tokens"], batch["attention_mask"], P, temperature=0.5
+    )
+    old = jnp.take_along_axis(
+        jax.nn.log_softmax(logits, -1), jnp.asarray(batch["tokens"][:, P:, None]), -1
+    )[..., 0]
+    _, metrics = fn(state, dict(batch, old_logp=np.asarray(old)))
+    assert abs(float(metrics["approx_kl"])) < 1e-6 and float(metrics["clip_frac"]) == 0.0
+    state1, fn1 = _build_variant(False, temperature=1.0)
+    _, untempered = fn1(state1, dict(batch, old_logp=np.asarray(old)))
+    assert float(untempered["approx_kl"]) > 1e-3  # the untempered ratio is not 1

@@ -1,9 +1,11 @@
 """The PPO training loop: config errors before compiling, learning an easy reward, periodic
 evaluation of the policy it exports. (The `rl.train` command itself: tests/rl/test_train.py.)"""
 
+import json
 import pathlib
 import subprocess
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -46,9 +48,43 @@ def test_a_smoke_run_under_each_critic_free_estimator(tmp_path, estimator):
         trainer.close()
     rows = _metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2]
-    for key in ("reward/total", "update/policy_loss", "update/value_loss", "reward/kl"):
+    for key in ("reward/total", "update/policy_loss", "reward/kl"):
         assert all(np.isfinite(r[key]) for r in rows), key
     assert not any(r.get("update/skipped") for r in rows)
+    # No critic anywhere: not in the state, not trained, not in the checkpoint.
+    assert trainer.state.critic is None and trainer.state.critic_opt is None
+    assert not any(k.startswith(("value/", "update/value", "update/critic_grad")) for k in rows[0])
+    saved = json.loads((tmp_path / "run" / "checkpoints" / "2" / "state" / "_METADATA").read_text())
+    critic = {k: v for k, v in saved["tree_metadata"].items() if "critic" in k}
+    assert set(critic) == {"('critic',)", "('critic_opt',)"}, critic  # saved as None, no arrays
+    assert all(v["value_metadata"]["value_type"] == "None" for v in critic.values())
+
+
+def test_critic_warmup_trains_the_critic_alone_first(tmp_path):
+    """ppo.critic_warmup_iterations = 1: after iteration 1 the policy is still the initial one
+    (bit for bit: the reference is its copy) while the critic has moved; iteration 2 trains
+    both."""
+    cfg = smoke.get_config()
+    cfg.data_dir = str(tmp_path / "tfds")
+    cfg.train.iterations = 2
+    cfg.train.checkpoint_every = 1
+    cfg.data.prompts_per_batch = 8  # 8 rows per update microbatch: one per device
+    cfg.ppo.critic_warmup_iterations = 1
+    trainer = Trainer(RLConfig.from_config_dict(cfg), tmp_path / "run")
+    try:
+        critic0 = jax.tree.map(np.array, trainer.state.critic)
+        trainer.run()
+        after1, _ = trainer.checkpointer.restore(1, trainer.state)
+    finally:
+        trainer.close()
+    same = jax.tree.map(np.array_equal, after1.policy, trainer.frozen_params["ref"])
+    assert all(jax.tree.leaves(same))
+    moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), after1.critic, critic0)
+    assert any(jax.tree.leaves(moved))
+    rows = _metrics(tmp_path / "run")
+    assert [r["update/critic_warmup"] for r in rows] == [1.0, 0.0]
+    assert "update/policy_loss" not in rows[0] and np.isfinite(rows[1]["update/policy_loss"])
+    assert np.isfinite(rows[0]["update/value_loss"])
 
 
 def test_ppo_learns_an_easy_reward(tmp_path):
