@@ -286,6 +286,11 @@ class Pipeline:
             c.implicit_prm.path = str(rm / "implicit_prm")
         for key, value in overrides.items():
             c.reward[key] = value
+        # A variant may also change the PPO section (the credit-assignment study: estimator,
+        # lambdas, critic warm-up); absent: the shared settings.
+        variant_ppo = self.cfg.get("variant_ppo") or {}
+        for key, value in dict(variant_ppo.get(variant, {})).items():
+            c.ppo[key] = value
         c.lock()
         return c
 

@@ -10,6 +10,7 @@ import json
 import jax
 import pytest
 
+from configs import credit_study
 from configs import toy as toy_config
 from rl.config import RLConfig
 from rl.experiments import toy_pipeline
@@ -131,3 +132,29 @@ def test_a_stage_is_done_once_its_marker_is_written(tmp_path):
     assert toy_pipeline._done(stage) == info == {"policy": "p", "score": 0.5}
     assert json.loads((stage / "done.json").read_text()) == info
     assert sorted(p.name for p in stage.iterdir()) == ["done.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("arg", [None, "smoke"])
+def test_the_credit_study_sets_estimator_and_refinement_per_variant(tmp_path, arg):
+    """configs/credit_study.py: every variant validates with its refinement in `reward` and its
+    credit scheme in `ppo`, over the default's seeds (3 outside the smoke config)."""
+    previous = jax.config.jax_compilation_cache_dir
+    cfg = credit_study.get_config(arg)
+    cfg.task.train_size, cfg.task.test_size = 40, 8
+    study = Pipeline(cfg, tmp_path / "credit")
+    jax.config.update("jax_compilation_cache_dir", previous)
+    expected = 21 if arg is None else 6
+    assert len(cfg.variants) == expected and len(set(cfg.variants)) == expected
+    assert cfg.seeds == ((0, 1, 2) if arg is None else (0,))
+    warmup = 3 if arg is None else 1
+    for variant in cfg.variants:
+        refinement, scheme = variant.split("@")
+        run = RLConfig.from_config_dict(study.ppo_config(variant, 0, tmp_path / "policy"))
+        want = credit_study.REFINEMENTS[refinement]
+        assert run.reward.prm_weight == want.get("prm_weight", 0.0), variant
+        assert run.reward.prm_transform == want.get("prm_transform", "raw"), variant
+        assert run.ppo.advantage == ("rloo" if scheme == "rloo" else "gae"), variant
+        assert (run.ppo.lam, run.ppo.critic_lam) == (
+            (1.0, 1.0) if scheme == "gae_l1" else (0.95, 0.95)
+        ), variant
+        assert run.ppo.critic_warmup_iterations == (warmup if scheme == "gae_l1" else 0)
