@@ -48,14 +48,22 @@ def save_reward_model(
 
 
 def load_reward_model(
-    path: str | pathlib.Path, *, dtype: Any = jnp.float32, mesh=None, rules=None
+    path: str | pathlib.Path,
+    *,
+    dtype: Any = jnp.float32,
+    param_dtype: Any = None,
+    mesh=None,
+    rules=None,
 ) -> tuple[nnx.Module, dict[str, Any]]:
     """A model saved by ``save_reward_model``, with the head it was trained with, and its
-    metadata."""
+    metadata. ``param_dtype``: the storage dtype (default: ``dtype``; bfloat16 halves a frozen
+    model's memory, computing in ``dtype`` all the same)."""
     path = pathlib.Path(path)
     info = json.loads((path / META_FILE).read_text())
     head = None
     if info["kind"] != "implicit_prm":
         head = RewardHead(info["head"], sigmoid=bool(info.get("sigmoid", False)))
-    model = hf_io.load_causal_lm(path, dtype, mesh=mesh, rules=rules, head=head)
+    model = hf_io.load_causal_lm(
+        path, dtype, param_dtype=param_dtype, mesh=mesh, rules=rules, head=head
+    )
     return model, info

@@ -123,6 +123,9 @@ class ModelSpec:
     max_steps: int = 0
     # The implicit PRM's reference model pi_ref (a checkpoint directory); "" = the PPO reference.
     ref_path: str = ""
+    # The policy section only: the storage dtype of the frozen PPO reference ("" = the policy's
+    # param_dtype; "bfloat16" halves its memory, see rl.runtime.model_builder.frozen_copy).
+    reference_param_dtype: str = ""
 
     @property
     def configured(self) -> bool:
@@ -173,6 +176,16 @@ class ModelSpec:
             value = getattr(spec, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"config.{name}.{field}={value!r}: must be an integer >= 0")
+        if spec.reference_param_dtype not in ("", "float32", "bfloat16"):
+            raise ConfigError(
+                f"config.{name}.reference_param_dtype={spec.reference_param_dtype!r}: must be '' "
+                "(the policy's), 'float32' or 'bfloat16'"
+            )
+        if spec.reference_param_dtype and name != "policy":
+            raise ConfigError(
+                f"config.{name}.reference_param_dtype={spec.reference_param_dtype!r}: only the "
+                "policy has a PPO reference"
+            )
         if spec.ref_path and name != "implicit_prm":
             raise ConfigError(
                 f"config.{name}.ref_path={spec.ref_path!r}: only the implicit PRM has a reference"

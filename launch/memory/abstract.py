@@ -76,6 +76,9 @@ def abstract_models(rl, aot_presets: Mapping[str, str] | None = None) -> dict[st
     # The trainer's reference is a copy of the policy (same dtypes):
     # rl/runtime/model_builder.frozen_copy.
     out["ref"] = out["policy"]
+    if rl.policy.reference_param_dtype:  # stored in its own dtype (frozen_copy)
+        rcfg = dataclasses.replace(pcfg, param_dtype=rl.policy.reference_param_dtype)
+        out["ref"] = _build(lambda: CausalLM(rcfg, rngs=nnx.Rngs(0)), rcfg, psrc)
     for name, key, used in (
         ("prm", "prm", rl.prm.configured),
         ("orm", "orm", rl.reward.uses_orm),

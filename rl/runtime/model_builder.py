@@ -75,7 +75,13 @@ def build_reward_model(spec: ModelSpec, tokenizer: Any, mesh, rules) -> RewardMo
     """A frozen ORM/PRM. A directory written by ``models.reward_io.save_reward_model`` says its own
     head (kind, sigmoid) in ``reward_model.json``, which takes precedence over ``kind``."""
     if spec.path and (Path(spec.path) / META_FILE).exists():
-        model, _ = load_reward_model(spec.path, dtype=jnp.dtype(spec.dtype), mesh=mesh, rules=rules)
+        model, _ = load_reward_model(
+            spec.path,
+            dtype=jnp.dtype(spec.dtype),
+            param_dtype=jnp.dtype(spec.param_dtype),
+            mesh=mesh,
+            rules=rules,
+        )
         return model
     head = _reward_head(spec, tokenizer)
     if spec.path:
@@ -107,7 +113,17 @@ def build_critic(policy: CausalLM, mesh, rules) -> ValueModel:
     return shard_model(ValueModel.from_policy(policy, rngs=nnx.Rngs(0)), mesh, rules)
 
 
-def frozen_copy(model: nnx.Module) -> nnx.Module:
-    """A copy with its own buffers (the trained original's are donated to the update step)."""
+def frozen_copy(model: nnx.Module, param_dtype: str = "") -> nnx.Module:
+    """A copy with its own buffers (the trained original's are donated to the update step).
+
+    ``param_dtype`` ("" keeps the original's): the copy's floating-point parameters are stored in
+    it, e.g. bfloat16 for a frozen reference (half the bytes; layers still compute in the model's
+    ``dtype``, on the rounded weights). Sharding is kept: a cast does not move data."""
     graphdef, state = nnx.split(model)
-    return nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
+
+    def copy(x):
+        if param_dtype and jnp.issubdtype(x.dtype, jnp.floating):
+            return x.astype(jnp.dtype(param_dtype))
+        return jnp.copy(x)
+
+    return nnx.merge(graphdef, jax.tree.map(copy, state))

@@ -58,7 +58,7 @@ def check_implicit_beta(cfg: RLConfig) -> None:
 
 def build_ppo_models(cfg: RLConfig, tokenizer: Any, mesh, rules) -> PPOModels:
     policy = model_builder.build_causal_lm(cfg.policy, tokenizer, mesh, rules)
-    frozen = {"ref": model_builder.frozen_copy(policy)}
+    frozen = {"ref": model_builder.frozen_copy(policy, cfg.policy.reference_param_dtype)}
     critic = None
     if cfg.ppo.advantage == "gae":
         critic = model_builder.build_critic(policy, mesh, rules)

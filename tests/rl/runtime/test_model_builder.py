@@ -177,3 +177,26 @@ def test_frozen_copy_has_its_own_buffers(tok, mesh):
     for x, (value, sharding) in zip(after, before, strict=True):
         np.testing.assert_array_equal(x, value)
         assert x.sharding == sharding
+
+
+def test_a_bfloat16_frozen_copy_stores_rounded_weights_and_computes_in_float32(tok, mesh, ids):
+    spec = ModelSpec.from_section("policy", {"preset": "tiny", "overrides": ONE_LAYER, "seed": 5})
+    original = model_builder.build_causal_lm(spec, tok, mesh, RULES)
+    copy = model_builder.frozen_copy(original, "bfloat16")
+    pairs = zip(jax.tree.leaves(nnx.state(original)), jax.tree.leaves(nnx.state(copy)), strict=True)
+    for o, c in pairs:
+        assert c.dtype == jnp.bfloat16 and c.sharding == o.sharding
+        np.testing.assert_array_equal(np.asarray(c), np.asarray(o.astype(jnp.bfloat16)))
+    full, half = _forward(original, ids, mesh), _forward(copy, ids, mesh)
+    assert half.dtype == np.float32  # the compute dtype is the model's, not the storage's
+    # Rounded weights move the logits by about bf16's relative precision (2^-8), no more.
+    scale = np.abs(full).max()
+    assert 0 < np.abs(half - full).max() < 2**-6 * scale
+
+
+def test_reference_param_dtype_is_the_policy_sections_only():
+    assert ModelSpec.from_section("policy", {"reference_param_dtype": "bfloat16"})
+    with pytest.raises(ConfigError, match=r"config.prm.reference_param_dtype='bfloat16': only"):
+        ModelSpec.from_section("prm", {"reference_param_dtype": "bfloat16"})
+    with pytest.raises(ConfigError, match=r"config.policy.reference_param_dtype='fp16': must be"):
+        ModelSpec.from_section("policy", {"reference_param_dtype": "fp16"})
