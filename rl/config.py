@@ -195,8 +195,12 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0  # 0 disables
     stop_strings: tuple[str, ...] = ()
+    # The sampler's LM head: "" the model's compute dtype; "bfloat16" a bf16 copy of the head
+    # matrix (faster decoding where the head's read bounds a step; rl.rollout.sampler_config).
+    head_dtype: str = ""
 
     def validate(self, prefix: str = "rollout") -> RolloutConfig:
+        _one_of(f"{prefix}.head_dtype", self.head_dtype, ("", "bfloat16", "float32"))
         _int_at_least(f"{prefix}.max_new_tokens", self.max_new_tokens, 1)
         _positive(f"{prefix}.temperature", self.temperature, allow_zero=True)
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):

@@ -101,11 +101,12 @@ class Sampler:
     def _generate_fn(self, state, prompt_ids_BxP, prompt_mask_BxP, key, stop_table_QxV):
         self.num_traces += 1
         model = nnx.merge(self.graphdef, state)
-        prefix = prefill(model, prompt_ids_BxP, prompt_mask_BxP)
+        prefix = prefill(model, prompt_ids_BxP, prompt_mask_BxP, self.config.head_dtype)
         return decode(model, prefix, key, self.config, stop_table_QxV)
 
     def _prefill_fn(self, state, prompt_ids_BxP, prompt_mask_BxP):
-        return prefill(nnx.merge(self.graphdef, state), prompt_ids_BxP, prompt_mask_BxP)
+        model = nnx.merge(self.graphdef, state)
+        return prefill(model, prompt_ids_BxP, prompt_mask_BxP, self.config.head_dtype)
 
     def _decode_fn(self, state, prefix, key, stop_table_QxV):
         return decode(nnx.merge(self.graphdef, state), prefix, key, self.config, stop_table_QxV)

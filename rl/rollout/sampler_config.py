@@ -20,7 +20,11 @@ class SamplerConfig:
     temperature: 0 means greedy; top_k: 0 means off; top_p: 1 means off. top_p_candidates: how many
     of the largest logits the fast top-p path inspects before falling back to an exact bisection
     over the vocabulary (see `rl.rollout.token_selection`). samples_per_prompt: N rows per prompt
-    sharing its prefill. pad_id: the token written after a row stopped.
+    sharing its prefill. pad_id: the token written after a row stopped. head_dtype: "" computes
+    the LM head in the model's compute dtype; "bfloat16" reads a bfloat16 copy of its [V, D] matrix
+    (cast once per call, outside the decode loop) with fp32 accumulation: half the bytes of the
+    step's largest read, at the price of logits rounded to about bf16 precision (the trainer
+    recomputes the log-probs it trains on at full precision).
     """
 
     max_new_tokens: int
@@ -32,6 +36,7 @@ class SamplerConfig:
     samples_per_prompt: int = 1
     pad_id: int = 0
     top_p_candidates: int = 128
+    head_dtype: str = ""
 
     def __post_init__(self):
         def fail(name, why):
@@ -64,3 +69,5 @@ class SamplerConfig:
         if any(not isinstance(s, str) or not s for s in stops):
             fail("stop_strings", "must be non-empty strings")
         object.__setattr__(self, "stop_strings", tuple(stops))
+        if self.head_dtype not in ("", "bfloat16", "float32"):
+            fail("head_dtype", "must be '' (the model's compute dtype), 'bfloat16' or 'float32'")

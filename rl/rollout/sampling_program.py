@@ -49,6 +49,7 @@ import numpy as np
 
 from models.decoder import CausalLM, init_cache
 from models.kv_cache import KVCache
+from models.layers import project_to_vocab
 from models.sharding import constrain
 from rl.rollout import token_selection as sampling
 from rl.rollout.sampler_config import SamplerConfig
@@ -101,7 +102,28 @@ class _Carry(NamedTuple):
     sample_logp_BNxR: jax.Array
 
 
-def prefill(model: CausalLM, prompt_ids_BxP: jax.Array, prompt_mask_BxP: jax.Array) -> Prefix:
+def head_logits(model: CausalLM, hidden_BxTxD: jax.Array, head_VxD: jax.Array | None):
+    """fp32 logits of normed hidden states: the model's own head, or ``head_VxD`` (its output
+    matrix in another dtype, made once by the caller; operands in that dtype, fp32 accumulation)."""
+    if head_VxD is None:
+        return model.logits_from_hidden(hidden_BxTxD)
+    return project_to_vocab(hidden_BxTxD.astype(head_VxD.dtype), head_VxD)
+
+
+def head_matrix(model: CausalLM, head_dtype: str) -> jax.Array | None:
+    """The LM head's [V, D] matrix cast to ``head_dtype`` ("" or the compute dtype: None, the
+    model's own head)."""
+    if not head_dtype or jnp.dtype(head_dtype) == jnp.dtype(model.config.dtype):
+        return None
+    return model.output_embedding().astype(jnp.dtype(head_dtype))
+
+
+def prefill(
+    model: CausalLM,
+    prompt_ids_BxP: jax.Array,
+    prompt_mask_BxP: jax.Array,
+    head_dtype: str = "",
+) -> Prefix:
     """The model's cached forward over left-padded prompts; the head only at the last position."""
     b, p = prompt_ids_BxP.shape
     cache = init_cache(model.config, b, p)
@@ -111,7 +133,7 @@ def prefill(model: CausalLM, prompt_ids_BxP: jax.Array, prompt_mask_BxP: jax.Arr
         mask=constrain(cache.mask, KVCache.MASK_AXES),
     )
     hidden_BxPxD, cache = model.backbone.decode(prompt_ids_BxP, None, cache, prompt_mask_BxP)
-    logits_BxV = model.logits_from_hidden(hidden_BxPxD[:, -1:])[:, 0]
+    logits_BxV = head_logits(model, hidden_BxPxD[:, -1:], head_matrix(model, head_dtype))[:, 0]
     positions_B = jnp.sum(prompt_mask_BxP.astype(jnp.int32), axis=-1)
     return Prefix(cache, positions_B, logits_BxV)
 
@@ -193,7 +215,7 @@ class _SharedCache(NamedTuple):
 
 
 def decode_step(
-    model: CausalLM, tokens_BN, positions_BN, prefix: _SharedCache, kt_dec, v_dec, slot
+    model: CausalLM, tokens_BN, positions_BN, prefix: _SharedCache, kt_dec, v_dec, slot, head=None
 ):
     """Logits [B·N, V] of the next token after `tokens_BN`, whose k/v are written at `slot`."""
     x = constrain(model.backbone.embed_tokens(tokens_BN[:, None]), _ACT)
@@ -222,7 +244,7 @@ def decode_step(
         x = constrain(h + layer.mlp(layer.post_attention_layernorm(h)), _ACT)
         new_k.append(kt_i)
         new_v.append(v_i)
-    logits = model.logits_from_hidden(model.backbone.norm(x))[:, 0]
+    logits = head_logits(model, model.backbone.norm(x), head)[:, 0]
     return logits, tuple(new_k), tuple(new_v)
 
 
@@ -314,9 +336,11 @@ def decode(
     def cond(c: _Carry):
         return (c.t < r) & ~jnp.all(c.done_BN)
 
+    head = head_matrix(model, config.head_dtype)  # cast once: a loop constant
+
     def body(c: _Carry):
         logits, k_dec, v_dec = decode_step(
-            model, c.last_BN, positions_BN + c.t - 1, shared, c.k_dec, c.v_dec, c.t - 1
+            model, c.last_BN, positions_BN + c.t - 1, shared, c.k_dec, c.v_dec, c.t - 1, head
         )
         return record(c._replace(k_dec=k_dec, v_dec=v_dec), select(logits, c.t))
 

@@ -157,6 +157,7 @@ class Trainer:
                 temperature=c.rollout.temperature,
                 top_p=c.rollout.top_p,
                 top_k=c.rollout.top_k,
+                head_dtype=c.rollout.head_dtype,
                 eos_ids=stop_token_ids(self.tokenizer),
                 stop_strings=c.rollout.stop_strings,
                 samples_per_prompt=c.data.samples_per_prompt,
