@@ -92,6 +92,9 @@ def get_config(arg=None):
         dict(steps=125, batch_size=64, learning_rate=3e-4, implicit_beta=0.05)
     )
     c.eval = ml_collections.ConfigDict(dict(max_new_tokens=112, batch_size=128))
+    # The premise check before PPO: N samples of the initial policy per held-out problem, ranked
+    # by the ORM and the PRM against maj@N (rl/eval/premise.py).
+    c.premise = ml_collections.ConfigDict(dict(samples=16, temperature=1.0))
 
     # The PPO runs: the shared RL defaults, sized for the task; variants override `reward`.
     ppo = common.rl_base()
@@ -123,6 +126,7 @@ def get_config(arg=None):
         c.labels.solutions, c.labels.completions = 16, 4
         c.reward_models.steps, c.reward_models.batch_size = 30, 32
         c.eval.batch_size = 64
+        c.premise.samples = 4
         ppo.data.prompts_per_batch, ppo.data.samples_per_prompt = 4, 2
         ppo.rollout.max_new_tokens = 64
         ppo.train.iterations = 3

@@ -36,6 +36,7 @@ from rl.data import toy
 from rl.data.toy_tokenizer import build_toy_tokenizer
 from rl.eval.evaluator import evaluate_policy
 from rl.eval.outputs import jsonable
+from rl.eval.premise import measure_premise
 from rl.experiments import toy_report as report
 from rl.reward_models import data as reward_data
 from rl.reward_models import evaluation as reward_evaluation
@@ -341,6 +342,43 @@ class Pipeline:
         )
         return result
 
+    # --- 2b. the premise: are the reward models strong at inference time? ----------------------
+
+    def stage_premise(self, policy_dir: Path) -> dict[str, Any]:
+        """Best-of-N by the ORM and the PRM against maj@N on the held-out problems, with N samples
+        of the initial policy (``rl.eval.premise``), before any PPO."""
+        path = self.wd / "eval" / "premise.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        pc, e = self.cfg.premise, self.cfg.eval
+        log(f"2b/5 premise: {pc.samples} samples of the initial policy per held-out problem")
+        policy = hf_io.load_causal_lm(policy_dir)
+        rm = self.wd / "reward_models"
+        summary = measure_premise(
+            policy,
+            nnx.state(policy),
+            self.tokenizer,
+            self.test,
+            dataset="toy",
+            samples=pc.samples,
+            orm=load_reward_model(rm / "orm")[0],
+            prm=load_reward_model(rm / "prm")[0],
+            separator=SEP,
+            max_new_tokens=e.max_new_tokens,
+            batch_size=max(1, e.batch_size // pc.samples),
+            temperature=pc.temperature,
+            seed=self.cfg.seed,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(jsonable(summary), indent=2, sort_keys=True))
+        check = summary["check"]
+        log(
+            f"2b/5 premise: maj@{pc.samples} {summary['maj@n']:.3f}, PRM best-of-{pc.samples} "
+            f"{summary['best_of_n']['prm_min']['accuracy']:.3f} (margin {check['margin']:+.3f} "
+            f"± {check['margin_se']:.3f}): {'holds' if check['holds'] else 'does not hold'}"
+        )
+        return summary
+
     # --- all -----------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -350,6 +388,7 @@ class Pipeline:
         results: dict[str, Any] = {
             "initial": self.evaluate("initial", policy_dir),
             "reward_models": rm_info,
+            "premise": self.stage_premise(policy_dir),
             "variants": {},
         }
         for variant in self.cfg.variants:

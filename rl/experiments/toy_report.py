@@ -127,6 +127,32 @@ def reward_models_markdown(info: dict[str, Any]) -> str:
     return "Reward models, held out (10% of the labelled solutions): " + "; ".join(parts) + "."
 
 
+def premise_markdown(premise: dict[str, Any]) -> str:
+    """The premise before PPO: how the reward models rank the initial policy's samples."""
+    n = premise["samples"]
+    lines = [
+        f"The premise, before PPO ({premise['problems']} held-out problems, {n} samples of the "
+        "initial policy each; margins against maj@N with their paired standard errors):",
+        "",
+        f"| greedy | mean sample | maj@{n} | pass@{n} | "
+        + " | ".join(f"best-of-{n} {k}" for k in premise["best_of_n"])
+        + " |",
+        "|---|---|---|---|" + "---|" * len(premise["best_of_n"]),
+        f"| {_fmt(premise['greedy_accuracy'])} | {_fmt(premise['mean_sample_accuracy'])} "
+        f"| {_fmt(premise['maj@n'])} | {_fmt(premise['pass@n'])} | "
+        + " | ".join(
+            f"{_fmt(v['accuracy'])} ({v['margin']:+.3f} ± {_fmt(v['margin_se'])})"
+            for v in premise["best_of_n"].values()
+        )
+        + " |",
+    ]
+    check = premise.get("check")
+    if check:
+        verdict = "holds" if check["holds"] else "does NOT hold"
+        lines += ["", f"Check: {check['statement']}: {verdict}."]
+    return "\n".join(lines)
+
+
 def curves(workdir: Path, variants, seeds) -> dict[str, dict[str, list[float]]]:
     """metric -> variant -> mean-over-seeds value per iteration."""
     out: dict[str, dict[str, list[float]]] = {key: {} for key, _, _ in CURVES}
@@ -185,6 +211,8 @@ def write(workdir: Path, results: dict[str, Any], cfg: ml_collections.ConfigDict
     ]
     if results.get("reward_models"):
         md += [reward_models_markdown(results["reward_models"]), ""]
+    if results.get("premise"):
+        md += [premise_markdown(results["premise"]), ""]
     if results["checks"]:
         md += [
             "The paper's effect (raw PRM hacked; Clip / Delta keep the learned reward safe):",

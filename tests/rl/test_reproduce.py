@@ -61,8 +61,15 @@ def test_reproduce_smoke_end_to_end_and_reuse(tmp_path):
         assert (tmp_path / name).stat().st_size > 1000
     for kind in ("orm", "prm", "implicit_prm"):
         assert (tmp_path / "reward_models" / kind / "config.json").exists()
+    # The premise was measured before PPO: every figure present, the picks within the ceiling.
+    premise = results["premise"]
+    assert premise["samples"] == 4 and premise["problems"] == results["initial"]["n"]
+    for name in ("orm", "prm_min", "prm_last", "prm_product"):
+        assert 0.0 <= premise["best_of_n"][name]["accuracy"] <= premise["pass@n"], name
+    assert isinstance(premise["check"]["holds"], bool) and "The premise, before PPO" in md
 
     # Re-running reuses every finished stage: no training, no evaluation.
     out2, _ = _run(tmp_path)
-    assert "1/5" not in out2 and "3/5" not in out2 and "4/5" not in out2, out2
+    assert "1/5" not in out2 and "2b/5" not in out2 and "3/5" not in out2, out2
+    assert "4/5" not in out2, out2
     assert json.loads((tmp_path / "results.json").read_text())["variants"] == results["variants"]

@@ -3,8 +3,10 @@
 import json
 
 import ml_collections
+import numpy as np
 import pytest
 
+from rl.eval.premise import premise_summary
 from rl.experiments import toy_report as report
 
 
@@ -84,3 +86,22 @@ def test_write_puts_checks_in_json_and_markdown(tmp_path):
     assert "| prm_raw steps / success_only steps >= 1.5 | 1.09x | **no** |" in md
     assert "| prm_raw accuracy below success_only | -0.600 | yes |" in md
     assert "prm: accuracy 0.700, auc 0.750" in md
+
+
+def test_the_premise_table_and_its_check_are_written():
+    premise = premise_summary(
+        np.array([[1, 0, 0]] * 4, bool),
+        [["5", "6", "6"]] * 4,
+        np.array([1, 0, 0, 0], bool),
+        np.array([[0.2, 0.9, 0.1]] * 4),
+        [[[0.9], [0.2, 0.3], [0.1]]] * 4,
+    )
+    md = report.premise_markdown(premise)
+    assert "(4 held-out problems, 3 samples of the initial policy each" in md
+    assert "| greedy | mean sample | maj@3 | pass@3 | best-of-3 orm | best-of-3 prm_min |" in md
+    # greedy 1/4, samples 1/3 right, majority (6) always wrong, ORM picks the wrong sample 1,
+    # the PRM's min picks sample 0: margin +1 with standard error 0
+    assert (
+        "| 0.250 | 0.333 | 0.000 | 1.000 | 0.000 (+0.000 ± 0.000) | 1.000 (+1.000 ± 0.000) |" in md
+    )
+    assert md.endswith("by more than the paired standard error of the difference: holds.")
