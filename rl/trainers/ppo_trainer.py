@@ -423,9 +423,9 @@ class Trainer:
         data_iter = data_lib.PromptIterator(self.examples, c.data.prompts_per_batch, c.seed)
         start = 0
         bad_in_a_row = 0
-        latest = self.checkpointer.latest_step()
-        if latest is not None:
-            self.state, loop = self.checkpointer.restore(latest, self.state)
+        restored = self.checkpointer.restore_latest(self.state)
+        if restored is not None:
+            _, self.state, loop = restored
             data_iter = data_lib.PromptIterator.from_state(self.examples, loop["data"])
             start, bad_in_a_row = loop["iteration"], loop["bad_in_a_row"]
         writer = MetricsWriter(self.workdir, resume_step=start)
