@@ -117,7 +117,7 @@ class Checkpointer:
 
     def _write_failure(self, step: int, error: BaseException) -> str:
         earlier = [s for s in self._manager.all_steps() if s != step]
-        partial = sorted(p.name for p in self.directory.glob(f"{step}{_TMP_MARK}*"))
+        partial = sorted(os.fspath(p) for p in self.directory.glob(f"{step}{_TMP_MARK}*"))
         cause = _os_cause(error)
         detail = _first_line(error)
         text = f"could not write checkpoint {step} to {self.directory / str(step)}: "
