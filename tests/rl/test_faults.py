@@ -1,20 +1,22 @@
 """Fault injection on `python -m rl.train`, as a user meets faults: a run SIGKILLed at seeded
 random moments (one during its first compile, one during a checkpoint write), a damaged latest
 checkpoint, a checkpoint that cannot be written, each followed by the same command, ends exactly
-where one uninterrupted run ends; and NaN scores from a PRM skip the update.
+where one uninterrupted run ends; NaN scores from a PRM skip the update; a verifier worker killed
+mid-batch is replaced and counted.
 
 One workdir goes through the whole sequence (each resume starts from what the previous fault left),
 next to one uninterrupted reference run started at the same time; five short processes in all.
-Unit-level faults (every way a checkpoint fails to restore or write, two hosts disagreeing, a
-verifier worker killed mid-batch, a verifier failing on everything) are tested beside their code:
-tests/rl/runtime/test_checkpoint.py, tests/rl/runtime/test_verifier_watch.py,
-tests/rewards/test_verifier_pool.py.
+Unit-level faults (each way a checkpoint fails to restore or write, two hosts disagreeing, a
+verifier failing on every answer) are tested beside their code: tests/rl/runtime/test_checkpoint.py,
+tests/rl/runtime/test_verifier_watch.py, tests/rewards/test_verifier_pool.py.
 """
 
+import os
 import pathlib
 import random
 import signal
 import subprocess
+import threading
 import time
 
 import jax
@@ -22,10 +24,13 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from rewards.verifier_pool import Verifier
 from rl import data as data_lib
 from rl.config import RLConfig
 from rl.runtime.checkpoint import Checkpointer
+from rl.runtime.verifier_watch import VerifierWatch
 from rl.trainers.ppo_trainer import Trainer
+from tests.rewards.verify_cases import SLOW_SYMBOLIC
 from tests.rl.train_cli import final_state, train_command
 from tests.rl.train_cli import metrics as _metrics
 
@@ -280,3 +285,25 @@ def test_nan_prm_scores_skip_the_update_and_are_counted(tmp_path):
     assert [r["update/bad_in_a_row"] for r in rows] == [1, 2]
     for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_verifier_worker_killed_mid_batch_is_replaced_and_counted():
+    """SIGKILL (as the kernel's OOM killer sends it) to the worker grading a slow answer: that
+    answer scores 0 and counts as a crash in the iteration's metrics, the batch's other answers
+    are graded, and the pool grades the next batch on a replacement worker."""
+    with Verifier(num_workers=2, timeout_s=30.0) as pool:
+        pool.check_batch(["\\boxed{1}"] * 2, ["1"] * 2)  # both workers up
+        busy = pool.worker_pids[0]  # the first worker takes the first answer
+        threading.Timer(0.5, os.kill, (busy, signal.SIGKILL)).start()
+        responses = [SLOW_SYMBOLIC[0], "\\boxed{2}", "\\boxed{3}", "\\boxed{5}"]
+        result = pool.check_batch(responses, [SLOW_SYMBOLIC[1], "2", "3", "4"])
+        assert result.correct == [False, True, True, False]
+        assert (result.num_checked, result.num_crashes, result.num_timeouts) == (4, 1, 0)
+        assert not result.all_failed
+        assert VerifierWatch(1).observe(result, 1) == {
+            "rollout/verifier_timeouts": 0,
+            "rollout/verifier_crashes": 1,
+            "rollout/verifier_errors": 0,
+        }
+        assert busy not in pool.worker_pids
+        assert pool.check_batch(["\\boxed{6}"], ["6"]).correct == [True]
