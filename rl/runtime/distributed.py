@@ -133,6 +133,8 @@ def main_process_ints(values: Sequence[int]) -> list[int]:
     if jax.process_count() == 1:
         return [int(v) for v in values]
     n = int(multihost_utils.broadcast_one_to_all(np.int32(len(values))))
+    if n == 0:
+        return []
     mine = np.zeros(n, np.int32)
     if is_main_process():
         mine[:] = np.asarray(values, np.int32)
