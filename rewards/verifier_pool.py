@@ -304,7 +304,10 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     grade_answers("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}", None)
     _cap_address_space(WORKER_MEMORY_HEADROOM_BYTES)
-    conn.send("ready")
+    try:
+        conn.send("ready")
+    except OSError:  # the parent is gone (broken pipe)
+        return
     while True:
         try:
             message = conn.recv()
