@@ -188,18 +188,25 @@ class Checkpointer:
 
     def _move_aside(self, steps: Sequence[int], restored: int) -> None:
         """Renames each damaged ``<step>`` to ``<step>.corrupt`` (``.corrupt.1``, ... if taken)
-        on process 0, then every process re-lists the directory."""
+        on process 0, then every process re-lists the directory. A rename that fails stops the
+        run on every process (left in place, the damaged step would be restored again, or collide
+        with the next save of that step)."""
         if not steps:
             return
+        error = None
         if distributed.is_main_process():
             for step in steps:
                 source = self.directory / str(step)
                 target = self.directory / f"{step}{CORRUPT_SUFFIX}"
                 n = 0
-                while target.exists():
-                    n += 1
-                    target = self.directory / f"{step}{CORRUPT_SUFFIX}.{n}"
-                source.rename(target)
+                try:
+                    while target.exists():
+                        n += 1
+                        target = self.directory / f"{step}{CORRUPT_SUFFIX}.{n}"
+                    source.rename(target)
+                except Exception as e:
+                    error = f"{source} could not be renamed to {target} ({_first_line(e)})"
+                    break
                 logger.warning(
                     "restored checkpoint %d; moved the damaged checkpoint %s aside to %s (kept, "
                     "never read again)",
@@ -207,7 +214,13 @@ class Checkpointer:
                     source,
                     target,
                 )
-        distributed.barrier(f"rl.runtime.checkpoint: moved aside {list(steps)}")
+        if distributed.failing_processes(error is not None):  # also the barrier before reload
+            raise CheckpointError(
+                f"checkpoint {restored} restores, but the newer damaged checkpoints {list(steps)} "
+                f"in {self.directory} must be moved aside first: "
+                f"{error or 'the rename failed on process 0 (see its log)'}. Move them by hand "
+                f"(e.g. to <step>.corrupt), then rerun."
+            )
         self._manager.reload()
 
     def close(self) -> None:

@@ -230,6 +230,27 @@ def test_when_no_checkpoint_restores_the_error_lists_each_and_moves_nothing(tmp_
     assert _names(directory) == ["1", "2"]
 
 
+def test_a_damaged_checkpoint_that_cannot_be_moved_aside_stops_the_run(tmp_path, mesh, monkeypatch):
+    directory = tmp_path / "ckpt"
+    ckpt = Checkpointer(directory, keep=3)
+    for step in (1, 2):
+        ckpt.save(step, _state(mesh, float(step)), {"iteration": step})
+    _truncate(_array_files(directory / "2"))
+
+    def read_only(self, target):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(self))
+
+    monkeypatch.setattr(type(ckpt.directory), "rename", read_only)
+    with pytest.raises(checkpoint_lib.CheckpointError) as failure:
+        ckpt.restore_latest(_state(mesh, 0.0))
+    ckpt.close()
+    message = str(failure.value)
+    assert "checkpoint 1 restores, but the newer damaged checkpoints [2]" in message
+    assert f"{directory / '2'} could not be renamed to {directory / '2.corrupt'}" in message
+    assert "PermissionError" in message and "Move them by hand" in message
+    assert _names(directory) == ["1", "2"]
+
+
 def test_a_full_disk_stops_the_save_naming_the_path_and_leaves_earlier_checkpoints(
     tmp_path, mesh, monkeypatch
 ):
