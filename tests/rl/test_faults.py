@@ -150,7 +150,9 @@ def test_killed_damaged_and_unwritable_runs_end_as_one_uninterrupted_run(tmp_pat
     assert not (run / "checkpoints").exists() or not _checkpoint_names(run)
 
     # 2. SIGKILL during a checkpoint write: the moment orbax's temporary directory of the last
-    # checkpoint (6; 2 and 4 are complete by then) appears.
+    # checkpoint (6; 2 and 4 are complete by then) appears. Started once the reference run has
+    # compiled everything, so that this run and the next ones find it in the compilation cache.
+    _wait_for(lambda: "[iter 1]" in reference.log.read_text(), reference, "the reference's iter 1")
     proc = _start(started, run, data_dir, e)
     _wait_for(
         lambda: any(
