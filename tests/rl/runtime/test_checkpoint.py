@@ -298,12 +298,11 @@ import jax
 jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
-from models.sharding import make_mesh
 from rl.runtime import distributed
 from rl.runtime.checkpoint import Checkpointer
 
 directory = pathlib.Path(sys.argv[3])
-sharding = NamedSharding(make_mesh((1, -1, 1)), PartitionSpec("fsdp"))
+sharding = NamedSharding(jax.make_mesh((2,), ("fsdp",)), PartitionSpec("fsdp"))
 # Large enough that OCDBT stores each host's shard in that host's own data files, not inline.
 w = np.arange(1 << 16, dtype=np.float32)
 state = lambda scale: {"w": distributed.to_global(w * scale, sharding)}
