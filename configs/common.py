@@ -122,6 +122,8 @@ def rl_base() -> ml_collections.ConfigDict:
             checkpoint_every=10,
             keep_checkpoints=3,
             max_bad_updates=5,
+            # Consecutive batches on which the verifier failed on every answer before stopping.
+            max_failed_verifier_batches=3,
             # Greedy accuracy (and steps, repeats, length) on eval_limit problems of eval_split
             # every eval_every iterations, logged as eval/*; 0 turns it off (rl.evaluate does full
             # runs).

@@ -4,6 +4,11 @@ Each worker runs ``rewards.grading`` on one check at a time, with its own SIGALR
 Python-level comparisons; a worker that misses that deadline by ``KILL_GRACE_S`` (stuck in C code,
 where no signal can interrupt it) is killed and replaced, so it cannot wedge later batches. Workers
 are capped in address space so a runaway SymPy expansion fails inside them, not on the host.
+
+A worker that dies (killed, segfault, out of memory) is replaced too, and the answer it was
+grading scores 0 and counts as a crash: a batch goes on whatever happens to its workers, and
+``BatchResult`` says how many answers each kind of failure cost, so that a caller can tell a
+verifier that failed on every answer (``all_failed``) from a policy that answered nothing right.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ except ImportError:
 
 # A worker that has not answered this long after its own SIGALRM deadline is stuck in C code: kill
 # it.
+CRASH = "crash"  # the worker died while grading the answer
 KILL_GRACE_S = 1.0
 # A spawned worker imports SymPy and math-verify; on a loaded machine that can take a while.
 WORKER_START_TIMEOUT_S = 120.0
@@ -54,16 +60,33 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class BatchResult:
-    """Verdicts of one batch, in input order. Timeouts and errors count as wrong."""
+    """Verdicts of one batch, in input order. Timeouts, crashes and errors count as wrong.
+
+    ``num_checked``: the answers sent to the workers (a response without a final answer, or with
+    one too long to compare symbolically, is decided in the parent and cannot fail);
+    ``num_timeouts`` / ``num_crashes`` / ``num_errors``: those of them whose worker overran its
+    deadline / died / raised.
+    """
 
     correct: list[bool]
     num_timeouts: int
     num_errors: int
+    num_crashes: int = 0
+    num_checked: int = 0
 
     @property
     def rewards(self) -> np.ndarray:
         """The success rewards, 1.0 for correct and 0.0 otherwise, float32 ``[B]``."""
         return np.asarray(self.correct, dtype=np.float32)
+
+    @property
+    def num_failed(self) -> int:
+        return self.num_timeouts + self.num_crashes + self.num_errors
+
+    @property
+    def all_failed(self) -> bool:
+        """The workers failed on every answer they were given (and were given at least one)."""
+        return self.num_checked > 0 and self.num_failed == self.num_checked
 
 
 class Verifier:
@@ -73,8 +96,10 @@ class Verifier:
     hold JAX/XLA threads (forking those can deadlock the child). Each worker serves one check at a
     time over its own pipe, so the parent knows exactly which worker is stuck on which answer: a
     worker that misses its deadline by ``KILL_GRACE_S`` is killed and replaced, the answer scores 0
-    and counts as a timeout, and the rest of the batch goes on on the other workers. Inside a
-    worker, a SIGALRM deadline ends slow Python-level checks without the cost of a restart.
+    and counts as a timeout, and the rest of the batch goes on on the other workers; a worker that
+    dies mid-check is replaced the same way and its answer counts as a crash (one found dead while
+    idle is replaced before it is given an answer). Inside a worker, a SIGALRM deadline ends slow
+    Python-level checks without the cost of a restart.
 
     As with any ``spawn`` user, a script that creates one must guard its entry point with
     ``if __name__ == "__main__":``. Use as a context manager or call ``close()``.
@@ -122,6 +147,7 @@ class Verifier:
                 outcomes[index] = CORRECT if answers_equal(*pair) else WRONG
             else:
                 pending.append(index)
+        num_checked = len(pending)
         while pending or any(worker.task is not None for worker in self._workers):
             for worker in self._workers:
                 if worker.ready and worker.task is None and not worker.failed and pending:
@@ -143,6 +169,8 @@ class Verifier:
             correct=[outcome == CORRECT for outcome in outcomes],
             num_timeouts=outcomes.count(TIMEOUT),
             num_errors=outcomes.count(ERROR),
+            num_crashes=outcomes.count(CRASH),
+            num_checked=num_checked,
         )
 
     def close(self) -> None:
@@ -201,11 +229,11 @@ class Verifier:
                 f"(exit code {worker.process.exitcode})"
             )
         if worker.task is not None:
-            outcomes[worker.task] = ERROR if dead else TIMEOUT
+            outcomes[worker.task] = CRASH if dead else TIMEOUT
             logger.warning(
-                "verifier worker %s %s on answer %d; replacing it",
+                "verifier worker %s %s on answer %d (it scores 0); replacing it",
                 worker.process.pid,
-                "died" if dead else "timed out",
+                f"died (exit code {worker.process.exitcode})" if dead else "timed out",
                 worker.task,
             )
         worker.kill()
@@ -226,6 +254,9 @@ class _Worker:
 
     def assign(self, index: int, message: tuple[int, str, str, float], deadline: float) -> bool:
         """Sends a check; False (and the worker marked failed) when the worker is gone."""
+        if not self.process.is_alive():  # died while idle: no answer of ours was lost
+            self.failed = True
+            return False
         try:
             self.conn.send(message)
         except OSError:
@@ -266,16 +297,21 @@ class _Worker:
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     """Worker loop: warm up the parser, report ready, then grade one check per message until None.
 
-    Ctrl-C reaches the whole process group; the parent handles it, so workers ignore SIGINT.
+    Ctrl-C reaches the whole process group; the parent handles it, so workers ignore SIGINT. A
+    parent that dies (SIGKILL) closes the pipe: the worker then exits quietly instead of printing a
+    traceback per worker.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     grade_answers("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}", None)
     _cap_address_space(WORKER_MEMORY_HEADROOM_BYTES)
-    conn.send("ready")
+    try:
+        conn.send("ready")
+    except OSError:  # the parent is gone (broken pipe)
+        return
     while True:
         try:
             message = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the parent is gone (OSError: connection reset)
             return
         if message is None:
             return
@@ -285,7 +321,10 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
         except Exception:
             logger.exception("verifier check %d failed", index)
             outcome = ERROR
-        conn.send((index, outcome))
+        try:
+            conn.send((index, outcome))
+        except OSError:  # the parent is gone (broken pipe)
+            return
 
 
 def _cap_address_space(headroom_bytes: int) -> None:

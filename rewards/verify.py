@@ -87,7 +87,7 @@ def is_correct_batch(
     """
     check_batch_args(responses, answers)
     if not responses:
-        return BatchResult(correct=[], num_timeouts=0, num_errors=0)
+        return BatchResult(correct=[], num_timeouts=0, num_errors=0, num_crashes=0, num_checked=0)
     if num_workers is None:
         num_workers = min(len(responses), available_cpus())
     with Verifier(num_workers, timeout_s=timeout_s) as verifier:

@@ -253,6 +253,7 @@ class TrainConfig:
     eval_split: str = "test"  # the dataset's split evaluated
     eval_limit: int = 256  # its first N problems (0: all of them)
     max_bad_updates: int = 5  # consecutive non-finite updates tolerated before stopping
+    max_failed_verifier_batches: int = 3  # consecutive batches the verifier failed on wholly
 
     def validate(self, prefix: str = "train") -> TrainConfig:
         _int_at_least(f"{prefix}.iterations", self.iterations, 1)
@@ -263,6 +264,7 @@ class TrainConfig:
         if not isinstance(self.eval_split, str) or not self.eval_split:
             _fail(f"{prefix}.eval_split", self.eval_split, "must be a non-empty split name")
         _int_at_least(f"{prefix}.max_bad_updates", self.max_bad_updates, 1)
+        _int_at_least(f"{prefix}.max_failed_verifier_batches", self.max_failed_verifier_batches, 1)
         return self
 
 
@@ -299,9 +301,7 @@ class RLConfig:
     prm: ModelSpec
     orm: ModelSpec
     implicit_prm: ModelSpec
-    tokenizer: str = (
-        ""  # a tokenizer directory; default: the policy checkpoint's, or the toy task's
-    )
+    tokenizer: str = ""  # tokenizer directory; default: the policy checkpoint's, or the toy task's
     data_dir: str = ""  # the TFDS build cache; default: rl.data.paths
     verifier_workers: int = 2
 

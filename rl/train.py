@@ -4,14 +4,18 @@
     python -m rl.train --config=configs/smoke.py --workdir=/tmp/smoke
     --config.reward.prm_transform=clip
 
-Re-running the same command resumes from the workdir's last checkpoint.
+Re-running the same command resumes from the workdir's last checkpoint (the newest that restores:
+see rl.runtime.checkpoint). A fault the run cannot go past (no checkpoint restores, one cannot be
+written, the verifier fails on every answer) exits 1 with a one-paragraph ``error:`` message.
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rl.config import ConfigError, RLConfig
+from rl.runtime.checkpoint import CheckpointError, CheckpointWriteError
 from rl.runtime.distributed import maybe_initialize
+from rl.runtime.verifier_watch import VerifierFailure
 from rl.trainers.ppo_trainer import Trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -34,6 +38,9 @@ def main(argv):
         raise SystemExit(f"error: {e}") from None
     try:
         trainer.run()
+    except (CheckpointError, CheckpointWriteError, VerifierFailure) as e:
+        # Faults the run cannot go past: their messages say what failed and what to do.
+        raise SystemExit(f"error: {e}") from None
     finally:
         trainer.close()
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -112,6 +112,39 @@ def any_process(flag: bool) -> bool:
     if jax.process_count() == 1:
         return bool(flag)
     return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def failing_processes(failed: bool) -> list[int]:
+    """The indices of the processes on which ``failed`` is True; a collective, so every process
+    must call it, and all get the same list.
+
+    For decisions every host must take alike although each saw only its own part (a checkpoint
+    whose shards restored on some hosts and not on others is unusable on all of them).
+    """
+    if jax.process_count() == 1:
+        return [0] if failed else []
+    flags = np.asarray(multihost_utils.process_allgather(np.int32(failed)))
+    return [int(i) for i in np.flatnonzero(flags)]
+
+
+def main_process_ints(values: Sequence[int]) -> list[int]:
+    """Process 0's list of integers, on every process (a collective; the lists may differ in
+    length). For listings each host reads itself (a shared directory mid-sync): all act on one."""
+    if jax.process_count() == 1:
+        return [int(v) for v in values]
+    n = int(multihost_utils.broadcast_one_to_all(np.int32(len(values))))
+    if n == 0:
+        return []
+    mine = np.zeros(n, np.int32)
+    if is_main_process():
+        mine[:] = np.asarray(values, np.int32)
+    return [int(v) for v in multihost_utils.broadcast_one_to_all(mine)]
+
+
+def barrier(name: str) -> None:
+    """Every process waits here until all have reached it (no-op with one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 @contextlib.contextmanager

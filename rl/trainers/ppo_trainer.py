@@ -53,6 +53,7 @@ from rl.runtime import distributed
 from rl.runtime.checkpoint import Checkpointer
 from rl.runtime.distributed import is_main_process, to_global, to_host
 from rl.runtime.metrics import MetricsWriter
+from rl.runtime.verifier_watch import VerifierWatch
 from rl.trainers.ppo_models import build_ppo_models
 
 
@@ -130,6 +131,7 @@ class Trainer:
             self.workdir / "checkpoints", self.cfg.train.keep_checkpoints
         )
         self.verifier = Verifier(num_workers=cfg.verifier_workers)
+        self.verifier_watch = VerifierWatch(cfg.train.max_failed_verifier_batches)
         self.evaluator, self.eval_examples = self._build_evaluator()
         self._stop_requested = False
 
@@ -298,14 +300,13 @@ class Trainer:
             [row[m] for row, m in zip(tokens, response, strict=True)], skip_special_tokens=True
         )
         answers = [e.answer for e in examples for _ in range(n)]
-        timeouts = 0
+        verdict = None
         if self.success_fn is not None:
             success = np.asarray(self.success_fn(texts, answers, tokens, response), np.float32)
             correct = success
         else:
             verdict = self.verifier.check_batch(texts, answers)
             success = correct = np.asarray(verdict.rewards, np.float32)
-            timeouts = verdict.num_timeouts
         # A response cut off by the length limit gave no final answer within the budget: its
         # success reward is 0 (batch_accuracy still reports the verifier's verdict).
         structure = response_structure(
@@ -350,7 +351,7 @@ class Trainer:
         metrics.update(rollout_text_stats(texts, c.data.step_separator))
         metrics["rollout/response_length"] = float(response.sum(1).mean())
         metrics["rollout/batch_accuracy"] = float(np.mean(correct))
-        metrics["rollout/verifier_timeouts"] = timeouts
+        metrics.update(self.verifier_watch.observe(verdict, it + 1))
         metrics["rollout/finished_by_eos"] = float(np.mean(np.asarray(out.finish_reason) == 1))
 
         t3 = time.perf_counter()
@@ -413,9 +414,9 @@ class Trainer:
         data_iter = data_lib.PromptIterator(self.examples, c.data.prompts_per_batch, c.seed)
         start = 0
         bad_in_a_row = 0
-        latest = self.checkpointer.latest_step()
-        if latest is not None:
-            self.state, loop = self.checkpointer.restore(latest, self.state)
+        restored = self.checkpointer.restore_latest(self.state)
+        if restored is not None:
+            _, self.state, loop = restored
             data_iter = data_lib.PromptIterator.from_state(self.examples, loop["data"])
             start, bad_in_a_row = loop["iteration"], loop["bad_in_a_row"]
         writer = MetricsWriter(self.workdir, resume_step=start)

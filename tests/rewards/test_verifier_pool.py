@@ -54,7 +54,7 @@ def test_slow_check_times_out_and_pool_recovers(verifier):
 
 def test_stuck_and_dead_workers_are_replaced():
     """A worker that stops answering (SIGSTOP: no SIGALRM can help) is killed at its deadline; one
-    that dies mid-check counts as an error; both are replaced and later batches are graded."""
+    that dies mid-check counts as a crash; both are replaced and later batches are graded."""
     with Verifier(num_workers=1, timeout_s=1.0) as pool:
         assert pool.check_batch(["\\boxed{1}"], ["1"]).correct == [True]
         stuck_pid = pool.worker_pids[0]
@@ -69,5 +69,6 @@ def test_stuck_and_dead_workers_are_replaced():
         threading.Timer(0.3, os.kill, (dying_pid, signal.SIGKILL)).start()
         result = pool.check_batch(["\\boxed{3}", "\\boxed{4}"], ["3", "4"], timeout_s=30.0)
         assert result.correct == [False, True]
-        assert (result.num_timeouts, result.num_errors) == (0, 1)
+        assert (result.num_timeouts, result.num_errors, result.num_crashes) == (0, 0, 1)
+        assert (result.num_checked, result.num_failed, result.all_failed) == (2, 1, False)
         assert pool.check_batch(["\\boxed{5}"], ["5"]).correct == [True]

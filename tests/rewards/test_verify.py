@@ -148,7 +148,7 @@ def test_math500_reference_solutions(verifier):
 
 def test_is_correct_batch_convenience():
     result = is_correct_batch(["\\boxed{2}", "\\boxed{3}"], ["2", "2"], num_workers=1)
-    assert result == BatchResult(correct=[True, False], num_timeouts=0, num_errors=0)
+    assert result == BatchResult(correct=[True, False], num_timeouts=0, num_errors=0, num_checked=2)
     assert is_correct_batch([], []) == BatchResult(correct=[], num_timeouts=0, num_errors=0)
 
 

@@ -67,6 +67,11 @@ def test_locked_config_rejects_unknown_override():
         ("rollout.top_p", 0.0, "config.rollout.top_p=0.0"),
         ("data.step_separator", "", "config.data.step_separator=''"),
         ("optim.learning_rate", float("nan"), "config.optim.learning_rate=nan"),
+        (
+            "train.max_failed_verifier_batches",
+            0,
+            "config.train.max_failed_verifier_batches=0: must be an integer >= 1",
+        ),
     ],
 )
 def test_validation_errors_name_key_and_value(key, value, message):

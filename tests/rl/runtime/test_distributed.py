@@ -64,6 +64,15 @@ def test_main_process_gates_in_one_process():
     assert entered == [True]
 
 
+def test_agreement_helpers_in_one_process():
+    """(Across two processes: the two-host test in test_checkpoint.py.)"""
+    assert distributed.failing_processes(True) == [0]
+    assert distributed.failing_processes(False) == []
+    assert distributed.main_process_ints([3, 1]) == [3, 1]
+    assert distributed.main_process_ints([]) == []
+    distributed.barrier("single")  # returns at once
+
+
 def test_maybe_initialize_does_nothing_without_a_coordinator(monkeypatch):
     for name in (
         "JAX_COORDINATOR_ADDRESS",
