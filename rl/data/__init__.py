@@ -12,7 +12,7 @@ See rl/data/README.md for the datasets, the toy task and the choices made.
 
 from rl.data import prompts, toy
 from rl.data.example import Example
-from rl.data.load import DATASETS, builder, load
+from rl.data.load import DATASETS, builder, load, load_files, load_split
 from rl.data.prompt_iterator import PromptIterator
 from rl.data.rows import DataError
 
@@ -23,6 +23,8 @@ __all__ = [
     "PromptIterator",
     "builder",
     "load",
+    "load_files",
+    "load_split",
     "prompts",
     "toy",
 ]
