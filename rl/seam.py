@@ -96,6 +96,9 @@ _SHARDING = config_flags.DEFINE_config_file(
     "sharding", "configs/sharding.py", "Mesh rule table (a config file with `rules`)."
 )
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS build cache (default: rl.data.paths).")
+_TOY_SEED = flags.DEFINE_integer("toy_seed", None, "Toy task seed (default: a workdir's, else 0).")
+_TOY_TRAIN = flags.DEFINE_integer("toy_train_size", None, "Toy train size (default: as seed).")
+_TOY_TEST = flags.DEFINE_integer("toy_test_size", None, "Toy test size (default: as seed).")
 _WORKERS = flags.DEFINE_integer("verifier_workers", 2, "Verifier processes.")
 
 
@@ -167,8 +170,10 @@ def main(argv):
         _fail("--dataset is required for an HF model directory")
     if _SAMPLES.value < 2:
         _fail(f"--samples={_SAMPLES.value}: SEAM ranks a prompt's responses, it needs >= 2")
-    # The toy task's seed and sizes: a workdir's own, else DataConfig's defaults (as rl.evaluate).
-    saved = {k: v for k, v in run_data.items() if k.startswith("toy_")}
+    # The toy task's seed and sizes: the flags, else a workdir's, else DataConfig's defaults.
+    toy = {"toy_seed": _TOY_SEED, "toy_train_size": _TOY_TRAIN, "toy_test_size": _TOY_TEST}
+    saved = {k: v for k, v in run_data.items() if k in toy}
+    saved.update({k: f.value for k, f in toy.items() if f.value is not None})
     builder_kwargs = DataConfig(**{**saved, "dataset": dataset}).builder_kwargs()
     examples = data_lib.load(dataset, _SPLIT.value, data_dir=_DATA_DIR.value, **builder_kwargs)
     examples = examples[: _LIMIT.value] if _LIMIT.value else examples
@@ -187,6 +192,7 @@ def main(argv):
             dataset=dataset,
             split=_SPLIT.value,
             builder_kwargs=builder_kwargs,
+            limit=_LIMIT.value,
             num_examples=len(examples),
             examples_sha256=examples_sha256(examples),
             samples=_SAMPLES.value,

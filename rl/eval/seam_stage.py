@@ -67,6 +67,7 @@ class SeamSettings:
     dataset: str
     split: str
     builder_kwargs: dict
+    limit: int  # the first N prompts (0: all)
     num_examples: int
     examples_sha256: str  # of the ids, in order (dataset, split, limit)
     samples: int
@@ -102,6 +103,7 @@ FLAGS = {
     "dataset": "dataset",
     "split": "split",
     "builder_kwargs": "dataset",
+    "limit": "limit",
     "num_examples": "limit",
     "examples_sha256": "limit",
     "samples": "samples",
@@ -141,14 +143,20 @@ def check_manifest(out_dir: str | os.PathLike, settings: SeamSettings) -> None:
     if path.exists():
         saved = json.loads(path.read_text())
         for field, flag in FLAGS.items():
-            if saved.get(field) != current[field]:
-                value = getattr(settings, field) if flag != "limit" else settings.num_examples
-                what = "a tokenizer" if field == "tokenizer_sha256" else f"{field}"
+            was, now = saved.get(field), current[field]
+            if was == now:
+                continue
+            fix = "score into a new --output, or repeat that run's flags to continue it"
+            if field == "tokenizer_sha256":
                 raise SeamStageError(
-                    f"--{flag}={value!r}: {out} holds SEAM scores made with another {what} "
-                    f"({field}={saved.get(field)!r}, now {current[field]!r}); score into a new "
-                    f"--output, or repeat that run's flags to continue it"
+                    f"--policy={settings.policy!r}: {out} holds SEAM scores made with another "
+                    f"tokenizer (vocabulary and chat template sha256 {str(was)[:12]}..., this "
+                    f"policy's {now[:12]}...); {fix}"
                 )
+            raise SeamStageError(
+                f"--{flag}={current.get(flag, now)!r}: {out} holds SEAM scores made with "
+                f"{field}={was!r} (now {now!r}); {fix}"
+            )
         return
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, settings.to_json() + "\n")
