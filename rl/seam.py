@@ -175,48 +175,52 @@ def main(argv):
     saved = {k: v for k, v in run_data.items() if k in toy}
     saved.update({k: f.value for k, f in toy.items() if f.value is not None})
     builder_kwargs = DataConfig(**{**saved, "dataset": dataset}).builder_kwargs()
-    examples = data_lib.load(dataset, _SPLIT.value, data_dir=_DATA_DIR.value, **builder_kwargs)
-    examples = examples[: _LIMIT.value] if _LIMIT.value else examples
     try:
+        examples = data_lib.load(dataset, _SPLIT.value, data_dir=_DATA_DIR.value, **builder_kwargs)
+        examples = examples[: _LIMIT.value] if _LIMIT.value else examples
         selection = _selection(len(examples))
-        tokenizer = load_policy_tokenizer(_POLICY.value, tokenizer=_TOKENIZER.value or None)
-        system = prompts_lib.system_prompt_for(dataset)
-        longest = max(prompts_lib.prompt_lengths(examples, tokenizer, system_prompt=system))
-        steps = [] if is_hf_dir(_POLICY.value) else checkpoint_steps(_POLICY.value)
-        settings = SeamSettings(
-            policy=str(Path(_POLICY.value).resolve()),
-            step=_STEP.value if _STEP.value is not None else (steps[-1] if steps else None),
-            tokenizer_sha256=tokenizer_sha256(tokenizer),
-            reward=_REWARD.value,
-            reward_format=_REWARD_FORMAT.value,
-            dataset=dataset,
-            split=_SPLIT.value,
-            builder_kwargs=builder_kwargs,
-            limit=_LIMIT.value,
-            num_examples=len(examples),
-            examples_sha256=examples_sha256(examples),
-            samples=_SAMPLES.value,
-            max_new_tokens=_MAX_NEW_TOKENS.value,
-            temperature=_TEMPERATURE.value,
-            top_p=_TOP_P.value,
-            batch_size=_BATCH_SIZE.value,
-            max_prompt_len=_MAX_PROMPT_LEN.value or 64 * math.ceil(longest / 64),
-            seed=_SEED.value,
-            prm_aggregation=_AGGREGATION.value,
-            length_normalize=_LENGTH_NORMALIZE.value,
-            method=_METHOD.value,
-            step_separator=_SEPARATOR.value
-            or run_data.get("step_separator")
-            or default_step_separator(dataset),
-        )
+        settings = _settings(dataset, builder_kwargs, run_data, examples)
         check_manifest(_OUTPUT.value, settings)
         if missing_chunks(_OUTPUT.value, settings):
             _score(settings, run_config, examples)
         summary = write_outputs(_OUTPUT.value, load_records(_OUTPUT.value, settings), selection)
-    except SeamStageError as e:
+    except (SeamStageError, data_lib.DataError) as e:
         _fail(str(e))
     print((Path(_OUTPUT.value) / "summary.md").read_text(), flush=True)
     print(f"kept {summary['kept']} of {summary['prompts']} prompts: {_OUTPUT.value}/kept.jsonl")
+
+
+def _settings(dataset: str, builder_kwargs: dict, run_data: dict, examples) -> SeamSettings:
+    """What the scores depend on, from the flags; the policy's tokenizer is read (no weights)."""
+    tokenizer = load_policy_tokenizer(_POLICY.value, tokenizer=_TOKENIZER.value or None)
+    system = prompts_lib.system_prompt_for(dataset)
+    longest = max(prompts_lib.prompt_lengths(examples, tokenizer, system_prompt=system))
+    steps = [] if is_hf_dir(_POLICY.value) else checkpoint_steps(_POLICY.value)
+    separator = _SEPARATOR.value or run_data.get("step_separator")
+    return SeamSettings(
+        policy=str(Path(_POLICY.value).resolve()),
+        step=_STEP.value if _STEP.value is not None else (steps[-1] if steps else None),
+        tokenizer_sha256=tokenizer_sha256(tokenizer),
+        reward=_REWARD.value,
+        reward_format=_REWARD_FORMAT.value,
+        dataset=dataset,
+        split=_SPLIT.value,
+        builder_kwargs=builder_kwargs,
+        limit=_LIMIT.value,
+        num_examples=len(examples),
+        examples_sha256=examples_sha256(examples),
+        samples=_SAMPLES.value,
+        max_new_tokens=_MAX_NEW_TOKENS.value,
+        temperature=_TEMPERATURE.value,
+        top_p=_TOP_P.value,
+        batch_size=_BATCH_SIZE.value,
+        max_prompt_len=_MAX_PROMPT_LEN.value or 64 * math.ceil(longest / 64),
+        seed=_SEED.value,
+        prm_aggregation=_AGGREGATION.value,
+        length_normalize=_LENGTH_NORMALIZE.value,
+        method=_METHOD.value,
+        step_separator=separator or default_step_separator(dataset),
+    )
 
 
 def _score(settings: SeamSettings, run_config: dict, examples) -> None:
