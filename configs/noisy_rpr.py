@@ -21,9 +21,10 @@ GAE with gamma = lambda = 1, no KL. Every response of an iteration goes to sampl
 with its success, pattern and outcome reward (train.log_samples).
 
 The toy task's 27-character alphabet cannot spell any phrase, so here only the plumbing and the
-repetition penalty act; the study itself needs a real policy, e.g. `--config.policy.preset=
---config.policy.path=DIR --config.data.dataset=gsm8k --config.data.step_separator="\n\n"
---config.data.max_prompt_len=256 --config.rollout.max_new_tokens=1024` (and a larger batch).
+repetition penalty act; the study itself needs a policy that writes English, e.g. (bash)
+`--config.policy.preset= --config.policy.path=DIR --config.data.dataset=gsm8k
+--config.data.step_separator=$'\n\n' --config.data.max_prompt_len=256
+--config.rollout.max_new_tokens=1024` (and a larger batch).
 """
 
 from configs import smoke

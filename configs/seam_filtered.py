@@ -1,7 +1,8 @@
 """RL on all prompts vs on SEAM-filtered prompts (Lu et al. 2024, "It Takes Two", arXiv
 2406.07971), smoke-sized on the toy task: the same success-only PPO run, two commands.
 
-    python -m rl.seam --policy=POLICY --dataset=toy --samples=8 --keep=0.5 --output=/tmp/seam
+    python -m rl.seam --policy=POLICY --dataset=toy --toy_train_size=256 --samples=8 \\
+        --keep=0.5 --max_new_tokens=32 --output=/tmp/seam
     python -m rl.train --config=configs/seam_filtered.py --workdir=/tmp/all
     python -m rl.train --config=configs/seam_filtered.py --workdir=/tmp/filtered \\
         --config.data.path=/tmp/seam/kept.jsonl

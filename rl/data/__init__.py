@@ -3,6 +3,7 @@ task.
 
     from rl import data
     examples = data.load("gsm8k", "train")
+    mine = data.load_files("my_problems.parquet", "train", question_field="problem")
     it = data.PromptIterator(examples, batch_size=64, seed=0)
     batch = data.prompts.encode_prompts(next(it), tokenizer, max_prompt_len=256,
                                         system_prompt=data.prompts.system_prompt_for("gsm8k"))
