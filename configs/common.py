@@ -60,6 +60,14 @@ def rl_base() -> ml_collections.ConfigDict:
             kl_estimator="k1",  # k1 | k2 | k3, in the reward and in the loss
             kl_in="reward",  # reward (per-token penalty) | loss
             success_flip_prob=0.0,
+            # Reasoning-pattern reward (rewards.patterns, arXiv 2505.22653) added to the outcome:
+            # min(scale * #distinct phrases, cap) - repeated-step fraction; () = the default list.
+            pattern_weight=0.0,
+            pattern_phrases=(),
+            pattern_scale=0.2,
+            pattern_cap=1.0,
+            pattern_when="always",  # always | wrong (only where the success reward is < 0.5)
+            pattern_requires_answer=True,  # none for a response that states no final answer
         )
     )
     c.ppo = ml_collections.ConfigDict(
@@ -112,6 +120,12 @@ def rl_base() -> ml_collections.ConfigDict:
             toy_seed=0,
             toy_train_size=20_000,
             toy_test_size=512,
+            # Your own problems: a .jsonl / .parquet file or a directory of them: rl.data.user_files
+            path="",
+            question_field="question",
+            answer_field="answer",
+            id_field="",  # "": FILE/ROW
+            allow_malformed=False,
         )
     )
     # The one logical-axis rule table (configs/sharding.py), handed to the library here.
@@ -130,6 +144,7 @@ def rl_base() -> ml_collections.ConfigDict:
             eval_every=0,
             eval_split="test",
             eval_limit=256,
+            log_samples=0,  # the first N responses of each iteration to samples/ITERATION.jsonl
         )
     )
     return c

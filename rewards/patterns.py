@@ -42,10 +42,16 @@ def reasoning_pattern_reward(
     cap: float = 1.0,
     sep: str = steps_lib.DEFAULT_SEPARATOR,
 ) -> float:
-    """``min(scale * #distinct phrases, cap) - repeated-step fraction``; case-insensitive."""
+    """``min(scale * #distinct phrases, cap) - repeated-step fraction``; case-insensitive, and text
+    and phrases alike have every whitespace run read as one space (a line break between two words
+    is a space between them; a phrase ``"first, "`` matches before any word)."""
     if scale < 0 or cap < 0:
         raise ValueError(f"scale and cap must be >= 0, got scale={scale!r}, cap={cap!r}")
-    lowered = re.sub(r"\s+", " ", text.lower())
-    present = sum(1 for p in dict.fromkeys(ph.lower() for ph in phrases) if p and p in lowered)
+    lowered = _normalize(text)
+    present = sum(1 for p in dict.fromkeys(_normalize(ph) for ph in phrases) if p and p in lowered)
     repetition = steps_lib.repeated_step_fraction(steps_lib.step_texts(text, sep))
     return min(scale * present, cap) - repetition
+
+
+def _normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text.lower())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pathlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,11 +35,13 @@ __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "MESH_AXES",
     "MODEL_SECTIONS",
+    "DATA_FILE_SUFFIXES",
     "ConfigError",
     "DataConfig",
     "MeshConfig",
     "ModelSpec",
     "OptimConfig",
+    "PATTERN_WHEN",
     "PPOConfig",
     "RLConfig",
     "RewardConfig",
@@ -48,6 +51,9 @@ __all__ = [
 ]
 
 
+# Where the reasoning-pattern reward applies (rl.algo.patterns).
+PATTERN_WHEN = ("always", "wrong")
+
 # rl.algo.gae (with the critic) and the critic-free estimators of rl.algo.advantages.
 ADVANTAGE_ESTIMATORS = ("gae", "grpo", "rloo", "reinforce_pp")
 
@@ -56,8 +62,13 @@ ADVANTAGE_ESTIMATORS = ("gae", "grpo", "rloo", "reinforce_pp")
 class RewardConfig:
     """Which reward the policy is trained on (``rewards.shaping.combine``).
 
-    r_t = success_weight*SR*[t=last] + orm_weight*ORM*[t=last] + prm_weight*shape(PRM)_t
-          + implicit_prm_weight*implicit_t - kl_coef*KL_t
+    r_t = (success_weight*SR + pattern_weight*RPR)*[t=last] + orm_weight*ORM*[t=last]
+          + prm_weight*shape(PRM)_t + implicit_prm_weight*implicit_t - kl_coef*KL_t
+
+    RPR is the reasoning-pattern reward of the response's text (``rewards.patterns``, arXiv
+    2505.22653; ``rl.algo.patterns`` says where it applies): ``pattern_when="always"`` adds it to
+    every answered response, ``"wrong"`` only where the (noisy) success is below 0.5, the paper's
+    calibration of a noisy verifier. An empty ``pattern_phrases`` is the project's default list.
     """
 
     success_weight: float = 1.0
@@ -75,6 +86,12 @@ class RewardConfig:
     kl_estimator: str = "k1"
     kl_in: str = "reward"
     success_flip_prob: float = 0.0
+    pattern_weight: float = 0.0
+    pattern_phrases: tuple[str, ...] = ()  # () is rewards.patterns.DEFAULT_PHRASES
+    pattern_scale: float = 0.2  # reward per distinct phrase present ...
+    pattern_cap: float = 1.0  # ... up to this cap (then minus the repeated-step fraction)
+    pattern_when: str = "always"  # always | wrong: only where the success reward is below 0.5
+    pattern_requires_answer: bool = True  # no RPR for a response that states no final answer
 
     def validate(self, prefix: str = "reward") -> RewardConfig:
         for name in (
@@ -83,6 +100,9 @@ class RewardConfig:
             "prm_weight",
             "implicit_prm_weight",
             "kl_coef",
+            "pattern_weight",
+            "pattern_scale",
+            "pattern_cap",
         ):
             _positive(f"{prefix}.{name}", getattr(self, name), allow_zero=True)
         _one_of(f"{prefix}.prm_transform", self.prm_transform, PRM_TRANSFORMS)
@@ -100,8 +120,13 @@ class RewardConfig:
         _one_of(f"{prefix}.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         _one_of(f"{prefix}.kl_in", self.kl_in, ("reward", "loss"))
         _unit_interval(f"{prefix}.success_flip_prob", self.success_flip_prob)
-        if not isinstance(self.gated, bool):
-            _fail(f"{prefix}.gated", self.gated, "must be True or False")
+        for name in ("gated", "pattern_requires_answer"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(f"{prefix}.{name}", getattr(self, name), "must be True or False")
+        _one_of(f"{prefix}.pattern_when", self.pattern_when, PATTERN_WHEN)
+        phrases = self.pattern_phrases
+        if not isinstance(phrases, tuple) or not all(isinstance(p, str) and p for p in phrases):
+            _fail(f"{prefix}.pattern_phrases", phrases, "must be a tuple of non-empty strings")
         return self
 
     @property
@@ -221,6 +246,14 @@ class DataConfig:
     toy_seed: int = 0
     toy_train_size: int = 20_000
     toy_test_size: int = 512
+    # Your own problems (rl.data.user_files): a JSONL or Parquet file, or a directory of them, read
+    # as split `split` instead of the dataset's; `dataset` still sets the prompt format and the
+    # split evaluated (train.eval_split). Rows map to examples through the field names.
+    path: str = ""
+    question_field: str = "question"
+    answer_field: str = "answer"
+    id_field: str = ""  # "": ids are FILE/ROW (row: 0-based line or row index)
+    allow_malformed: bool = False  # skip malformed rows of `path` (counted and logged), not raise
 
     def builder_kwargs(self) -> dict:
         if self.dataset != "toy":
@@ -241,7 +274,35 @@ class DataConfig:
         _int_at_least(f"{prefix}.toy_test_size", self.toy_test_size, 1)
         if not isinstance(self.step_separator, str) or not self.step_separator:
             _fail(f"{prefix}.step_separator", self.step_separator, "must be a non-empty string")
+        for name in ("question_field", "answer_field", "id_field"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or (not value and name != "id_field"):
+                _fail(f"{prefix}.{name}", value, "must be a non-empty field name")
+        if self.answer_field == self.question_field:
+            _fail(f"{prefix}.answer_field", self.answer_field, "must differ from question_field")
+        if not isinstance(self.allow_malformed, bool):
+            _fail(f"{prefix}.allow_malformed", self.allow_malformed, "must be True or False")
+        if not isinstance(self.path, str):
+            _fail(f"{prefix}.path", self.path, "must be a path string ('' for the dataset's own)")
+        if self.path:
+            _check_data_path(f"{prefix}.path", self.path)
         return self
+
+
+# What data.path may hold (rl.data.user_files reads them).
+DATA_FILE_SUFFIXES = (".jsonl", ".parquet")
+
+
+def _check_data_path(key: str, path: str) -> None:
+    p = pathlib.Path(path).expanduser()
+    if p.is_file() and p.suffix not in DATA_FILE_SUFFIXES:
+        _fail(
+            key, path, f"is a {p.suffix or 'suffix-less'} file; must be one of {DATA_FILE_SUFFIXES}"
+        )
+    elif p.is_dir() and not any(f.suffix in DATA_FILE_SUFFIXES for f in p.iterdir()):
+        _fail(key, path, f"is a directory without {' or '.join(DATA_FILE_SUFFIXES)} files")
+    elif not p.exists():
+        _fail(key, path, "no such file or directory")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,6 +315,9 @@ class TrainConfig:
     eval_limit: int = 256  # its first N problems (0: all of them)
     max_bad_updates: int = 5  # consecutive non-finite updates tolerated before stopping
     max_failed_verifier_batches: int = 3  # consecutive batches the verifier failed on wholly
+    # The first N responses of each iteration, with their rewards, to samples/ITERATION.jsonl
+    # (rl.runtime.samples); 0: none.
+    log_samples: int = 0
 
     def validate(self, prefix: str = "train") -> TrainConfig:
         _int_at_least(f"{prefix}.iterations", self.iterations, 1)
@@ -265,6 +329,7 @@ class TrainConfig:
             _fail(f"{prefix}.eval_split", self.eval_split, "must be a non-empty split name")
         _int_at_least(f"{prefix}.max_bad_updates", self.max_bad_updates, 1)
         _int_at_least(f"{prefix}.max_failed_verifier_batches", self.max_failed_verifier_batches, 1)
+        _int_at_least(f"{prefix}.log_samples", self.log_samples, 0)
         return self
 
 

@@ -7,8 +7,8 @@ Two jitted functions per run, each compiled once for the run's fixed shapes:
   exactly 1), the critic's values, the reference's log-probs (KL), and the PRM / ORM / implicit-PRM
   scores.
 * ``shape``: the per-token reward (``rewards.shaping.combine``), from those scores and the host-side
-  verifier result, via the pure transforms of ``rewards.shaping`` under ``jax.vmap``; then GAE and
-  whitening.
+  verifier result and reasoning-pattern reward (``scores["pattern"]``), via the pure transforms of
+  ``rewards.shaping`` under ``jax.vmap``; then GAE and whitening.
 
 Layout as in ``rl.algo.update``: sequences ``[B, S]`` = prompt (P, left-padded) + response (R);
 response arrays ``[B, R]``.
@@ -106,6 +106,7 @@ def _row_reward(
     step_end_T,
     response_T,
     success,
+    pattern,
     orm,
     logp_T,
     ref_logp_T,
@@ -134,7 +135,8 @@ def _row_reward(
     kl_coef = cfg.kl_coef if cfg.kl_in == "reward" else 0.0
     rewards_T = shaping.combine(
         response_T,
-        success=cfg.success_weight * success,
+        # The outcome: the verifier's success and the reasoning-pattern reward (rl.algo.patterns).
+        success=cfg.success_weight * success + cfg.pattern_weight * pattern,
         orm=orm,
         prm_T=process_T,
         kl_T=kl_T,
@@ -147,6 +149,7 @@ def _row_reward(
         "prm_shaped": jnp.sum(prm_shaped_T),
         "process": jnp.sum(process_T),
         "kl": jnp.sum(kl_T),
+        "outcome": cfg.success_weight * success + cfg.pattern_weight * pattern,
     }
     return rewards_T, parts
 
@@ -160,12 +163,15 @@ def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig, samples_per_prom
         prm = scores.get("prm_scores")
         orm = scores.get("orm_score", jnp.zeros((b,), jnp.float32))
         implicit = scores.get("implicit_logp")
+        # The reasoning-pattern reward where it applies (rl.algo.patterns.pattern_terms).
+        pattern = scores.get("pattern", jnp.zeros((b,), jnp.float32))
         row = lambda *a: _row_reward(reward_cfg, *a)  # noqa: E731
         rewards_BxR, parts = jax.vmap(row)(
             prm,
             step_end_BxR,
             response_BxR,
             success_B,
+            pattern,
             orm,
             scores["old_logp"],
             scores["ref_logp"],
@@ -204,6 +210,8 @@ def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig, samples_per_prom
         out["advantages"] = advantages
         metrics = {f"reward/{k}": jnp.mean(v) for k, v in parts.items()}
         metrics["reward/success"] = jnp.mean(success_B)
+        if reward_cfg.pattern_weight > 0:
+            metrics["reward/pattern"] = jnp.mean(pattern)
         metrics["reward/orm"] = jnp.mean(orm)
         metrics["reward/total"] = jnp.mean(jnp.sum(rewards_BxR, axis=-1))
         if values is not None:

@@ -4,6 +4,8 @@
     load("math", "train")                 # 7,498: the 2 rows without an answer are left out, logged
     load("toy", "train", seed=1, train_size=2_000)
     load("gsm8k", "test", sources={"test": "my.jsonl"}, allow_malformed=True)
+    load_files("my_problems/", "train", question_field="problem")   # your own files
+    load_split(run_config.data, "train")  # data.path's files for data.split, else the dataset's
 
 The first call for a (dataset, parameters) pair builds it into the cache (``rl.data.paths``); later
 calls read the prepared array_record files. Datasets are small (at most tens of thousands of short
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rl.config import DataConfig
 from rl.data.example import Example
 from rl.data.gsm8k import Gsm8k
 from rl.data.local_builder import LocalBuilder
@@ -28,6 +31,7 @@ from rl.data.math_train import MathTrain
 from rl.data.rows import DataError
 from rl.data.source_builder import TEXT_FIELDS
 from rl.data.toy_builder import ToyArithmetic
+from rl.data.user_files import UserFiles, check_seam_provenance
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,43 @@ def load(
     if require_answer:
         examples = _drop_unanswered(name, split, examples)
     return examples
+
+
+def load_files(
+    path: str | os.PathLike,
+    split: str = "train",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    **fields: Any,
+) -> list[Example]:
+    """The examples of your own JSONL / Parquet file or directory (``rl.data.user_files``), in file
+    order, as split ``split``; ``fields``: question_field, answer_field, id_field,
+    allow_malformed."""
+    built = UserFiles(path=path, split=split, data_dir=data_dir, **fields).prepared()
+    name = f"files:{os.fspath(path)}"
+    _log_rejections(name, split, built)
+    source = built.as_data_source(split)
+    return [_to_example(record) for record in source.__getitems__(range(len(source)))]
+
+
+def load_split(
+    d: DataConfig, split: str, *, data_dir: str | os.PathLike | None = None
+) -> list[Example]:
+    """What a run's ``data`` section names for ``split``: the files of ``data.path`` when it is set
+    and ``split`` is ``data.split`` (the training split), else the dataset's own split (evaluation
+    splits always come from ``data.dataset``)."""
+    if not d.path or split != d.split:
+        return load(d.dataset, split, data_dir=data_dir, **d.builder_kwargs())
+    check_seam_provenance(d.path, d.dataset)
+    return load_files(
+        d.path,
+        split,
+        data_dir=data_dir,
+        question_field=d.question_field,
+        answer_field=d.answer_field,
+        id_field=d.id_field,
+        allow_malformed=d.allow_malformed,
+    )
 
 
 def _to_example(record: Mapping[str, Any]) -> Example:

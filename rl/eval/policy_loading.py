@@ -51,6 +51,23 @@ def checkpoint_steps(workdir: str | Path) -> list[int]:
     )
 
 
+def load_policy_tokenizer(path: str | Path, *, tokenizer: str | Path | None = None) -> Any:
+    """The tokenizer ``load_policy`` would return for ``path``, without loading any weights (to
+    check, before a long load, what a policy's outputs will be compared with)."""
+    path = Path(path)
+    if is_hf_dir(path):
+        return hf_io.load_tokenizer(tokenizer or path)
+    run_file = path / RUN_CONFIG_FILE
+    if not run_file.exists():
+        raise FileNotFoundError(f"{path}: neither an HF model directory nor a project workdir")
+    run_config = json.loads(run_file.read_text())
+    spec = ModelSpec.from_section("policy", run_config.get("policy"))
+    dataset = run_config.get("data", {}).get("dataset", "")
+    return load_tokenizer(
+        tokenizer or "", run_config.get("tokenizer", ""), spec.path, dataset=dataset
+    )
+
+
 def load_policy(
     path: str | Path,
     *,

@@ -243,8 +243,8 @@ def score_generations(
     untempered log-probs, e.g. a rollout's) and their left-padded `prompts` (a PromptBatch).
 
     `reward`: "verifier" (the answer's correctness; `verifier` reused if given, else one is started
-    when some response states an answer), or "orm" / "prm" with `reward_model` (a `RewardModel` or
-    (graphdef, state) sharing the policy's tokenizer, or for "prm" a published
+    when some response states an answer), or "orm" / "prm" with `reward_model` (a `RewardModel`,
+    (graphdef, state) or `RewardScorer` sharing the policy's tokenizer, or for "prm" a published
     `models.prm.ProcessRewardModel` with its own; PRM steps aggregated by `prm_aggregation`).
     """
     _check_reward(reward, reward_model)
@@ -271,10 +271,11 @@ def score_generations(
                 v.close()
         rewards = correct.astype(np.float64)
     else:
-        # A published PRM (models.prm) scores the questions and steps in its own tokens.
+        # A published PRM (models.prm) scores the questions and steps in its own tokens; a
+        # RewardScorer is reused as given (its forward compiled once across calls).
         scorer = (
             reward_model
-            if isinstance(reward_model, ProcessRewardModel)
+            if isinstance(reward_model, (ProcessRewardModel, RewardScorer))
             else RewardScorer(reward_model, chunk_rows=batch_size, mesh=mesh, rules=rules)
         )
         separator = step_separator or default_step_separator(dataset)

@@ -40,6 +40,7 @@ from rewards import steps as steps_lib
 from rewards.verify import Verifier
 from rl import data as data_lib
 from rl.algo import update as upd
+from rl.algo.patterns import outcome_rewards
 from rl.algo.prm_scorer import PublishedPRMScorer, derived_bucket
 from rl.algo.scoring import make_score_fn, make_shape_fn, response_structure
 from rl.config import MODEL_SECTIONS, ConfigError, RLConfig
@@ -54,6 +55,7 @@ from rl.runtime.checkpoint import Checkpointer
 from rl.runtime.distributed import is_main_process, to_global, to_host
 from rl.runtime.metrics import MetricsWriter
 from rl.runtime.verifier_watch import VerifierWatch
+from rl.runtime.samples import write_samples
 from rl.trainers.ppo_models import build_ppo_models
 
 
@@ -216,9 +218,7 @@ class Trainer:
         encoder mid-run."""
         d = self.cfg.data
         with distributed.main_process_first(f"rl.trainers.ppo_trainer: dataset {split} built"):
-            examples = data_lib.load(
-                d.dataset, split, data_dir=self.cfg.data_dir or None, **d.builder_kwargs()
-            )
+            examples = data_lib.load_split(d, split, data_dir=self.cfg.data_dir or None)
         return prompts_lib.drop_overlong(
             examples,
             self.tokenizer,
@@ -322,6 +322,8 @@ class Trainer:
             success = np.asarray(
                 shaping.flip_success(jnp.asarray(success), k_noise, c.reward.success_flip_prob)
             )
+        outcome = outcome_rewards(c, texts, success, truncated)  # + reward.pattern_weight * RPR
+        write_samples(self.workdir, it + 1, c.train.log_samples, outcome.columns(examples, texts))
         seq = np.concatenate([_rows(ids, n), tokens], axis=1).astype(np.int32)
         seq_mask = np.concatenate([_rows(mask, n).astype(bool), response], axis=1)
         last = structure.last_BxR  # the ORM is read at EOS only
@@ -339,6 +341,7 @@ class Trainer:
             questions = [e.question for e in examples for _ in range(n)]
             prm_BxR, prm_metrics = self.prm_scorer(questions, structure.steps, step_end)
             scores = dict(scores, prm_scores=put(prm_BxR))
+        scores = dict(scores, pattern=put(outcome.pattern_B))
         with use_mesh(self.mesh, self.rules):
             times["scoring"] = time.perf_counter() - t1
             t2 = time.perf_counter()

@@ -31,3 +31,14 @@ def test_distinct_phrases_scaled_capped_minus_repetition():
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="scale=-1"):
         reasoning_pattern_reward("x", scale=-1)
+
+
+def test_text_and_phrases_compare_with_whitespace_runs_as_one_space():
+    # A line break inside a phrase of the text still matches; a phrase's own trailing space (the
+    # paper's "first, ") needs a following word; a phrase written with a line break matches a space.
+    assert reasoning_pattern_reward("Let me\ncheck", phrases=("let me check",)) == pytest.approx(
+        0.2
+    )
+    assert reasoning_pattern_reward("First, add", phrases=("first, ",)) == pytest.approx(0.2)
+    assert reasoning_pattern_reward("done first,", phrases=("first, ",)) == 0.0
+    assert reasoning_pattern_reward("a b", phrases=("a\n\tb",)) == pytest.approx(0.2)

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -247,3 +248,47 @@ def test_greedy_rollouts_with_one_sample_are_valid():
     cfg.rollout.temperature = 0.0
     cfg.data.samples_per_prompt = 1
     assert RLConfig.from_config_dict(cfg).rollout.temperature == 0.0
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("reward.pattern_weight", -1.0, "config.reward.pattern_weight=-1.0: must be a finite"),
+        ("reward.pattern_scale", -0.1, "config.reward.pattern_scale=-0.1"),
+        ("reward.pattern_cap", float("inf"), "config.reward.pattern_cap=inf"),
+        ("reward.pattern_when", "right", "config.reward.pattern_when='right': must be one of"),
+        ("reward.pattern_phrases", ("wait", ""), "config.reward.pattern_phrases=('wait', '')"),
+        ("reward.pattern_requires_answer", 1, "config.reward.pattern_requires_answer=1"),
+        ("data.question_field", "", "config.data.question_field=''"),
+        ("data.answer_field", "question", "config.data.answer_field='question': must differ"),
+        ("data.allow_malformed", "yes", "config.data.allow_malformed='yes'"),
+        ("data.path", "/no/such/file.jsonl", "config.data.path='/no/such/file.jsonl': no such"),
+        ("train.log_samples", -1, "config.train.log_samples=-1"),
+    ],
+)
+def test_study_keys_are_validated(key, value, message):
+    """Through a plain dict: a ConfigDict already refuses some of these types itself."""
+    values = smoke.get_config().to_dict()
+    section, name = key.split(".")
+    values[section][name] = value
+    with pytest.raises(ConfigError) as err:
+        RLConfig.from_config_dict(values)
+    assert message in str(err.value)
+
+
+def test_data_path_must_hold_data_files(tmp_path):
+    cfg = smoke.get_config()
+    (tmp_path / "p.csv").write_text("q,a\n")
+    for path, message in (
+        (tmp_path / "p.csv", "is a .csv file; must be one of ('.jsonl', '.parquet')"),
+        (tmp_path, "is a directory without .jsonl or .parquet files"),
+    ):
+        cfg.data.path = str(path)
+        with pytest.raises(ConfigError, match=re.escape(f"config.data.path='{path}': {message}")):
+            RLConfig.from_config_dict(cfg)
+    (tmp_path / "p.jsonl").write_text("{}\n")
+    cfg.data.path = str(tmp_path / "p.jsonl")
+    cfg.reward.pattern_phrases = ["wait", "therefore"]  # a list from the command line
+    rl = RLConfig.from_config_dict(cfg)
+    assert rl.data.path == str(tmp_path / "p.jsonl")
+    assert rl.reward.pattern_phrases == ("wait", "therefore")

@@ -425,3 +425,21 @@ def test_an_empty_response_gets_no_reward_and_no_advantage():
     # row 0: raw PRM 0.2, 0.9, success 1, k1 KL 0.5, 0, -0.5, 0 charged at 0.1
     np.testing.assert_allclose(np.asarray(arrays["rewards"])[0], [-0.05, 0.2, 0.05, 1.9], atol=1e-6)
     assert float(metrics["reward/success"]) == 1.0  # the verdict is logged, not rewarded
+
+
+def test_the_pattern_reward_joins_the_outcome_at_the_last_token():
+    """scores["pattern"] (rl.algo.patterns' terms, already 0 where RPR does not apply) enters the
+    outcome: r_last = success_weight * SR + pattern_weight * pattern. Row 0: 0.5 * 1 + 2 * 0.25 =
+    1.0 at t = 3; row 1: 0.5 * 0 + 2 * 0.4 = 0.8 at t = 1 (its last real token)."""
+    reward_cfg = RewardConfig(success_weight=0.5, pattern_weight=2.0)
+    ppo_cfg = PPOConfig(gamma=1.0, lam=1.0, whiten_advantages=False)
+    scores = _scores(pattern=[0.25, 0.4])
+    arrays, m = _shape(reward_cfg, ppo_cfg, scores)
+    np.testing.assert_allclose(arrays["rewards"], [[0, 0, 0, 1.0], [0, 0.8, 0, 0]], atol=1e-6)
+    assert m["reward/pattern"] == pytest.approx((0.25 + 0.4) / 2)
+    assert m["reward/outcome"] == pytest.approx((1.0 + 0.8) / 2)
+    assert m["reward/success"] == pytest.approx(0.5)  # the verifier's part, unweighted
+    # Without a pattern weight the term is ignored and no reward/pattern is logged.
+    arrays, m = _shape(RewardConfig(success_weight=0.5), ppo_cfg, scores)
+    np.testing.assert_allclose(arrays["rewards"], [[0, 0, 0, 0.5], [0, 0, 0, 0]], atol=1e-6)
+    assert "reward/pattern" not in m and m["reward/outcome"] == pytest.approx(0.25)

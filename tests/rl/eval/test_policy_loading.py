@@ -77,3 +77,22 @@ def test_load_policy_from_workdir_restores_the_trained_policy(tmp_path, toy_tok)
     assert len(want) == len(got) and all(
         np.array_equal(a, b) for a, b in zip(want, got, strict=True)
     )
+
+
+def test_load_policy_tokenizer_reads_no_weights(tmp_path, toy_tok):
+    """A workdir's tokenizer from its run config alone (the toy task's; a config.tokenizer
+    directory first); an HF directory's from its files; anything else named."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": {"dataset": "toy"}, "policy": {}}))
+    assert policy_loading.load_policy_tokenizer(run).get_vocab() == toy_tok.get_vocab()
+    hf = tmp_path / "hf"
+    toy_tok.save_pretrained(hf)
+    (hf / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    assert policy_loading.load_policy_tokenizer(hf).get_vocab() == toy_tok.get_vocab()
+    (run / "config.json").write_text(
+        json.dumps({"data": {"dataset": "gsm8k"}, "policy": {}, "tokenizer": str(hf)})
+    )
+    assert policy_loading.load_policy_tokenizer(run).get_vocab() == toy_tok.get_vocab()
+    with pytest.raises(FileNotFoundError, match="neither an HF model directory"):
+        policy_loading.load_policy_tokenizer(tmp_path / "empty")
