@@ -72,7 +72,9 @@ def qwen2_config(m: dict) -> qwen2.ModelConfig:
 
 
 def mesh():
-    return jax.make_mesh((1, 1), ("fsdp", "tp"), devices=jax.devices()[:1])
+    """One device as an (fsdp, tp) mesh; a plain Mesh, whose axes are Auto (jax.make_mesh's are
+    Explicit, which tunix's embedding gather does not support)."""
+    return jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("fsdp", "tp"))
 
 
 def success(prompts, completions, answer, **kwargs):
