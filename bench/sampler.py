@@ -26,7 +26,18 @@ Prints ONE JSON object:
     sides' least disturbed runs); cpu_load_1min says how shared the machine was;
   * with --samples-per-prompt N > 1: shared_prefix_s (B prompts × N samples, one call, prefill
     included) vs decode_only_s (B·N distinct rows decoding from an already prefilled cache), timed
-    in interleaved pairs (medians), shared_over_decode_ratio (target <= 1.1) and each pair's ratio.
+    in interleaved pairs (medians), shared_over_decode_ratio (target <= 1.1) and each pair's ratio;
+  * with --tunix_python (an interpreter with google-tunix 0.1.7, installed apart from the project:
+    ``python3 -m venv /tmp/tunixvenv && /tmp/tunixvenv/bin/pip install google-tunix==0.1.7``):
+    ``bench/tunix_side.py sampler`` runs tunix's ``tunix.generate.sampler.Sampler`` in that
+    interpreter on the same checkpoint (re-saved for it), the same prompt ids (B·N rows, as
+    transformers gets them) and sampling settings, cache = prompt + new tokens:
+    tunix_tokens_per_s / tunix_best_tokens_per_s (median / best of --repeats calls after a
+    compiling one), speedup_vs_tunix (medians) and best_speedup_vs_tunix, and, greedy only,
+    tunix_tokens_agree: the fraction of generated tokens equal on both sides (same weights, so
+    near 1; fp32 reductions in a different order can flip a near-tie and the rows then diverge).
+    Without --tunix_python no tunix field is printed: a peer's figure is never written in as if
+    measured.
 The machine is shared: every timing is taken in this run; compare ratios, not absolute numbers.
 """
 
@@ -34,11 +45,13 @@ import argparse
 import json
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -123,6 +136,41 @@ def hf_generate_seconds(
     return sorted(times)
 
 
+def tunix_sampler(python, hf, ids, mask, new_tokens, sampling_cfg, repeats) -> dict:
+    """``bench/tunix_side.py sampler`` under ``python`` on ``hf``'s weights and these rows."""
+    prompts = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
+    used = {t for row in prompts for t in row}
+    pad = next(i for i in range(HF_CONFIG["vocab_size"]) if i not in used)  # no prompt token
+    model = dict(
+        num_layers=HF_CONFIG["num_hidden_layers"],
+        num_heads=HF_CONFIG["num_attention_heads"],
+        num_kv_heads=HF_CONFIG["num_key_value_heads"],
+        rms_norm_eps=hf.config.rms_norm_eps,
+        **{k: HF_CONFIG[k] for k in ("vocab_size", "hidden_size", "intermediate_size")},
+        **{k: HF_CONFIG[k] for k in ("head_dim", "rope_theta", "tie_word_embeddings")},
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        hf.save_pretrained(tmp)
+        spec = dict(
+            checkpoint=tmp,
+            model=model,
+            prompts=prompts,
+            pad_id=pad,
+            prompt_len=int(ids.shape[1]),
+            new_tokens=new_tokens,
+            repeats=repeats,
+            **sampling_cfg,
+        )
+        path = pathlib.Path(tmp) / "spec.json"
+        path.write_text(json.dumps(spec))
+        cmd = [python, str(ROOT / "bench" / "tunix_side.py"), "sampler", str(path)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        sys.stderr.write(done.stderr[-20000:])
+        raise SystemExit(f"--tunix_python={python}: bench/tunix_side.py sampler failed (above)")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def roofline(
     cfg, rows: int, prompts: int, prompt_len: int, new_tokens: int, peak: float, bandwidth: float
 ) -> dict:
@@ -156,6 +204,9 @@ def main():
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--no-hf", action="store_true", help="skip transformers' generate")
     parser.add_argument("--hf-repeats", type=int, default=2)
+    parser.add_argument(
+        "--tunix_python", default="", help="a python with google-tunix 0.1.7 (see the docstring)"
+    )
     args = parser.parse_args()
     b, n, p, r = args.batch, args.samples_per_prompt, args.prompt_len, args.new_tokens
     rows = b * n
@@ -217,7 +268,6 @@ def main():
         * 4
         * (b * p + rows * r),
         "compiled_temp_bytes": getattr(memory, "temp_size_in_bytes", None),
-        "peers_tokens_per_s_batch16": {"transformers_generate": 413, "tunix_0.1.7": 561},
     }
     result["roofline_fraction"] = result["tokens_per_s"] / result["roofline_tokens_per_s"]
     # Least-disturbed runs on both sides: the sampler's best call against the head loop's best.
@@ -257,8 +307,20 @@ def main():
             best_speedup_vs_hf=hf_times[0] / times[0],
             torch_threads=torch.get_num_threads(),
         )
-    if rows == 16:
-        result["speedup_vs_tunix_reported"] = result["tokens_per_s"] / 561
+    if args.tunix_python:
+        ids_n, mask_n = np.repeat(ids, n, 0), np.repeat(mask, n, 0)
+        tunix = tunix_sampler(args.tunix_python, hf, ids_n, mask_n, r, sampling_cfg, args.repeats)
+        result.update(
+            tunix_version=tunix["version"],
+            tunix_tokens_per_s=tunix["tokens_per_s"],
+            tunix_best_tokens_per_s=tunix["best_tokens_per_s"],
+            tunix_seconds=tunix["all_seconds"],
+            speedup_vs_tunix=tunix["seconds"] / seconds,
+            best_speedup_vs_tunix=tunix["all_seconds"][0] / times[0],
+        )
+        if args.temperature == 0:
+            ours = np.asarray(out.tokens)
+            result["tunix_tokens_agree"] = float(np.mean(ours == np.asarray(tunix["tokens"])))
     result["cpu_load_1min"] = os.getloadavg()[0]
     print(json.dumps(result))
 
