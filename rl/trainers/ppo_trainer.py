@@ -54,8 +54,8 @@ from rl.runtime import distributed
 from rl.runtime.checkpoint import Checkpointer
 from rl.runtime.distributed import is_main_process, to_global, to_host
 from rl.runtime.metrics import MetricsWriter
-from rl.runtime.verifier_watch import VerifierWatch
 from rl.runtime.samples import write_samples
+from rl.runtime.verifier_watch import VerifierWatch
 from rl.trainers.ppo_models import build_ppo_models
 
 
