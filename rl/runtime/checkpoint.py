@@ -172,9 +172,10 @@ class Checkpointer:
                 return restored
             reason = _first_line(error) if error is not None else f"failed on processes {where}"
             logger.warning(
-                "checkpoint %s does not restore (%s); trying the previous one",
+                "checkpoint %s does not restore (%s)%s",
                 self.directory / str(step),
                 reason,
+                "; trying the previous one" if step != steps[-1] else "",
             )
             failed.append((step, reason))
         if failed:
