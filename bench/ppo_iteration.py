@@ -43,14 +43,17 @@ the two bounds.
 
 Tunix (with ``--tunix_python``): ``bench/tunix_side.py ppo`` runs under that interpreter (never
 importing this project) with google-tunix 0.1.7's ``PPOLearner`` on an ``RLCluster`` of the same
-configuration for 9 steps, and reports its steady state (t(9 steps) - t(3 steps)) / 6 from one
-run; ``speedup_vs_tunix`` is that over this project's median iteration. Install it in a separate
-venv, never into the project's:
+configuration for 3 + ``--iterations`` steps, fed the same prompts (its steps 4.. get the batches
+of this project's timed iterations 1..); its steady state is (t(9 steps) - t(3 steps)) / 6, and
+``speedup_vs_tunix`` that over this project's median iteration. The two run in lockstep: tunix
+stops at the start of each step, its previous step's work finished, and this project runs one timed
+iteration while it waits, so each tunix step and the project iteration before it see the same load
+(this shared machine's load moves by several x within minutes; ``speedup_vs_tunix_per_pair``
+lists the ratio of each pair). Install tunix in a separate venv, never into the project's:
 
     python3 -m venv /tmp/tunixvenv && /tmp/tunixvenv/bin/pip install google-tunix==0.1.7
 
-Both sides run one after the other in this one invocation (this project first), so the ratio
-compares runs minutes apart on the same machine. Prints ONE JSON object.
+Prints ONE JSON object.
 """
 
 import argparse
@@ -94,7 +97,7 @@ MODEL = dict(
 )
 ROWS, PROMPT_LEN, NEW_TOKENS = 16, 32, 64
 LEARNING_RATE, KL_COEF, MAX_GRAD_NORM = 1e-4, 0.02, 1.0
-TUNIX_STEPS, TUNIX_WARM_STEPS = 9, 3
+TUNIX_WARM_STEPS = 3  # tunix's compiling steps, before the timed ones
 
 
 def project_config():
@@ -148,49 +151,61 @@ def flop_counts(rows: int, prompt_len: int, new_tokens: int, model: dict = MODEL
     }
 
 
-def run_project(iterations: int, batches: list) -> dict:
-    """Compiles on ``batches[0]``, times ``batches[1:iterations + 1]``; medians of each phase."""
+def prompt_rows(trainer: Trainer, batch) -> list[dict]:
+    """A batch as tunix gets it: the prompt text exactly as this project formats it, and the
+    answer."""
+    system = prompts_lib.system_prompt_for(trainer.cfg.data.dataset)
+    return [
+        {
+            "prompt": prompts_lib.format_prompt(
+                e.question, trainer.tokenizer, system_prompt=system
+            ),
+            "answer": e.answer,
+        }
+        for e in batch
+    ]
+
+
+def run(iterations: int, tunix_python: str) -> tuple[dict, dict | None]:
+    """This project's compiling iteration, then ``iterations`` timed ones; with ``tunix_python``
+    each timed iteration runs while tunix waits at a step boundary (``run_tunix``)."""
     cfg = project_config()
     # TFDS announces its build on stdout; keep stdout for the one JSON object.
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         cfg.data_dir = str(pathlib.Path(tmp) / "tfds")
         trainer = Trainer(RLConfig.from_config_dict(cfg), pathlib.Path(tmp) / "run")
         it = PromptIterator(trainer.examples, ROWS, 0)
-        drawn = [next(it) for _ in range(max(iterations + 1, TUNIX_STEPS))]
-        batches.extend(
-            [
-                {
-                    "prompt": prompts_lib.format_prompt(
-                        e.question,
-                        trainer.tokenizer,
-                        system_prompt=prompts_lib.system_prompt_for(cfg.data.dataset),
-                    ),
-                    "answer": e.answer,
-                }
-                for e in batch
-            ]
-            for batch in drawn
-        )
-        stops = list(stop_token_ids(trainer.tokenizer))
+        # Iteration 0 compiles; tunix's steps 1..WARM compile, then both time the same batches.
+        drawn = [next(it) for _ in range(TUNIX_WARM_STEPS + iterations)]
+        ours = [drawn[0], *drawn[TUNIX_WARM_STEPS:]]
         t0 = time.perf_counter()
-        trainer.iteration(0, drawn[0])  # compiles
+        trainer.iteration(0, ours[0])
         compile_s = time.perf_counter() - t0
         phases = {k: [] for k in (*PHASES, "total")}
         lengths = []
-        for i in range(iterations):
+
+        def timed(i: int):
             t0 = time.perf_counter()
-            metrics = trainer.iteration(i + 1, drawn[i + 1])
+            metrics = trainer.iteration(i, ours[i])
             phases["total"].append(time.perf_counter() - t0)
             for k in PHASES:
                 phases[k].append(metrics[f"time/{k}"])
             lengths.append(metrics["rollout/response_length"])
+
+        tunix = None
+        if tunix_python:
+            batches = [prompt_rows(trainer, b) for b in drawn]
+            stops = list(stop_token_ids(trainer.tokenizer))
+            tunix = run_tunix(tunix_python, batches, stops, timed)
+        else:
+            for i in range(1, iterations + 1):
+                timed(i)
         trainer.close()
     out = {f"{k}_s": float(np.median(v)) for k, v in phases.items()}
     out["all_total_s"] = phases["total"]
     out["first_iteration_s"] = compile_s
     out["mean_response_tokens"] = float(np.mean(lengths))
-    out["stop_token_ids"] = stops
-    return out
+    return out, tunix
 
 
 def bounds(project: dict, peak: float, bandwidth: float) -> dict:
@@ -212,7 +227,11 @@ def bounds(project: dict, peak: float, bandwidth: float) -> dict:
     return out
 
 
-def run_tunix(python: str, batches: list, stops: list[int]) -> dict:
+def run_tunix(python: str, batches: list, stops: list[int], ours) -> dict:
+    """``bench/tunix_side.py ppo`` under ``python``, in lockstep with this project: tunix stops at
+    the start of each step (all its work finished) and waits; after its WARM compiling steps the
+    caller's ``ours(i)`` runs one timed iteration in each pause, so every tunix step and the
+    iteration before it see the same machine load. Returns tunix's JSON."""
     spec = {
         "tokenizer": str(TOKENIZER),
         "model": MODEL,
@@ -223,19 +242,35 @@ def run_tunix(python: str, batches: list, stops: list[int]) -> dict:
         "kl_coef": KL_COEF,
         "max_grad_norm": MAX_GRAD_NORM,
         "eos_tokens": stops,
-        "steps": TUNIX_STEPS,
+        "steps": len(batches),
         "warm_steps": TUNIX_WARM_STEPS,
-        "batches": batches[:TUNIX_STEPS],
+        "lockstep": True,
+        "batches": batches,
     }
     with tempfile.TemporaryDirectory() as tmp:
-        path = pathlib.Path(tmp) / "spec.json"
+        path, log = pathlib.Path(tmp) / "spec.json", pathlib.Path(tmp) / "stderr.txt"
         path.write_text(json.dumps(spec))
         cmd = [python, str(ROOT / "bench" / "tunix_side.py"), "ppo", str(path)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        sys.stderr.write(done.stderr[-20000:])
-        raise SystemExit(f"--tunix_python={python}: bench/tunix_side.py ppo failed (above)")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True
+            )
+            result = None
+            for line in proc.stdout:
+                message = json.loads(line) if line.startswith("{") else {}
+                if "waiting" in message:
+                    step = message["waiting"]
+                    if step > TUNIX_WARM_STEPS:
+                        ours(step - TUNIX_WARM_STEPS)
+                    proc.stdin.write("go\n")
+                    proc.stdin.flush()
+                elif "steady_step_s" in message:
+                    result = message
+            proc.wait()
+        if proc.returncode or result is None:
+            sys.stderr.write(log.read_text()[-20000:])
+            raise SystemExit(f"--tunix_python={python}: bench/tunix_side.py ppo failed (above)")
+    return result
 
 
 def main():
@@ -246,8 +281,7 @@ def main():
     )
     args = parser.parse_args()
     peak_before, bandwidth = matmul_peak_flops(), memory_bandwidth()
-    batches: list = []
-    project = run_project(args.iterations, batches)
+    project, tunix = run(args.iterations, args.tunix_python)
     # The roof is the least disturbed of two measurements around the timed iterations.
     peak_after = matmul_peak_flops()
     peak = max(peak_before, peak_after)
@@ -265,11 +299,12 @@ def main():
         "project": project,
         "phases": bounds(project, peak, bandwidth),
     }
-    print(json.dumps(result), file=sys.stderr, flush=True)  # in case the tunix side fails
-    if args.tunix_python:
-        tunix = run_tunix(args.tunix_python, batches, project["stop_token_ids"])
+    if tunix is not None:
         result["tunix"] = tunix
         result["speedup_vs_tunix"] = tunix["steady_step_s"] / project["total_s"]
+        # Each timed tunix step against the project iteration just before it.
+        pairs = zip(tunix["step_s"][TUNIX_WARM_STEPS:], project["all_total_s"])
+        result["speedup_vs_tunix_per_pair"] = [t / o for t, o in pairs]
     result["cpu_load_1min"] = os.getloadavg()[0]
     print(json.dumps(result))
 

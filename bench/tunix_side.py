@@ -20,8 +20,11 @@ least tunix accepts); ``PPOConfig(num_iterations=1)`` (one epoch), mini-batch = 
 batch (one minibatch), GAE gamma 1 / lambda 0.95, KL "kl" (k1) into the reward at beta = the
 project's kl_coef; the reward function is success only (the last ``\\boxed{}`` equals the answer).
 Steady state: the wall clock is read when tunix pulls each batch from the dataset (it does so at
-the start of every global step) and when ``train()`` returns; (t(9 steps) - t(3 steps)) / 6 =
-(end - start of step 4) / 6 of that one run, so compilation (steps 1-3 hold all of it) drops out.
+the start of every global step) and when ``train()`` returns; (t(9 steps) - t(3 steps)) / 6 is the
+mean of steps 4-9 of that one run, so compilation (steps 1-3 hold all of it) drops out. With
+``"lockstep": true`` in the spec, before each pull the actor's and critic's parameters are waited
+for, ``{"waiting": k}`` is printed and a ``go`` line is read from stdin: the caller runs its own
+work in that pause, which no step's time includes.
 
 ``sampler``: the bench's tied Qwen2 checkpoint loaded with ``tunix.models.qwen2.params.
 create_model_from_safe_tensors`` (the same weights the project's sampler runs), the same prompt
@@ -145,12 +148,24 @@ def run_ppo(spec: dict) -> dict:
         ),
         reward_fns=[success],
     )
-    pulled = []
+    pulled, finished = [], []
 
     def dataset():
-        for batch in spec["batches"][:steps]:
+        for k, batch in enumerate(spec["batches"][:steps], 1):
             if len(batch) != rows:
                 raise ValueError(f"spec batches: {len(batch)} rows, expected rows={rows}")
+            if spec.get("lockstep"):
+                # The previous step's updates done, then wait for the caller's "go".
+                jax.block_until_ready(
+                    (
+                        nnx.state(cluster.actor_trainer.model),
+                        nnx.state(cluster.critic_trainer.model),
+                    )
+                )
+                finished.append(time.perf_counter())
+                print(json.dumps({"waiting": k}), flush=True)
+                if sys.stdin.readline().strip() != "go":
+                    raise RuntimeError("lockstep: expected 'go' on stdin")
             pulled.append(time.perf_counter())
             yield {
                 "prompts": np.array([b["prompt"] for b in batch]),
@@ -159,17 +174,22 @@ def run_ppo(spec: dict) -> dict:
 
     t0 = time.perf_counter()
     learner.train(dataset())
-    jax.block_until_ready(nnx.state(cluster.actor_trainer.model))
+    jax.block_until_ready(
+        (nnx.state(cluster.actor_trainer.model), nnx.state(cluster.critic_trainer.model))
+    )
     end = time.perf_counter()
     if len(pulled) != steps or learner._iter_steps != steps:
         raise RuntimeError(f"ran {learner._iter_steps} steps on {len(pulled)} batches, not {steps}")
-    starts = [*pulled, end]
+    # Step k runs from its batch's pull to the next step's start (lockstep: to the moment it
+    # finished, before the wait) or to the end of train().
+    ends = [*(finished[1:] if spec.get("lockstep") else pulled[1:]), end]
+    step_s = [b - a for a, b in zip(pulled, ends)]
     return {
         "version": metadata.version("google-tunix"),
         "jax_version": jax.__version__,
         "steps": steps,
-        "steady_step_s": (end - pulled[warm]) / (steps - warm),
-        "step_s": [b - a for a, b in zip(starts, starts[1:])],
+        "steady_step_s": sum(step_s[warm:]) / (steps - warm),
+        "step_s": step_s,
         "train_s": end - t0,
         "steady_over": f"(t({steps} steps) - t({warm} steps)) / {steps - warm}",
     }
