@@ -28,7 +28,8 @@ tied); its gradient here adds to the embedding-lookup gradient through ordinary 
 Chunks are contiguous ranges of ``chunk_size`` rows; when the size does not divide V the last
 chunk is clamped to end at V and its columns already counted are masked out.
 
-Letters: N any leading (token) dims, D model width, V vocabulary, C chunk.
+Letters: N any leading (token) dims, D model width, V vocabulary, C chunk; B rows, S = P + R
+sequence (prompt + response).
 """
 
 from __future__ import annotations
@@ -182,3 +183,30 @@ def token_logp(hidden, table_VxD, tokens, *, temperature: float = 1.0, chunk_siz
         with_entropy=False,
     )
     return logp
+
+
+def response_token_stats(
+    model,
+    tokens_BxS: jax.Array,
+    attention_mask_BxS: jax.Array,
+    prompt_len: int,
+    *,
+    temperature: float = 1.0,
+    with_entropy: bool = True,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> tuple[jax.Array, jax.Array | None]:
+    """``(logp_BxR, entropy_BxR)`` of a ``CausalLM``'s distributions over the response tokens.
+
+    Layout as in ``rl.algo.update``: ``tokens_BxS`` = prompt (P) + response (R); response token i is
+    predicted at position P + i - 1. The hidden states are cut to those R positions before the head,
+    so the prompt's positions never reach the vocabulary projection.
+    """
+    hidden_BxRxD = model.hidden(tokens_BxS, attention_mask_BxS)[:, prompt_len - 1 : -1]
+    return token_logp_and_entropy(
+        hidden_BxRxD,
+        model.output_embedding(),
+        tokens_BxS[:, prompt_len:],
+        temperature=temperature,
+        chunk_size=chunk_size,
+        with_entropy=with_entropy,
+    )

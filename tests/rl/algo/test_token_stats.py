@@ -17,7 +17,7 @@ from models import presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from rl.algo import losses as ppo
-from rl.algo.token_stats import token_logp, token_logp_and_entropy
+from rl.algo.token_stats import response_token_stats, token_logp, token_logp_and_entropy
 
 
 def _plain(hidden, table, tokens, temperature):
@@ -109,25 +109,28 @@ def _tiny(tied: bool):
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_model_gradients_equal_the_plain_logits_path_tied_and_untied(tied):
-    """Every parameter's gradient of a PPO-like loss (log-probs of the next tokens + entropy) is the
-    same through hidden states + the chunked head as through the model's full logits; tied, the
-    embedding collects both the lookup's and the head's gradient."""
+    """Every parameter's gradient of a PPO-like loss (response log-probs + entropy at T = 0.8, a
+    left-padded prompt of P = 3) is the same through ``response_token_stats`` (hidden states cut to
+    the response, chunked head) as through the model's full logits; tied, the embedding collects
+    both the lookup's and the head's gradient."""
     graphdef, params = _tiny(tied)
     rng = np.random.default_rng(0)
+    p, temperature = 3, 0.8
     ids = jnp.asarray(rng.integers(0, 77, size=(2, 9)), jnp.int32)
-    weights = jnp.asarray(rng.normal(size=(2, 8)), jnp.float32)
+    mask = jnp.ones((2, 9), bool).at[0, 0].set(False)
+    weights = jnp.asarray(rng.normal(size=(2, 9 - p)), jnp.float32)
+    response = jnp.ones((2, 9 - p))
 
     def chunked(params):
-        m = nnx.merge(graphdef, params)
-        logp, ent = token_logp_and_entropy(
-            m.hidden(ids)[:, :-1], m.output_embedding(), ids[:, 1:], chunk_size=20
+        logp, ent = response_token_stats(
+            nnx.merge(graphdef, params), ids, mask, p, temperature=temperature, chunk_size=20
         )
         return jnp.sum(weights * logp) + 0.1 * jnp.sum(ent)
 
     def plain(params):
-        logits = nnx.merge(graphdef, params)(ids)[:, :-1]
-        logp = ppo.token_logp(logits, ids[:, 1:])
-        return jnp.sum(weights * logp) + 0.1 * ppo.entropy(logits, jnp.ones((2, 8))).total
+        logits = nnx.merge(graphdef, params)(ids, mask)[:, p - 1 : -1] / temperature
+        logp = ppo.token_logp(logits, ids[:, p:])
+        return jnp.sum(weights * logp) + 0.1 * ppo.entropy(logits, response).total
 
     (got, g_got), (want, g_want) = jax.jit(
         lambda p: (jax.value_and_grad(chunked)(p), jax.value_and_grad(plain)(p))
