@@ -56,3 +56,13 @@ def bucket_width(response_BxR: np.ndarray, widths: tuple[int, ...]) -> int:
 def trim(width: int, *arrays_BxR: np.ndarray) -> tuple[np.ndarray, ...]:
     """Each ``[B, R, ...]`` array cut to its first ``width`` columns."""
     return tuple(np.asarray(a)[:, :width] for a in arrays_BxR)
+
+
+def trim_to_bucket(
+    tokens_BxR: np.ndarray, response_BxR: np.ndarray, max_width: int, count: int = DEFAULT_COUNT
+) -> tuple[np.ndarray, np.ndarray]:
+    """A rollout's response tokens and mask cut to the bucket of its longest response, among
+    ``width_buckets(max_width, count)`` (the trainer's one call)."""
+    response_BxR = np.asarray(response_BxR, bool)
+    width = bucket_width(response_BxR, width_buckets(max_width, count))
+    return trim(width, tokens_BxR, response_BxR)
