@@ -45,7 +45,7 @@ def _values_and_grads(stats, hidden, table, tokens, w_logp, w_ent):
     return values, grads
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     lead=st.sampled_from([(1,), (5,), (2, 3), (3, 4)]),
     d=st.sampled_from([1, 8]),
