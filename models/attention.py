@@ -68,8 +68,8 @@ def attend_lean(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, mask_BxTxS):
     is most of a training step's memory, and rematerialisation does not help on XLA:CPU, whose
     scheduler hoists the recomputation back next to the forward. Here the forward saves only q, k,
     v, the output and the softmax's row max and sum ([B, H, T]); the backward recomputes the
-    probabilities in blocks of `BACKWARD_QUERY_BLOCK` query rows inside a loop whose first input
-    is the output's cotangent, so no compiler can move the blocks before it, and at most one
+    probabilities in blocks of `BACKWARD_QUERY_BLOCK` query rows inside a loop that takes the
+    output's cotangent as input, so no compiler can move the blocks before it, and at most one
     block's [B, H, block, S] arrays are live. Its values are `attend`'s, differentiated or not;
     its gradients equal autodiff's up to float rounding.
     """
