@@ -1,11 +1,11 @@
 """Scoring a rollout with the frozen and trained models, and turning scores into per-token rewards.
 
-Two jitted functions per run, each compiled once for the run's fixed shapes:
+Two jitted functions per run, each compiled once per response width (``rl.algo.buckets``):
 
 * ``score``: one pass of every model over the rollout's sequences: the policy's log-probs of the
-  sampled tokens (PPO's old log-probs; recomputed with the training forward, so the ratio starts at
-  exactly 1), the critic's values, the reference's log-probs (KL), and the PRM / ORM / implicit-PRM
-  scores.
+  sampled tokens (PPO's old log-probs; recomputed with the training forward's chunked head, so the
+  ratio starts at exactly 1; ``rl.algo.token_stats``: no [B, S, V] logits), the critic's values,
+  the reference's log-probs (KL), and the PRM / ORM / implicit-PRM scores.
 * ``shape``: the per-token reward (``rewards.shaping.combine``), from those scores and the host-side
   verifier result and reasoning-pattern reward (``scores["pattern"]``), via the pure transforms of
   ``rewards.shaping`` under ``jax.vmap``; then GAE and whitening.
@@ -27,6 +27,7 @@ from rewards import shaping
 from rewards import steps as steps_lib
 from rl.algo import advantages as advantages_lib
 from rl.algo import losses as ppo
+from rl.algo import token_stats
 from rl.algo.gae import gae
 from rl.config import PPOConfig, RewardConfig
 
@@ -71,14 +72,19 @@ def make_score_fn(graphdefs: dict[str, Any], prompt_len: int, temperature: float
     p = prompt_len
 
     def score(params, tokens_BxS, attention_mask_BxS, last_BxR):
-        response_tokens = tokens_BxS[:, p:]
-
         def logp_of(name):
-            logits = nnx.merge(graphdefs[name], params[name])(tokens_BxS, attention_mask_BxS)
-            logits = logits[:, p - 1 : -1]
-            if temperature != 1.0:
-                logits = logits / temperature
-            return ppo.token_logp(logits, response_tokens)
+            # Hidden states of the response positions only, through the chunked head: no [B, S, V]
+            # logits (rl.algo.token_stats).
+            model = nnx.merge(graphdefs[name], params[name])
+            logp, _ = token_stats.response_token_stats(
+                model,
+                tokens_BxS,
+                attention_mask_BxS,
+                p,
+                temperature=temperature,
+                with_entropy=False,
+            )
+            return logp
 
         out = {"old_logp": logp_of("policy"), "ref_logp": logp_of("ref")}
         if "critic" in graphdefs:

@@ -1,4 +1,5 @@
-"""The PPO update: one pure function ``(state, batch) -> (state, metrics)``, compiled once.
+"""The PPO update: one pure function ``(state, batch) -> (state, metrics)``, compiled once per
+response width (``rl.algo.buckets``: R is the batch's longest response rounded up to a bucket).
 
 Policy and critic are trained together in one step; each has its own optax chain (global-norm
 clipping, then AdamW on a warmup + constant/cosine schedule). Under a critic-free estimator
@@ -10,9 +11,13 @@ policy and its optimizer state untouched.
 The policy's log-probs, entropy and KL use the distribution the sampler drew from: logits divided
 by ``temperature`` (the rollout temperature; 1 for greedy rollouts), as verl and OpenRLHF do.
 Top-k / top-p truncation is not applied here: the ratio compares the temperature-scaled full
-distributions. A minibatch is split into microbatches
-whose gradients are accumulated with ``lax.scan``; every loss is a token *sum* divided by the token
-count of the whole minibatch, so the accumulated gradient equals the full-batch gradient exactly.
+distributions. They come from the hidden states of the R response positions through the LM head in
+vocabulary chunks (``rl.algo.token_stats``): the prompt's positions never reach the head, and no
+``[B, R, V]`` logits are held in the forward or the backward pass.
+
+A minibatch is split into microbatches whose gradients are accumulated with ``lax.scan``; every loss
+is a token *sum* divided by the token count of the whole minibatch, so the accumulated gradient
+equals the full-batch gradient exactly.
 
 An update whose loss or gradient norm is not finite is skipped inside the step (parameters and
 optimizer states keep their old values) and reported in the metrics; the caller counts consecutive
@@ -37,6 +42,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from models.sharding import state_shardings as param_shardings_of
 from rl.algo import losses as ppo
+from rl.algo import token_stats
 from rl.config import OptimConfig, PPOConfig, RewardConfig
 
 METRIC_SUMS = ("policy_loss", "value_loss", "entropy", "clip_frac", "approx_kl", "kl_ref")
@@ -97,7 +103,8 @@ def response_logits(
     graphdef, params, tokens_BxS, attention_mask_BxS, prompt_len: int, temperature: float = 1.0
 ):
     """Logits that predict each response token (positions P-1 .. S-2), divided by the sampling
-    temperature."""
+    temperature: the plain [B, R, V] form of what the step computes in chunks (the reference of
+    its tests; the step itself uses ``token_stats.response_token_stats``)."""
     model = nnx.merge(graphdef, params)
     logits_BxSxV = model(tokens_BxS, attention_mask_BxS)
     logits = logits_BxSxV[:, prompt_len - 1 : -1]
@@ -157,19 +164,19 @@ def make_update_fn(
 
     def policy_terms(policy_params, mb):
         mask = mb["response_mask"]
-        logits = response_logits(
-            models.policy,
-            policy_params,
+        # The response positions' hidden states through the chunked head: neither this forward nor
+        # its backward holds [B, R, V] logits (rl.algo.token_stats; equal to response_logits').
+        logp, entropy_BxR = token_stats.response_token_stats(
+            nnx.merge(models.policy, policy_params),
             mb["tokens"],
             mb["attention_mask"],
             prompt_len,
-            temperature,
+            temperature=temperature,
         )
-        logp = ppo.token_logp(logits, mb["tokens"][:, prompt_len:])
         pg = ppo.policy_loss(
             logp, mb["old_logp"], mb["advantages"], mask, ppo_cfg.clip_eps, ppo_cfg.dual_clip
         )
-        ent = ppo.entropy(logits, mask)
+        ent = ppo.masked(entropy_BxR, mask)
         total = pg.loss.total - ppo_cfg.entropy_coef * ent.total
         kl = ppo.kl_loss(logp, mb["ref_logp"], mask)  # k3: the kl_ref metric, whatever the loss
         if kl_in_loss:

@@ -39,6 +39,7 @@ from rewards import shaping
 from rewards import steps as steps_lib
 from rewards.verify import Verifier
 from rl import data as data_lib
+from rl.algo import buckets
 from rl.algo import update as upd
 from rl.algo.patterns import outcome_rewards
 from rl.algo.prm_scorer import PublishedPRMScorer, derived_bucket
@@ -291,8 +292,10 @@ class Trainer:
         times = {}
         t0 = time.perf_counter()
         ids, mask, out = self._rollout(examples, k_sample)
-        tokens = np.asarray(out.tokens)
-        response = np.asarray(out.response_mask, bool)
+        # Scoring, shaping and the update see the longest response's bucket width, not R.
+        tokens, response = buckets.trim_to_bucket(
+            out.tokens, out.response_mask, c.rollout.max_new_tokens
+        )
         times["rollout"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
