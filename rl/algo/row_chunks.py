@@ -1,11 +1,11 @@
-"""A row-wise function applied block by block, so its peak memory is set by the block, not the batch.
+"""A row-wise function applied block by block: peak memory set by the block, not by the batch.
 
-``row_chunked(fn, rows, batched_argnums)`` returns a function with ``fn``'s signature and values that
-runs ``fn`` on blocks of ``rows`` rows under ``lax.map`` (one compiled body, executed
+``row_chunked(fn, rows, batched_argnums)`` returns a function with ``fn``'s signature and values
+that runs ``fn`` on blocks of ``rows`` rows under ``lax.map`` (one compiled body, executed
 sequentially), for a ``fn`` whose every output row depends only on the same input row (a model's
 forward over sequences, log-probs of sampled tokens). The trainer wraps its scoring pass in it
-(``rollout.score_rows``): at hundreds of samples per prompt a single pass over the rollout would hold
-every model's ``[rows, S, V]`` logits at once.
+(``rollout.score_rows``): at hundreds of samples per prompt a single pass over the rollout would
+hold every model's ``[rows, S, V]`` logits at once.
 
 Blocks are strided, as ``rl.algo.update``'s microbatches: block j holds rows j, j + n, j + 2n, ...
 (n blocks). With the batch sharded over devices on its leading axis, the reshape to ``[rows, n]``
