@@ -121,3 +121,14 @@ def test_properties(data):
         assert not a[~response].any()
     jitted = jax.jit(adv.grpo)(jnp.asarray(r), at, response, group)
     np.testing.assert_allclose(jitted, g, rtol=1e-5, atol=1e-5)
+
+
+def test_group_estimators_need_memory_linear_in_the_rows():
+    """BroRL scale: 16,384 rows (e.g. 32 prompts x 512 samples). A [B, B] same-group matrix
+    would be 1 GiB of fp32; XLA's compiled temporaries for GRPO and RLOO stay under 8 MiB."""
+    b, t = 16_384, 4
+    f32, flag = jax.ShapeDtypeStruct((b, t), jnp.float32), jax.ShapeDtypeStruct((b, t), bool)
+    group = jax.ShapeDtypeStruct((b,), jnp.int32)
+    for fn, args in ((adv.grpo, (f32, flag, flag, group)), (adv.rloo, (f32, flag, group))):
+        memory = jax.jit(fn).lower(*args).compile().memory_analysis()
+        assert memory.temp_size_in_bytes < 8 << 20, (fn.__name__, memory.temp_size_in_bytes)
