@@ -84,3 +84,11 @@ def reinforce_pp(rewards_BxT: jax.Array, response_BxT: jax.Array, eps: float = 1
 def group_index(rows: int, samples_per_prompt: int) -> jax.Array:
     """The prompt index of each rollout row (rows b·N .. b·N+N−1 belong to prompt b)."""
     return jnp.arange(rows) // samples_per_prompt
+
+
+def uniform_groups(values_B: jax.Array, samples_per_prompt: int) -> jax.Array:
+    """The fraction of prompts whose samples all got the same value (say, the outcome reward): a
+    group baseline gives such a prompt zero advantage, so it teaches nothing. BroRL's argument for
+    hundreds of samples per prompt is that this fraction falls as N grows."""
+    v_BxN = jnp.reshape(jnp.asarray(values_B), (-1, samples_per_prompt))
+    return jnp.mean(jnp.all(v_BxN == v_BxN[:, :1], axis=1).astype(jnp.float32))

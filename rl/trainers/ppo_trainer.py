@@ -40,6 +40,7 @@ from rewards import steps as steps_lib
 from rewards.verify import Verifier
 from rl import data as data_lib
 from rl.algo import update as upd
+from rl.algo.advantages import uniform_groups
 from rl.algo.patterns import outcome_rewards
 from rl.algo.prm_scorer import PublishedPRMScorer, derived_bucket
 from rl.algo.row_chunks import row_chunked
@@ -347,6 +348,7 @@ class Trainer:
         metrics.update(rollout_text_stats(texts, c.data.step_separator))
         metrics["rollout/response_length"] = float(response.sum(1).mean())
         metrics["rollout/batch_accuracy"] = float(np.mean(correct))
+        metrics["rollout/uniform_groups"] = float(uniform_groups(outcome.outcome_B, n))
         metrics.update(self.verifier_watch.observe(verdict, it + 1))
         metrics["rollout/finished_by_eos"] = float(np.mean(np.asarray(out.finish_reason) == 1))
 

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -132,3 +133,11 @@ def test_group_estimators_need_memory_linear_in_the_rows():
     for fn, args in ((adv.grpo, (f32, flag, flag, group)), (adv.rloo, (f32, flag, group))):
         memory = jax.jit(fn).lower(*args).compile().memory_analysis()
         assert memory.temp_size_in_bytes < 8 << 20, (fn.__name__, memory.temp_size_in_bytes)
+
+
+def test_uniform_groups_by_hand():
+    """3 prompts x 3 samples: all wrong, mixed, all right -> 2 of 3 prompts carry no signal."""
+    success = np.array([0, 0, 0, 0, 1, 0, 1, 1, 1], np.float32)
+    assert float(adv.uniform_groups(success, 3)) == pytest.approx(2 / 3)
+    assert float(adv.uniform_groups(success, 1)) == 1.0  # one sample: nothing to compare
+    assert float(adv.uniform_groups(success, 9)) == 0.0

@@ -88,6 +88,7 @@ def test_a_run_with_256_samples_per_prompt(tmp_path):
         assert np.isfinite(row[key]), key
     assert row["update/skipped"] == 0 and row["update/policy_grad_norm"] > 0
     assert 0 < row["reward/success"] < 1
+    assert row["rollout/uniform_groups"] == 0.0  # each prompt's 256 rewards differ somewhere
     assert row["time/rollout_tokens_per_s"] > 0 and row["time/update_tokens_per_s"] > 0
 
 
