@@ -84,6 +84,7 @@ def rl_base() -> ml_collections.ConfigDict:
             epochs=2,
             minibatches=2,
             microbatches=1,
+            microbatch_rows=0,  # rows per microbatch; > 0 derives microbatches (BroRL scale)
             whiten_advantages=True,
             advantage="gae",  # gae | grpo | rloo | reinforce_pp (rl/algo/advantages.py)
         )
@@ -107,6 +108,7 @@ def rl_base() -> ml_collections.ConfigDict:
             top_p=1.0,
             top_k=0,
             stop_strings=(),
+            score_rows=0,  # rows per block of the scoring pass (0: the whole rollout at once)
         )
     )
     c.data = ml_collections.ConfigDict(

@@ -30,6 +30,7 @@ from rl.config_base import (
     _positive,
     _unit_interval,
 )
+from rl.config_batch import split_batch
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
@@ -156,6 +157,11 @@ class PPOConfig:
     epochs: int = 2
     minibatches: int = 2
     microbatches: int = 1
+    # Rows per microbatch (0: off). Sizes the update by memory, not by the rollout: the number of
+    # microbatches is derived from it (RLConfig resolves ``microbatches``), so that raising
+    # data.samples_per_prompt keeps each microbatch the same size. With it set, an explicit
+    # ``microbatches`` other than 1 must equal the derived number.
+    microbatch_rows: int = 0
     whiten_advantages: bool = True
     # gae (the critic) | grpo | rloo | reinforce_pp (rl.algo.advantages); the group estimators
     # need several samples per prompt.
@@ -187,6 +193,7 @@ class PPOConfig:
             _positive(f"{prefix}.{name}", getattr(self, name), allow_zero=True)
         for name in ("epochs", "minibatches", "microbatches"):
             _int_at_least(f"{prefix}.{name}", getattr(self, name), 1)
+        _int_at_least(f"{prefix}.microbatch_rows", self.microbatch_rows, 0)
         return self
 
 
@@ -223,10 +230,16 @@ class RolloutConfig:
     # The sampler's LM head: "" the model's compute dtype; "bfloat16" a bf16 copy of the head
     # matrix (faster decoding where the head's read bounds a step; rl.rollout.sampler_config).
     head_dtype: str = ""
+    # Rows per block of the scoring pass (every model over the rollout; 0: the whole batch at
+    # once). With hundreds of samples per prompt the batch's [rows, S, V] logits would not fit;
+    # rl.algo.row_chunks runs the pass block by block. Need not divide the rows (the last block
+    # is padded); must split over the mesh's data x fsdp devices (checked by the trainer).
+    score_rows: int = 0
 
     def validate(self, prefix: str = "rollout") -> RolloutConfig:
         _one_of(f"{prefix}.head_dtype", self.head_dtype, ("", "bfloat16", "float32"))
         _int_at_least(f"{prefix}.max_new_tokens", self.max_new_tokens, 1)
+        _int_at_least(f"{prefix}.score_rows", self.score_rows, 0)
         _positive(f"{prefix}.temperature", self.temperature, allow_zero=True)
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
             _fail(f"{prefix}.top_p", self.top_p, "must be in (0, 1]")
@@ -390,6 +403,11 @@ class RLConfig:
             tokenizer=cfg.get("tokenizer", "") or "",
             data_dir=cfg.get("data_dir", "") or "",
             verifier_workers=cfg.get("verifier_workers", 2),
+        )
+        # The rows' split into minibatches and microbatches (ppo.microbatch_rows resolved).
+        split = split_batch(run.data, run.ppo)
+        run = dataclasses.replace(
+            run, ppo=dataclasses.replace(run.ppo, microbatches=split.microbatches)
         )
         rc = run.reward
         for name, used in (

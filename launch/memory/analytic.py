@@ -137,15 +137,17 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int]) -> dict[str
     lengths = {n: s for n in models}
     if "prm" in models and rl.prm.published_format:
         lengths["prm"] = derived_bucket(rl.prm, p, r)[0]
+    # rollout.score_rows > 0: the models run block by block (rl.algo.row_chunks).
+    bs = per_device(min(rows, rl.rollout.score_rows or rows))
     score_act = {
         "largest model: one layer's activations + hidden states": max(
-            layer_act(m.config, bn, lengths[n], backward=False)
-            + 2 * bn * lengths[n] * m.config.hidden_size * c
+            layer_act(m.config, bs, lengths[n], backward=False)
+            + 2 * bs * lengths[n] * m.config.hidden_size * c
             for n, m in models.items()
         ),
         # XLA:TPU sometimes keeps a second [rows, S, V] fp32 buffer (the log-softmax) and
         # sometimes fuses it away; counting both keeps the estimate on the safe side.
-        "logits + log-softmax of one LM (fp32)": max(2 * bn * s * vocab_shard(m) * 4 for m in lm),
+        "logits + log-softmax of one LM (fp32)": max(2 * bs * s * vocab_shard(m) * 4 for m in lm),
         "all-gathered embedding / LM head": max(
             gathered_embedding(m.config) for m in models.values()
         ),

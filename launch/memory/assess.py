@@ -30,14 +30,10 @@ def _count(state) -> int:
 
 
 def check_batch(rl) -> None:
-    """What the trainer checks, plus what the batch sharding over (data, fsdp) needs."""
+    """What the batch sharding over (data, fsdp) needs (that the rows divide into minibatches and
+    microbatches, RLConfig has checked: rl.config_batch)."""
     rows = rl.data.prompts_per_batch * rl.data.samples_per_prompt
     per_update, (data, fsdp, _) = rows // rl.ppo.minibatches, rl.mesh.shape
-    if rows % rl.ppo.minibatches or per_update % rl.ppo.microbatches:
-        raise ConfigError(
-            f"config.ppo.minibatches={rl.ppo.minibatches}, microbatches="
-            f"{rl.ppo.microbatches}: must divide the {rows} rollout rows evenly"
-        )
     for name, n in (("the rollout's rows", rows), ("the rows of one update", per_update)):
         if n % (data * fsdp):
             raise ConfigError(

@@ -24,6 +24,7 @@ from models.prm import make_score_fn as make_prm_score_fn
 from models.sharding import array_sharding, state_shardings, use_mesh
 from rl.algo import update as upd
 from rl.algo.prm_scorer import derived_bucket
+from rl.algo.row_chunks import row_chunked
 from rl.algo.scoring import make_score_fn
 from rl.rollout.sampler import Sampler
 from rl.rollout.sampler_config import SamplerConfig
@@ -146,7 +147,8 @@ def compile_programs(models: dict[str, Abstract], rl, mesh, programs) -> dict[st
     def score():
         published = "prm" in models and rl.prm.published_format
         in_graph = {n: m.graphdef for n, m in models.items() if not (published and n == "prm")}
-        policy_pass = make_score_fn(in_graph, p)
+        # Block by block under rollout.score_rows, as the trainer runs it.
+        policy_pass = row_chunked(make_score_fn(in_graph, p), rl.rollout.score_rows, (1, 2, 3))
         args = (
             {n: v for n, v in params.items() if n in in_graph},
             sds((rows, p + r), jnp.int32),

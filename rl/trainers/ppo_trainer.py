@@ -41,10 +41,13 @@ from rewards.verify import Verifier
 from rl import data as data_lib
 from rl.algo import buckets
 from rl.algo import update as upd
+from rl.algo.advantages import uniform_groups
 from rl.algo.patterns import outcome_rewards
 from rl.algo.prm_scorer import PublishedPRMScorer, derived_bucket
+from rl.algo.row_chunks import row_chunked
 from rl.algo.scoring import make_score_fn, make_shape_fn, response_structure
 from rl.config import MODEL_SECTIONS, ConfigError, RLConfig
+from rl.config_batch import check_mesh_split, split_batch
 from rl.data import prompts as prompts_lib
 from rl.eval.evaluator import EvalConfig, Evaluator
 from rl.rollout.sampler import Sampler
@@ -102,13 +105,6 @@ class Trainer:
         self.specs = {name: getattr(cfg, name) for name in MODEL_SECTIONS}
         d = self.cfg.data
         self.batch_rows = d.prompts_per_batch * d.samples_per_prompt
-        per_update = self.batch_rows // self.cfg.ppo.minibatches
-        if self.batch_rows % self.cfg.ppo.minibatches or per_update % self.cfg.ppo.microbatches:
-            raise ConfigError(
-                f"config.ppo.minibatches={self.cfg.ppo.minibatches}, "
-                f"microbatches={self.cfg.ppo.microbatches}: must divide the "
-                f"{self.batch_rows} rollout rows (prompts_per_batch x samples_per_prompt) evenly"
-            )
 
         # An epath: a gs:// workdir (shared by a pod's hosts) stays a URL, never a local path.
         self.workdir = distributed.run_path(workdir)
@@ -117,14 +113,8 @@ class Trainer:
             (self.workdir / "config.json").write_text(cfg.to_json() + "\n")
         self.mesh = make_mesh(self.cfg.mesh.shape)
         shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-        per_micro = per_update // self.cfg.ppo.microbatches
-        if per_micro % shards:
-            raise ConfigError(
-                f"config.mesh.shape={tuple(self.cfg.mesh.shape)}: the update batch is split over "
-                f"data x fsdp = {shards} devices, which must divide the {per_micro} rows of a "
-                f"microbatch (prompts_per_batch x samples_per_prompt / ppo.minibatches / "
-                f"ppo.microbatches); use more rows or a mesh with fewer data/fsdp devices"
-            )
+        split = split_batch(d, cfg.ppo)  # the row counts divide (checked by RLConfig)
+        check_mesh_split(split, cfg.rollout.score_rows, cfg.mesh.shape, shards)
         self.rules = cfg.mesh.rules
         self.tokenizer = load_tokenizer(cfg.tokenizer, cfg.policy.path, dataset=d.dataset)
         self.examples = self._load_examples(d.split)
@@ -176,7 +166,11 @@ class Trainer:
         graphdefs = {"policy": self.models.policy, **self.frozen_defs}
         if self.models.critic is not None:
             graphdefs["critic"] = self.models.critic
-        self.score_fn = jax.jit(make_score_fn(graphdefs, p, temperature))
+        # Block by block (rollout.score_rows): memory set by the block, not by the rollout.
+        score = row_chunked(
+            make_score_fn(graphdefs, p, temperature), c.rollout.score_rows, (1, 2, 3)
+        )
+        self.score_fn = jax.jit(score)
         self.shape_fn = jax.jit(make_shape_fn(c.reward, c.ppo, c.data.samples_per_prompt))
 
         def compiled_update(train_policy: bool):
@@ -357,6 +351,7 @@ class Trainer:
         metrics.update(rollout_text_stats(texts, c.data.step_separator))
         metrics["rollout/response_length"] = float(response.sum(1).mean())
         metrics["rollout/batch_accuracy"] = float(np.mean(correct))
+        metrics["rollout/uniform_groups"] = float(uniform_groups(outcome.outcome_B, n))
         metrics.update(self.verifier_watch.observe(verdict, it + 1))
         metrics["rollout/finished_by_eos"] = float(np.mean(np.asarray(out.finish_reason) == 1))
 

@@ -1,6 +1,7 @@
 """launch.memory.analytic: state bytes are the shard shapes of the rules, and the tiny run's count
 matches the bytes worked out by hand (tests/launch/memory/tiny.py gives the model's)."""
 
+import dataclasses
 import math
 
 import jax
@@ -90,3 +91,18 @@ def test_tiny_run_analytic_count_by_hand(tiny_models, tiny_rl):
     assert score["others"] == est["adam"]
     for prog in est["programs"].values():
         assert prog["peak"] == prog["args"] + sum(prog["transient"].values()) + prog["others"]
+
+
+def test_scoring_in_blocks_counts_one_blocks_activations(tiny_models, tiny_rl):
+    """rollout.score_rows = 2: the 4 rollout rows are scored 2 at a time, so the score program's
+    activations are half the one-pass count; its outputs stay the whole rollout's."""
+    blocks = dataclasses.replace(
+        tiny_rl, rollout=dataclasses.replace(tiny_rl.rollout, score_rows=2)
+    )
+    whole = an.analytic(tiny_models, tiny_rl, ONE)["programs"]["score"]["transient"]
+    half = an.analytic(tiny_models, blocks, ONE)["programs"]["score"]["transient"]
+    logits = "logits + log-softmax of one LM (fp32)"
+    assert (whole[logits], half[logits]) == (2 * 4 * 12 * 256 * 4, 2 * 2 * 12 * 256 * 4)
+    layer = "largest model: one layer's activations + hidden states"
+    assert half[layer] * 2 == whole[layer]
+    assert half["outputs"] == whole["outputs"]

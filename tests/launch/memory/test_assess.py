@@ -33,9 +33,10 @@ def smoke_rl(**changes):
 
 def test_batch_checks_name_the_rows_that_do_not_split():
     am.check_batch(smoke_rl(**{"mesh.shape": (1, 4, 1)}))
-    with pytest.raises(ConfigError, match="must divide the 8 rollout rows evenly"):
+    # Rows that do not divide into minibatches / microbatches: RLConfig refuses them already.
+    with pytest.raises(ConfigError, match="ppo.minibatches=3: must divide the 8 rollout rows"):
         am.check_batch(smoke_rl(**{"ppo.minibatches": 3, "mesh.shape": (1, 1, 1)}))
-    with pytest.raises(ConfigError, match="must divide the 8 rollout rows evenly"):
+    with pytest.raises(ConfigError, match="ppo.microbatches=3: must divide the 4 rows of a"):
         am.check_batch(smoke_rl(**{"ppo.microbatches": 3, "mesh.shape": (1, 1, 1)}))
     with pytest.raises(ConfigError, match="the rows of one update = 4 does not split over data x"):
         am.check_batch(smoke_rl(**{"mesh.shape": (1, 8, 1)}))

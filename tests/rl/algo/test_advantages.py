@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -121,3 +122,22 @@ def test_properties(data):
         assert not a[~response].any()
     jitted = jax.jit(adv.grpo)(jnp.asarray(r), at, response, group)
     np.testing.assert_allclose(jitted, g, rtol=1e-5, atol=1e-5)
+
+
+def test_group_estimators_need_memory_linear_in_the_rows():
+    """BroRL scale: 16,384 rows (e.g. 32 prompts x 512 samples). A [B, B] same-group matrix
+    would be 1 GiB of fp32; XLA's compiled temporaries for GRPO and RLOO stay under 8 MiB."""
+    b, t = 16_384, 4
+    f32, flag = jax.ShapeDtypeStruct((b, t), jnp.float32), jax.ShapeDtypeStruct((b, t), bool)
+    group = jax.ShapeDtypeStruct((b,), jnp.int32)
+    for fn, args in ((adv.grpo, (f32, flag, flag, group)), (adv.rloo, (f32, flag, group))):
+        memory = jax.jit(fn).lower(*args).compile().memory_analysis()
+        assert memory.temp_size_in_bytes < 8 << 20, (fn.__name__, memory.temp_size_in_bytes)
+
+
+def test_uniform_groups_by_hand():
+    """3 prompts x 3 samples: all wrong, mixed, all right -> 2 of 3 prompts carry no signal."""
+    success = np.array([0, 0, 0, 0, 1, 0, 1, 1, 1], np.float32)
+    assert float(adv.uniform_groups(success, 3)) == pytest.approx(2 / 3)
+    assert float(adv.uniform_groups(success, 1)) == 1.0  # one sample: nothing to compare
+    assert float(adv.uniform_groups(success, 9)) == 0.0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import smoke
+from configs import brorl, smoke
 from models import hf_io
 from rl import data as data_lib
 from rl.config import ConfigError, RLConfig
@@ -58,6 +58,38 @@ def test_a_smoke_run_under_each_critic_free_estimator(tmp_path, estimator):
     critic = {k: v for k, v in saved["tree_metadata"].items() if "critic" in k}
     assert set(critic) == {"('critic',)", "('critic_opt',)"}, critic  # saved as None, no arrays
     assert all(v["value_metadata"]["value_type"] == "None" for v in critic.values())
+
+
+def test_a_run_with_256_samples_per_prompt(tmp_path):
+    """BroRL scale on the smoke model (configs/brorl.py): 2 prompts x 256 samples = 512 rows, the
+    update in derived microbatches of 64 rows, the scoring pass in blocks of 96 rows (6 blocks, the
+    last padded). One iteration of 8-token responses; the reward (the fraction of "7" tokens)
+    varies within each prompt's group, so GRPO's advantages and the update are not zero."""
+    cfg = brorl.get_config()
+    cfg.data_dir = str(tmp_path / "tfds")
+    cfg.rollout.max_new_tokens = 8
+    cfg.rollout.score_rows = 96
+    cfg.ppo.epochs = 1
+    cfg.train.iterations = 1
+    trainer = None
+
+    def reward(texts, answers, tokens, response):
+        target = trainer.tokenizer.convert_tokens_to_ids("7")
+        return ((tokens == target) & response).sum(1) / np.maximum(response.sum(1), 1)
+
+    trainer = Trainer(RLConfig.from_config_dict(cfg), tmp_path / "run", success_fn=reward)
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    assert trainer.cfg.data.samples_per_prompt == 256 and trainer.cfg.ppo.microbatches == 4
+    (row,) = _metrics(tmp_path / "run")
+    for key in ("reward/total", "reward/success", "update/policy_loss", "update/kl_ref"):
+        assert np.isfinite(row[key]), key
+    assert row["update/skipped"] == 0 and row["update/policy_grad_norm"] > 0
+    assert 0 < row["reward/success"] < 1
+    assert row["rollout/uniform_groups"] == 0.0  # each prompt's 256 rewards differ somewhere
+    assert row["time/rollout_tokens_per_s"] > 0 and row["time/update_tokens_per_s"] > 0
 
 
 def test_critic_warmup_trains_the_critic_alone_first(tmp_path):
