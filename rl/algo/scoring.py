@@ -169,7 +169,7 @@ def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig, samples_per_prom
         prm = scores.get("prm_scores")
         orm = scores.get("orm_score", jnp.zeros((b,), jnp.float32))
         implicit = scores.get("implicit_logp")
-        # The reasoning-pattern reward where it applies (rl.algo.patterns.pattern_terms).
+        # The reasoning-pattern reward where it applies (rl.algo.patterns.outcome_rewards).
         pattern = scores.get("pattern", jnp.zeros((b,), jnp.float32))
         row = lambda *a: _row_reward(reward_cfg, *a)  # noqa: E731
         rewards_BxR, parts = jax.vmap(row)(

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rl.config import DataConfig
+from rl.config import ConfigError, DataConfig
 from rl.data.example import Example
 from rl.data.gsm8k import Gsm8k
 from rl.data.local_builder import LocalBuilder
@@ -113,7 +113,7 @@ def load_split(
     if not d.path or split != d.split:
         return load(d.dataset, split, data_dir=data_dir, **d.builder_kwargs())
     check_seam_provenance(d.path, d.dataset)
-    return load_files(
+    examples = load_files(
         d.path,
         split,
         data_dir=data_dir,
@@ -122,6 +122,12 @@ def load_split(
         id_field=d.id_field,
         allow_malformed=d.allow_malformed,
     )
+    if len(examples) < d.prompts_per_batch:
+        raise ConfigError(
+            f"config.data.path={d.path!r}: {len(examples)} usable problem(s), fewer than one batch "
+            f"of config.data.prompts_per_batch={d.prompts_per_batch}"
+        )
+    return examples
 
 
 def _to_example(record: Mapping[str, Any]) -> Example:

@@ -36,11 +36,14 @@ def test_load_split_reads_data_path_for_the_training_split_only(tmp_path):
     path.write_text(json.dumps({"id": "m1", "problem": "Q: 1+1", "final": "2"}) + "\n")
     toy = dict(dataset="toy", toy_train_size=16, toy_test_size=4)
     d = DataConfig(**toy, path=str(path), question_field="problem", answer_field="final")
-    d = dataclasses.replace(d, id_field="id").validate()
+    d = dataclasses.replace(d, id_field="id", prompts_per_batch=1).validate()
     tfds_dir = tmp_path / "tfds"
     assert [ex.id for ex in data.load_split(d, "train", data_dir=tfds_dir)] == ["m1"]
     assert len(data.load_split(d, "test", data_dir=tfds_dir)) == 4  # the toy task's own test split
     assert len(data.load_split(DataConfig(**toy), "train", data_dir=tfds_dir)) == 16
+    small = dataclasses.replace(d, prompts_per_batch=2)
+    with pytest.raises(ConfigError, match=r"1 usable problem\(s\), fewer than one batch of "):
+        data.load_split(small, "train", data_dir=tfds_dir)
     (tmp_path / "seam.json").write_text(json.dumps({"dataset": "gsm8k"}))
     with pytest.raises(ConfigError, match="config.data.dataset='toy'"):
         data.load_split(d, "train", data_dir=tfds_dir)
