@@ -79,7 +79,17 @@ def test_implicit_prm_trains_and_its_step_rewards_are_the_shaping_functions(tok,
     shaped = jax.vmap(shaping.implicit_prm, in_axes=(0, 0, 0, 0, None))(
         logp, ref_logp, ends, resp, beta
     )
-    np.testing.assert_allclose(steps_NxS, shaped, atol=1e-5)
+    # PPO's shaping is the same per step, plus the tail (the tokens after the last step end)
+    # credited at the last response token, so that a response's rewards sum to r(y).
+    tails = np.asarray(
+        [
+            per_step_by_hand(logp[n], ref_logp[n], ends[n], resp[n], beta)[1]
+            for n in range(len(resp))
+        ]
+    )
+    last = np.asarray(jax.vmap(shaping.last_token)(jnp.asarray(resp, bool)))
+    np.testing.assert_allclose(shaped, steps_NxS + tails[:, None] * last, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(shaped).sum(1), out["reward"], atol=1e-5)
     # In the PPO trainer's layout (response tokens only, log-probs from the logits before each).
     p = heldout.prompt_len
     graphdef = nnx.graphdef(policy)
@@ -92,7 +102,7 @@ def test_implicit_prm_trains_and_its_step_rewards_are_the_shaping_functions(tok,
     ppo_steps = jax.vmap(shaping.implicit_prm, in_axes=(0, 0, 0, 0, None))(
         ppo_logp, ppo_ref, ends[:, p:], resp[:, p:], beta
     )
-    np.testing.assert_allclose(steps_NxS[:, p:], ppo_steps, atol=1e-4)
+    np.testing.assert_allclose(shaped[:, p:], ppo_steps, atol=1e-4)
     metrics = evaluation.evaluate_implicit_prm(policy, reference, heldout, beta, batch_size=16)
     assert set(metrics) >= {"outcome_accuracy", "outcome_auc", "step_accuracy", "step_auc"}
 
