@@ -53,7 +53,8 @@ lists the ratio of each pair). Install tunix in a separate venv, never into the 
 
     python3 -m venv /tmp/tunixvenv && /tmp/tunixvenv/bin/pip install google-tunix==0.1.7
 
-Prints ONE JSON object.
+Prints ONE JSON object, with each side's peak resident memory (``project.peak_rss_bytes``: this
+process; ``tunix.peak_rss_bytes``: the tunix process).
 """
 
 import argparse
@@ -61,6 +62,7 @@ import contextlib
 import json
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import tempfile
@@ -205,6 +207,7 @@ def run(iterations: int, tunix_python: str) -> tuple[dict, dict | None]:
     out["all_total_s"] = phases["total"]
     out["first_iteration_s"] = compile_s
     out["mean_response_tokens"] = float(np.mean(lengths))
+    out["peak_rss_bytes"] = _maxrss(resource.RUSAGE_SELF)
     return out, tunix
 
 
@@ -225,6 +228,10 @@ def bounds(project: dict, peak: float, bandwidth: float) -> dict:
     out["rollout"].update(bytes_bound_s=bytes_s, fraction_of_roofline=roof / project["rollout_s"])
     out["shaping_gae"] = {"seconds": project["shaping_gae_s"], "flop_bound": None}
     return out
+
+
+def _maxrss(who) -> int:
+    return resource.getrusage(who).ru_maxrss * 1024
 
 
 def run_tunix(python: str, batches: list, stops: list[int], ours) -> dict:
@@ -267,7 +274,9 @@ def run_tunix(python: str, batches: list, stops: list[int], ours) -> dict:
                 elif "steady_step_s" in message:
                     result = message
             proc.wait()
-        if proc.returncode or result is None:
+        # Linux reports ru_maxrss in KiB; the only child this process has waited for is tunix.
+        result = dict(result or {}, peak_rss_bytes=_maxrss(resource.RUSAGE_CHILDREN))
+        if proc.returncode or "steady_step_s" not in result:
             sys.stderr.write(log.read_text()[-20000:])
             raise SystemExit(f"--tunix_python={python}: bench/tunix_side.py ppo failed (above)")
     return result
