@@ -306,6 +306,9 @@ sharding = NamedSharding(jax.make_mesh((2,), ("fsdp",)), PartitionSpec("fsdp"))
 # Large enough that OCDBT stores each host's shard in that host's own data files, not inline.
 w = np.arange(1 << 16, dtype=np.float32)
 state = lambda scale: {"w": distributed.to_global(w * scale, sharding)}
+empty = Checkpointer(directory.parent / "empty", keep=1)
+assert empty.restore_latest(state(0.0)) is None  # a first run: nothing to agree on
+empty.close()
 ckpt = Checkpointer(directory, keep=3)
 for step in (1, 2):
     ckpt.save(step, state(float(step)), {"iteration": step})
