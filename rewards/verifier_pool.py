@@ -44,9 +44,9 @@ try:  # POSIX only; without it a worker runs uncapped (see _cap_address_space).
 except ImportError:
     resource = None
 
+CRASH = "crash"  # an outcome: the worker died while grading the answer
 # A worker that has not answered this long after its own SIGALRM deadline is stuck in C code: kill
 # it.
-CRASH = "crash"  # the worker died while grading the answer
 KILL_GRACE_S = 1.0
 # A spawned worker imports SymPy and math-verify; on a loaded machine that can take a while.
 WORKER_START_TIMEOUT_S = 120.0

@@ -141,12 +141,6 @@ def main_process_ints(values: Sequence[int]) -> list[int]:
     return [int(v) for v in multihost_utils.broadcast_one_to_all(mine)]
 
 
-def barrier(name: str) -> None:
-    """Every process waits here until all have reached it (no-op with one process)."""
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
-
-
 @contextlib.contextmanager
 def main_process_first(name: str) -> Iterator[None]:
     """Process 0 runs the block first, then the others (a barrier between): for builds into a

@@ -1,19 +1,22 @@
 """Fault injection on `python -m rl.train`, as a user meets faults: a run SIGKILLed at seeded
-random moments (one during its first compile, one during a checkpoint write), a damaged latest
-checkpoint, a checkpoint that cannot be written, each followed by the same command, ends exactly
+random moments (one during its first compile, one during a checkpoint write), a checkpoint that
+cannot be written, a damaged latest checkpoint, each followed by the same command, ends exactly
 where one uninterrupted run ends; NaN scores from a PRM skip the update; a verifier worker killed
 mid-batch is replaced and counted.
 
-One workdir goes through the whole sequence (each resume starts from what the previous fault left),
-next to one uninterrupted reference run started at the same time; five short processes in all.
-Unit-level faults (each way a checkpoint fails to restore or write, two hosts disagreeing, a
-verifier failing on every answer) are tested beside their code: tests/rl/runtime/test_checkpoint.py,
+One workdir goes through the whole sequence (each start begins from what the previous fault left),
+next to one uninterrupted reference run started at the same time: five processes in all, each
+paying Python's and JAX's start-up, which is most of this module's time. Unit-level faults (each
+way a checkpoint fails to restore or write, two hosts disagreeing, a verifier failing on every
+answer) are tested beside their code: tests/rl/runtime/test_checkpoint.py,
 tests/rl/runtime/test_verifier_watch.py, tests/rewards/test_verifier_pool.py.
 """
 
 import os
 import pathlib
 import random
+import resource
+import shutil
 import signal
 import subprocess
 import threading
@@ -40,22 +43,8 @@ ITERATIONS = smoke.get_config().train.iterations  # 6, a checkpoint every 2
 WAIT_S = 240.0
 # A file-size limit far below a checkpoint's largest array file (about 1 MB for the smoke state)
 # and far above anything else the run writes: a real kernel write failure (EFBIG, as from a quota),
-# in any process, without root. The OS-level ENOSPC is tested at the checkpointer.
+# imposed on a running process without root. ENOSPC itself is tested at the checkpointer.
 FILE_SIZE_LIMIT = 256 << 10
-
-
-def _cmd(workdir, data_dir, file_size_limit: int | None = None):
-    cmd = train_command(workdir, data_dir, "--config.verifier_workers=1")
-    if file_size_limit is None:
-        return cmd
-    # The same command under a file-size limit (set in the child itself: a preexec_fn would fork
-    # this multithreaded process). Python ignores SIGXFSZ, so a write past it fails with EFBIG.
-    limit = (
-        "import resource, runpy, sys; "
-        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({file_size_limit}, resource.RLIM_INFINITY)); "
-        f"sys.argv = ['rl.train', *sys.argv[1:]]; runpy.run_module('rl.train', run_name='__main__')"
-    )
-    return [cmd[0], "-c", limit, *cmd[3:]]
 
 
 @pytest.fixture
@@ -69,13 +58,13 @@ def started():
             proc.wait()
 
 
-def _start(procs, workdir, data_dir, e, file_size_limit: int | None = None):
+def _start(procs, workdir, data_dir, e):
     """``python -m rl.train`` in the background, its output (stdout and stderr) in a log file
     next to the workdir (``proc.log``), one per start."""
     log = workdir.parent / f"{workdir.name}.{len(procs)}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            _cmd(workdir, data_dir, file_size_limit),
+            train_command(workdir, data_dir, "--config.verifier_workers=1"),
             cwd=ROOT,
             env=e,
             stdout=out,
@@ -117,6 +106,10 @@ def _checkpoint_names(workdir) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
 
 
+def _writing(workdir, step: int) -> bool:
+    return any(n.startswith(f"{step}.orbax-checkpoint-tmp") for n in _checkpoint_names(workdir))
+
+
 def _without_times(rows):
     """Metrics rows without their wall-clock measurements (time/*), the only keys that may
     differ between two runs of the same command."""
@@ -124,6 +117,12 @@ def _without_times(rows):
 
 
 def test_killed_damaged_and_unwritable_runs_end_as_one_uninterrupted_run(tmp_path, env, started):
+    """Four starts of the same command in one workdir, each after a fault, beside one
+    uninterrupted run: (1) SIGKILL at a seeded random moment of the first compile; (2) the disk
+    stops taking the checkpoint after 4 (a file-size limit put on the running process): the run
+    stops at checkpoint 6 naming the path and the cause; (3) checkpoint 4 damaged: the run falls
+    back to 2, moves 4 aside, and is SIGKILLed during a seeded random one of its checkpoint writes
+    (4 or 6); (4) the run completes, exactly as the uninterrupted one."""
     e, data_dir = env
     # LLVM without optimisation passes (as in test_multihost.py), and every program cached for the
     # runs after the first: compiling is most of each run's time. All runs use the same flags.
@@ -136,8 +135,8 @@ def test_killed_damaged_and_unwritable_runs_end_as_one_uninterrupted_run(tmp_pat
     # The toy dataset, built once before two processes would race to build it.
     cfg = RLConfig.from_config_dict(smoke.get_config())
     data_lib.load("toy", "train", data_dir=data_dir, **cfg.data.builder_kwargs())
-
     straight, run = tmp_path / "straight", tmp_path / "run"
+    ckpts = run / "checkpoints"
     reference = _start(started, straight, data_dir, e)
 
     # 1. SIGKILL during the first compile: the trainer has started (config.json written) and no
@@ -147,61 +146,51 @@ def test_killed_damaged_and_unwritable_runs_end_as_one_uninterrupted_run(tmp_pat
     time.sleep(rng.uniform(0.5, 2.5))
     assert not _steps(run), "the kill was meant to land before the first iteration ended"
     _kill(proc)
-    assert not (run / "checkpoints").exists() or not _checkpoint_names(run)
+    assert not _checkpoint_names(run)
 
-    # 2. SIGKILL during a checkpoint write: the moment orbax's temporary directory of the last
-    # checkpoint (6; 2 and 4 are complete by then) appears. Started once the reference run has
-    # compiled everything, so that this run and the next ones find it in the compilation cache.
-    _wait_for(lambda: "[iter 1]" in reference.log.read_text(), reference, "the reference's iter 1")
+    # 2. A checkpoint that cannot be written: once checkpoint 4 is complete, no file of the run may
+    # grow past FILE_SIZE_LIMIT. The next save (6) fails, and the run stops saying where and why.
     proc = _start(started, run, data_dir, e)
-    _wait_for(
-        lambda: any(
-            n.startswith(f"{ITERATIONS}.orbax-checkpoint-tmp") for n in _checkpoint_names(run)
-        ),
-        proc,
-        "the last checkpoint's write",
-        poll_s=0.001,
-    )
-    _kill(proc)
-    names = _checkpoint_names(run)
-    assert names[:2] == ["2", "4"] and names[2].startswith("6.orbax-checkpoint-tmp"), names
-    assert _steps(run) == list(range(1, ITERATIONS + 1))
-
-    # 3. The latest checkpoint damaged (its array files truncated, as a partial sync leaves them)
-    # and no checkpoint writable (every file capped far below a checkpoint's array file): the run
-    # falls back to checkpoint 2 with a warning naming 4 and its error, moves 4 aside, and stops
-    # at its first save with a message naming the path and the cause.
-    for f in (run / "checkpoints" / "4" / "state").rglob("*"):
-        if f.is_file():
-            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    proc = _start(started, run, data_dir, e, file_size_limit=FILE_SIZE_LIMIT)
+    _wait_for(lambda: "4" in _checkpoint_names(run), proc, "checkpoint 4", poll_s=0.002)
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, resource.RLIM_INFINITY))
     out = _finish(proc)
     assert proc.returncode == 1, out[-3000:]
-    ckpts = run / "checkpoints"
-    assert f"checkpoint {ckpts / '4'} does not restore (JSONDecodeError" in out, out[-3000:]
-    assert f"moved the damaged checkpoint {ckpts / '4'} aside to {ckpts / '4.corrupt'}" in out
     # One line says it all (orbax and asyncio log the failed write around it, in no fixed order).
     said = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(said) == 1, out[-3000:]
     assert said[0].startswith(
-        f"error: could not write checkpoint 4 to {ckpts / '4'}: File too large (EFBIG)"
+        f"error: could not write checkpoint 6 to {ckpts / '6'}: File too large (EFBIG)"
     ), said
-    assert "The earlier checkpoints [2] are intact" in said[0], said
-    assert _steps(run) == [1, 2, 3, 4]  # 5 and 6 dropped on resuming from 2; 3, 4 re-run
-    names = _checkpoint_names(run)
-    assert "4.corrupt" in names and "2" in names and "4" not in names, names
+    intact = "The earlier checkpoints [2, 4] are intact; rerunning the same command resumes from 4"
+    assert intact in said[0], said
+    partial = [n for n in _checkpoint_names(run) if n.startswith("6.")]
+    assert partial and f"The partial write {[os.fspath(ckpts / n) for n in partial]}" in said[0]
+    assert _steps(run) == list(range(1, ITERATIONS + 1))
     checkpointer = Checkpointer(ckpts, keep=3)
-    assert checkpointer.latest_step() == 2
+    assert checkpointer.latest_step() == 4  # the partial write is no checkpoint
     checkpointer.close()
+    for name in partial:  # as the message says: delete it to free its space
+        shutil.rmtree(ckpts / name)
 
-    # 4. SIGKILL at a random moment after the resumed run has logged a random iteration.
-    after = rng.choice([3, 4, 5])
+    # 3. The latest checkpoint damaged (its array files truncated, as a partial sync leaves them):
+    # the run falls back to checkpoint 2 with a warning naming 4 and its error and moves 4 aside;
+    # then SIGKILL during one of its checkpoint writes.
+    for f in (ckpts / "4" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    during = rng.choice([4, 6])
     proc = _start(started, run, data_dir, e)
-    _wait_for(lambda: f"[iter {after}]" in proc.log.read_text(), proc, f"iteration {after}")
-    time.sleep(rng.uniform(0.0, 0.3))
+    _wait_for(lambda: _writing(run, during), proc, f"checkpoint {during}'s write", poll_s=0.001)
     _kill(proc)
+    out = proc.log.read_text()
+    assert f"checkpoint {ckpts / '4'} does not restore (JSONDecodeError" in out, out[-3000:]
+    assert f"moved the damaged checkpoint {ckpts / '4'} aside to {ckpts / '4.corrupt'}" in out
+    names = _checkpoint_names(run)
+    assert _writing(run, during), names  # killed mid-write: orbax's temporary directory is left
+    assert [n for n in names if n.isdigit()] == (["2"] if during == 4 else ["2", "4"]), names
+    assert "4.corrupt" in names, names
 
-    # 5. The same command again completes the run.
+    # 4. The same command again completes the run.
     proc = _start(started, run, data_dir, e)
     out = _finish(proc)
     assert proc.returncode == 0, out[-3000:]

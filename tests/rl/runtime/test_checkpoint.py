@@ -297,6 +297,7 @@ import json, pathlib, sys
 import jax
 jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 from rl.runtime import distributed
 from rl.runtime.checkpoint import Checkpointer
@@ -306,15 +307,18 @@ sharding = NamedSharding(jax.make_mesh((2,), ("fsdp",)), PartitionSpec("fsdp"))
 # Large enough that OCDBT stores each host's shard in that host's own data files, not inline.
 w = np.arange(1 << 16, dtype=np.float32)
 state = lambda scale: {"w": distributed.to_global(w * scale, sharding)}
+empty = Checkpointer(directory.parent / "empty", keep=1)
+assert empty.restore_latest(state(0.0)) is None  # a first run: nothing to agree on
+empty.close()
 ckpt = Checkpointer(directory, keep=3)
 for step in (1, 2):
     ckpt.save(step, state(float(step)), {"iteration": step})
-distributed.barrier("saved")
+multihost_utils.sync_global_devices("saved")
 if jax.process_index() == 1:  # only this host's shards of checkpoint 2 are cut short
     for f in (directory / "2" / "state" / "ocdbt.process_1").rglob("*"):
         if f.is_file() and f.parent.name == "d":
             f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-distributed.barrier("damaged")
+multihost_utils.sync_global_devices("damaged")
 step, restored, loop = ckpt.restore_latest(state(0.0))
 shard = np.asarray(restored["w"].addressable_shards[0].data)
 print(json.dumps({"step": step, "loop": loop, "shard": [shard[0].item(), shard.size],

@@ -70,7 +70,6 @@ def test_agreement_helpers_in_one_process():
     assert distributed.failing_processes(False) == []
     assert distributed.main_process_ints([3, 1]) == [3, 1]
     assert distributed.main_process_ints([]) == []
-    distributed.barrier("single")  # returns at once
 
 
 def test_maybe_initialize_does_nothing_without_a_coordinator(monkeypatch):
