@@ -54,6 +54,12 @@ def rl_base() -> ml_collections.ConfigDict:
             prm_potential_terminal=False,  # potential: -s_K at the last step (PRM return 0)
             implicit_prm_weight=0.0,
             implicit_prm_beta=0.05,
+            # PRIME (configs/prime_smoke.py): the implicit PRM updated online every iteration.
+            implicit_prm_online=False,
+            implicit_prm_lr=1e-6,
+            implicit_prm_grad_clip=10.0,
+            implicit_prm_minibatches=1,
+            implicit_prm_microbatches=1,
             gated=False,  # G-RA: process rewards only where the outcome reward >= gate_threshold
             gate_threshold=1.0,
             kl_coef=0.02,
@@ -119,6 +125,8 @@ def rl_base() -> ml_collections.ConfigDict:
             samples_per_prompt=4,
             max_prompt_len=256,
             step_separator="\n\n",
+            accuracy_band=(),  # PRIME's filter: (low, high) of the sampled accuracy; () off
+            filter_rounds=4,  # batches of prompts drawn at most per iteration to fill the band
             toy_seed=0,
             toy_train_size=20_000,
             toy_test_size=512,

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rewards.shaping import KL_ESTIMATORS, PRM_TRANSFORMS
+from rl import config_prime
 from rl.config_base import (
     MESH_AXES,
     ConfigError,
@@ -81,6 +82,13 @@ class RewardConfig:
     prm_potential_terminal: bool = False  # potential: -s_K at the last step (PRM return 0)
     implicit_prm_weight: float = 0.0
     implicit_prm_beta: float = 0.05
+    # PRIME (rl.trainers.implicit_prm_online): the implicit PRM updated on every iteration's
+    # outcomes before its rewards are read, by its own AdamW; checks in rl.config_prime.
+    implicit_prm_online: bool = False
+    implicit_prm_lr: float = 1e-6
+    implicit_prm_grad_clip: float = 10.0
+    implicit_prm_minibatches: int = 1  # optimizer steps per iteration (one pass over the rows)
+    implicit_prm_microbatches: int = 1  # gradient accumulation within a minibatch
     gated: bool = False
     gate_threshold: float = 1.0
     kl_coef: float = 0.0
@@ -128,6 +136,7 @@ class RewardConfig:
         phrases = self.pattern_phrases
         if not isinstance(phrases, tuple) or not all(isinstance(p, str) and p for p in phrases):
             _fail(f"{prefix}.pattern_phrases", phrases, "must be a tuple of non-empty strings")
+        config_prime.validate_reward(self, prefix)
         return self
 
     @property
@@ -267,6 +276,10 @@ class DataConfig:
     answer_field: str = "answer"
     id_field: str = ""  # "": ids are FILE/ROW (row: 0-based line or row index)
     allow_malformed: bool = False  # skip malformed rows of `path` (counted and logged), not raise
+    # PRIME's prompt filter (rl.data.accuracy_band): () off, else (low, high) of the sampled
+    # accuracy; up to filter_rounds batches of prompts are sampled per iteration to fill the batch.
+    accuracy_band: tuple[float, ...] = ()
+    filter_rounds: int = 4
 
     def builder_kwargs(self) -> dict:
         if self.dataset != "toy":
@@ -299,6 +312,7 @@ class DataConfig:
             _fail(f"{prefix}.path", self.path, "must be a path string ('' for the dataset's own)")
         if self.path:
             _check_data_path(f"{prefix}.path", self.path)
+        config_prime.validate_data(self, prefix)
         return self
 
 
@@ -410,6 +424,7 @@ class RLConfig:
             run, ppo=dataclasses.replace(run.ppo, microbatches=split.microbatches)
         )
         rc = run.reward
+        config_prime.check_online(rc, run.data, run.implicit_prm)
         for name, used in (
             ("prm", rc.uses_prm),
             ("orm", rc.uses_orm),

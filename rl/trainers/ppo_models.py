@@ -1,7 +1,8 @@
 """The models of a PPO run, built from its config in their sharded layout.
 
-Trained: the policy, and the critic under GAE only (a critic-free estimator builds none: no
-parameters, no optimizer state, nothing in the checkpoint). Frozen: the reference (a copy of the
+Trained: the policy, the critic under GAE only (a critic-free estimator builds none: no
+parameters, no optimizer state, nothing in the checkpoint), and under ``reward.implicit_prm_online``
+the implicit PRM (``rl.trainers.implicit_prm_online``). Frozen: the reference (a copy of the
 initial policy), and as the reward config asks the PRM (in the policy's token space, or a
 published PRM scored in its own, ``rl.algo.prm_scorer``), the ORM, and the implicit PRM with its
 reference (``implicit_prm.ref_path``; by default the PPO reference).
@@ -21,6 +22,7 @@ from rl.algo import update as upd
 from rl.algo.prm_scorer import load_published_prm, uses_published_format
 from rl.config import ConfigError, ModelSpec, RLConfig
 from rl.runtime import model_builder
+from rl.trainers.implicit_prm_online import OnlineImplicitPRM
 
 
 @dataclasses.dataclass
@@ -33,6 +35,8 @@ class PPOModels:
     frozen_defs: dict[str, Any]  # "ref", and "prm" / "orm" / "implicit" / "implicit_ref"
     frozen_params: dict[str, Any]
     published_prm: Any  # a models.prm.ProcessRewardModel scored outside the score program
+    # reward.implicit_prm_online: the implicit PRM (and its own reference) trained, not frozen
+    online_prm: OnlineImplicitPRM | None = None
 
 
 def saved_implicit_beta(spec: ModelSpec) -> float | None:
@@ -89,6 +93,16 @@ def build_ppo_models(cfg: RLConfig, tokenizer: Any, mesh, rules) -> PPOModels:
     frozen_defs, frozen_params = {}, {}
     for name, model in frozen.items():
         frozen_defs[name], frozen_params[name] = nnx.split(model)
+    online_prm = None
+    if cfg.reward.implicit_prm_online:  # trained: out of the frozen score pass
+        parts = {
+            n: (frozen_defs.pop(n), frozen_params.pop(n))
+            for n in ("implicit", "implicit_ref")
+            if n in frozen_defs
+        }
+        online_prm = OnlineImplicitPRM(
+            cfg, parts["implicit"], parts.get("implicit_ref"), mesh, rules
+        )
     return PPOModels(
         models,
         state,
@@ -98,4 +112,5 @@ def build_ppo_models(cfg: RLConfig, tokenizer: Any, mesh, rules) -> PPOModels:
         frozen_defs,
         frozen_params,
         published_prm,
+        online_prm,
     )

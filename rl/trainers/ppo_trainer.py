@@ -60,7 +60,9 @@ from rl.runtime.distributed import is_main_process, to_global, to_host
 from rl.runtime.metrics import MetricsWriter
 from rl.runtime.samples import write_samples
 from rl.runtime.verifier_watch import VerifierWatch
+from rl.trainers import implicit_prm_online
 from rl.trainers.ppo_models import build_ppo_models
+from rl.trainers.prompt_filter import PromptFilter
 
 
 class TooManyBadUpdates(RuntimeError):
@@ -126,6 +128,7 @@ class Trainer:
         self.verifier = Verifier(num_workers=cfg.verifier_workers)
         self.verifier_watch = VerifierWatch(cfg.train.max_failed_verifier_batches)
         self.evaluator, self.eval_examples = self._build_evaluator()
+        self.rollouts = PromptFilter(d, self._rollout, self.tokenizer, self.verifier, success_fn)
         self._stop_requested = False
 
     # --- setup ---------------------------------------------------------------------------------
@@ -140,6 +143,7 @@ class Trainer:
         self.policy_tx, self.critic_tx = built.policy_tx, built.critic_tx
         self.frozen_defs, self.frozen_params = built.frozen_defs, built.frozen_params
         self.published_prm = built.published_prm
+        self.online_prm = built.online_prm  # reward.implicit_prm_online (PRIME), else None
 
     def _build_functions(self):
         c, mesh = self.cfg, self.mesh
@@ -278,39 +282,32 @@ class Trainer:
             out = self.sampler(self.state.policy, ids, mask, key)
         return ids, mask, to_host(out)
 
-    def iteration(self, it: int, examples) -> dict[str, Any]:
+    def iteration(self, it: int, examples, refill=None) -> dict[str, Any]:
+        """``refill()``: the next batch of prompts, for the prompt filter (``run`` passes the data
+        iterator's)."""
         c = self.cfg
         n = c.data.samples_per_prompt
         key = jax.random.fold_in(jax.random.key(c.seed), it)
         k_sample, k_noise, k_perm = jax.random.split(key, 3)
-        times = {}
         t0 = time.perf_counter()
-        ids, mask, out = self._rollout(examples, k_sample)
+        # One verified batch, or the in-band prompts of several (data.accuracy_band, PRIME).
+        sampled, filter_metrics = self.rollouts.collect(examples, k_sample, refill)
+        examples, ids, mask, texts = sampled.examples, sampled.ids, sampled.mask, sampled.texts
         # Scoring, shaping and the update see the longest response's bucket width, not R.
         tokens, response = buckets.trim_to_bucket(
-            out.tokens, out.response_mask, c.rollout.max_new_tokens
+            sampled.tokens, sampled.response, c.rollout.max_new_tokens
         )
-        times["rollout"] = time.perf_counter() - t0
-
-        t1 = time.perf_counter()
-        texts = self.tokenizer.batch_decode(
-            [row[m] for row, m in zip(tokens, response, strict=True)], skip_special_tokens=True
-        )
-        answers = [e.answer for e in examples for _ in range(n)]
-        verdict = None
-        if self.success_fn is not None:
-            success = np.asarray(self.success_fn(texts, answers, tokens, response), np.float32)
-            correct = success
-        else:
-            verdict = self.verifier.check_batch(texts, answers)
-            success = correct = np.asarray(verdict.rewards, np.float32)
+        times = {"rollout": sampled.seconds["rollout"]}
+        success = correct = sampled.correct
+        verdict, finish = sampled.verdict, sampled.finish_reason
+        t1 = time.perf_counter() - sampled.seconds["verify"]  # time/scoring: decoding, verifier too
         # A response cut off by the length limit gave no final answer within the budget: its
         # success reward is 0 (batch_accuracy still reports the verifier's verdict).
         structure = response_structure(
             self.tokenizer,
             tokens,
             response,
-            np.asarray(out.finish_reason) == FinishReason.LENGTH,
+            finish == FinishReason.LENGTH,
             c.data.step_separator,
         )
         truncated, step_end = structure.truncated_B, structure.step_end_BxR
@@ -339,6 +336,14 @@ class Trainer:
             prm_BxR, prm_metrics = self.prm_scorer(questions, structure.steps, step_end)
             scores = dict(scores, prm_scores=put(prm_BxR))
         scores = dict(scores, pattern=put(outcome.pattern_B))
+        if self.online_prm is not None:  # PRIME: updated on this rollout before its rewards
+            t_prm = time.perf_counter()
+            with use_mesh(self.mesh, self.rules):
+                scores, online = self.online_prm.update_and_score(
+                    scores, seq, seq_mask, response_d, put(success)
+                )
+            prm_metrics = dict(prm_metrics, **online)
+            times["implicit_prm_update"] = time.perf_counter() - t_prm
         with use_mesh(self.mesh, self.rules):
             times["scoring"] = time.perf_counter() - t1
             t2 = time.perf_counter()
@@ -346,14 +351,14 @@ class Trainer:
             reward_metrics = to_host(reward_metrics)
         times["shaping_gae"] = time.perf_counter() - t2
 
-        metrics: dict[str, Any] = dict(reward_metrics, **prm_metrics)
+        metrics: dict[str, Any] = dict(reward_metrics, **prm_metrics, **filter_metrics)
         metrics["rollout/truncated"] = float(np.mean(truncated))
         metrics.update(rollout_text_stats(texts, c.data.step_separator))
         metrics["rollout/response_length"] = float(response.sum(1).mean())
         metrics["rollout/batch_accuracy"] = float(np.mean(correct))
         metrics["rollout/uniform_groups"] = float(uniform_groups(outcome.outcome_B, n))
         metrics.update(self.verifier_watch.observe(verdict, it + 1))
-        metrics["rollout/finished_by_eos"] = float(np.mean(np.asarray(out.finish_reason) == 1))
+        metrics["rollout/finished_by_eos"] = float(np.mean(finish == 1))
 
         t3 = time.perf_counter()
         if not math.isfinite(float(reward_metrics["reward/total"])):
@@ -415,9 +420,11 @@ class Trainer:
         data_iter = data_lib.PromptIterator(self.examples, c.data.prompts_per_batch, c.seed)
         start = 0
         bad_in_a_row = 0
-        restored = self.checkpointer.restore_latest(self.state)
+        saved = implicit_prm_online.checkpoint_tree(self.state, self.online_prm)
+        restored = self.checkpointer.restore_latest(saved)
         if restored is not None:
-            _, self.state, loop = restored
+            _, saved, loop = restored
+            self.state = implicit_prm_online.from_checkpoint_tree(saved, self.online_prm)
             data_iter = data_lib.PromptIterator.from_state(self.examples, loop["data"])
             start, bad_in_a_row = loop["iteration"], loop["bad_in_a_row"]
         writer = MetricsWriter(self.workdir, resume_step=start)
@@ -425,7 +432,7 @@ class Trainer:
         last_metrics: dict[str, Any] = {}
         try:
             for it in range(start, c.train.iterations):
-                metrics = self.iteration(it, next(data_iter))
+                metrics = self.iteration(it, next(data_iter), lambda: next(data_iter))
                 bad_in_a_row = bad_in_a_row + 1 if metrics.get("update/skipped", 0) else 0
                 metrics["update/bad_in_a_row"] = bad_in_a_row
                 if self.evaluator is not None and (it + 1) % c.train.eval_every == 0:
@@ -444,7 +451,7 @@ class Trainer:
                 if done or (it + 1) % c.train.checkpoint_every == 0 or self._stop_requested:
                     self.checkpointer.save(
                         it + 1,
-                        self.state,
+                        implicit_prm_online.checkpoint_tree(self.state, self.online_prm),
                         {
                             "iteration": it + 1,
                             "bad_in_a_row": bad_in_a_row,
