@@ -25,7 +25,8 @@ dtype, accumulation and every softmax statistic in fp32, whatever the compute dt
 ``table_VxD`` is whatever scores tokens (``CausalLM.output_embedding()``: the input embedding when
 tied); its gradient here adds to the embedding-lookup gradient through ordinary autodiff.
 
-Chunks are contiguous ranges of ``chunk_size`` rows; when the size does not divide V the last
+Chunks are contiguous ranges of rows, at most ``chunk_size`` wide: the largest divisor of V not
+below half of it (``pick_chunk``: equal chunks need no masking); when none divides V the last
 chunk is clamped to end at V and its columns already counted are masked out.
 
 Letters: N any leading (token) dims, D model width, V vocabulary, C chunk; B rows, S = P + R
@@ -40,7 +41,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-DEFAULT_CHUNK = 4096
+DEFAULT_CHUNK = 8192  # Qwen2's 151,936: 32 chunks of 4,748
 _NEG = -1e30  # finite "minus infinity" for the running max: (m_old - m_new) * 0 stays 0
 
 
@@ -58,8 +59,22 @@ def _chunk_logits(hidden, table_VxD, c, chunk: int, temperature: float):
     if temperature != 1.0:
         z = z / temperature
     cols = start + jnp.arange(chunk)
-    valid = cols >= c * chunk  # the clamped last chunk re-reads rows already counted
+    # The clamped last chunk re-reads rows already counted; with equal chunks nothing is masked.
+    valid = True if v % chunk == 0 else cols >= c * chunk
     return z, start, rows_CxD, cols, valid
+
+
+def pick_chunk(vocab: int, requested: int) -> int:
+    """The chunk width used for ``requested``: the largest divisor of the vocabulary in
+    [requested / 2, requested] when there is one (equal chunks need no masking: Qwen2's
+    151,936 = 32 x 4,748), else ``requested`` with the last chunk clamped and masked. Never wider
+    than ``requested``, so it bounds the chunk's memory."""
+    if requested >= vocab:
+        return vocab
+    for d in range(requested, (requested + 1) // 2 - 1, -1):
+        if vocab % d == 0:
+            return d
+    return requested
 
 
 def _forward(hidden, table_VxD, tokens, chunk: int, temperature: float, with_entropy: bool):
@@ -92,51 +107,57 @@ def _forward(hidden, table_VxD, tokens, chunk: int, temperature: float, with_ent
     return logp, ent, lse
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _stats(hidden, table_VxD, tokens, chunk, temperature, with_entropy):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _stats(hidden, table_VxD, tokens, chunk, temperature, with_entropy, entropy_grad):
     logp, ent, _ = _forward(hidden, table_VxD, tokens, chunk, temperature, with_entropy)
     return logp, ent
 
 
-def _stats_fwd(hidden, table_VxD, tokens, chunk, temperature, with_entropy):
+def _stats_fwd(hidden, table_VxD, tokens, chunk, temperature, with_entropy, entropy_grad):
     logp, ent, lse = _forward(hidden, table_VxD, tokens, chunk, temperature, with_entropy)
     return (logp, ent), (hidden, table_VxD, tokens, lse, ent)
 
 
-def _stats_bwd(chunk, temperature, with_entropy, residuals, cotangents):
+def _stats_bwd(chunk, temperature, with_entropy, entropy_grad, residuals, cotangents):
     hidden, table_VxD, tokens, lse, ent = residuals
     g_logp, g_ent = cotangents
     n_chunks = math.ceil(table_VxD.shape[0] / chunk)
-    lead_axes = tuple(range(hidden.ndim - 1))
+    # Flat [N, D] rows, and their transpose made once: the head's gradient per chunk is then
+    # (hidden^T @ dz)^T, a plain [D, N] x [N, C] product. Contracting dz over its leading axis
+    # instead makes XLA:CPU write a transposed copy of every [N, C] chunk (measured: 4x the
+    # chunk's matmul time at N = 1,024, C = 4,096).
+    h_NxD = hidden.reshape(-1, hidden.shape[-1])
+    h_DxN = h_NxD.T
+    tokens_N, lse_N, ent_N = tokens.reshape(-1), lse.reshape(-1), ent.reshape(-1)
+    g_logp_N, g_ent_N = g_logp.reshape(-1), g_ent.reshape(-1)
 
     def body(c, carry):
         g_hidden, g_table = carry
-        z, start, rows_CxD, cols, valid = _chunk_logits(hidden, table_VxD, c, chunk, temperature)
-        logp_z = jnp.where(valid, z - lse[..., None], 0.0)
+        z, start, rows_CxD, cols, valid = _chunk_logits(h_NxD, table_VxD, c, chunk, temperature)
+        logp_z = jnp.where(valid, z - lse_N[:, None], 0.0)
         p = jnp.where(valid, jnp.exp(logp_z), 0.0)
-        onehot = (valid & (cols == tokens[..., None])).astype(jnp.float32)
-        g_z = g_logp[..., None] * (onehot - p)
-        if with_entropy:
-            g_z = g_z - g_ent[..., None] * p * (logp_z + ent[..., None])
+        onehot = (valid & (cols == tokens_N[:, None])).astype(jnp.float32)
+        g_z = g_logp_N[:, None] * (onehot - p)
+        if with_entropy and entropy_grad:
+            g_z = g_z - g_ent_N[:, None] * p * (logp_z + ent_N[:, None])
         if temperature != 1.0:
             g_z = g_z / temperature
         g_z = g_z.astype(hidden.dtype)
         g_hidden = g_hidden + jnp.einsum(
-            "...c,cd->...d", g_z, rows_CxD.astype(hidden.dtype), preferred_element_type=jnp.float32
+            "nc,cd->nd", g_z, rows_CxD.astype(hidden.dtype), preferred_element_type=jnp.float32
         )
-        g_rows_CxD = jax.lax.dot_general(
-            g_z, hidden, ((lead_axes, lead_axes), ((), ())), preferred_element_type=jnp.float32
-        )
+        g_rows_DxC = jnp.einsum("dn,nc->dc", h_DxN, g_z, preferred_element_type=jnp.float32)
         old = jax.lax.dynamic_slice_in_dim(g_table, start, chunk, axis=0)
-        g_table = jax.lax.dynamic_update_slice_in_dim(g_table, old + g_rows_CxD, start, axis=0)
+        g_table = jax.lax.dynamic_update_slice_in_dim(g_table, old + g_rows_DxC.T, start, axis=0)
         return g_hidden, g_table
 
     g_hidden, g_table = jax.lax.fori_loop(
         0,
         n_chunks,
         body,
-        (jnp.zeros(hidden.shape, jnp.float32), jnp.zeros(table_VxD.shape, jnp.float32)),
+        (jnp.zeros(h_NxD.shape, jnp.float32), jnp.zeros(table_VxD.shape, jnp.float32)),
     )
+    g_hidden = g_hidden.reshape(hidden.shape)
     return g_hidden.astype(hidden.dtype), g_table.astype(table_VxD.dtype), None
 
 
@@ -151,13 +172,16 @@ def token_logp_and_entropy(
     temperature: float = 1.0,
     chunk_size: int = DEFAULT_CHUNK,
     with_entropy: bool = True,
+    entropy_grad: bool = True,
 ) -> tuple[jax.Array, jax.Array | None]:
     """``(log p(tokens), entropy)`` in fp32, each shaped like ``tokens``, of the distributions
     ``softmax(hidden @ table_VxD.T / temperature)``, without materialising the logits.
 
     ``hidden`` is ``[..., D]`` (compute dtype) and ``tokens`` its leading shape; differentiable in
     ``hidden`` and ``table_VxD``. ``with_entropy=False`` skips the entropy's running sum and
-    returns ``None`` for it (scoring needs log-probs only).
+    returns ``None`` for it (scoring needs log-probs only). ``entropy_grad=False``: the entropy is
+    a metric only, its cotangent is taken as zero (exact when the loss's entropy coefficient is 0)
+    and the backward pass skips its term.
     """
     if hidden.shape[:-1] != tokens.shape:
         raise ValueError(f"hidden {hidden.shape} and tokens {tokens.shape}: leading dims differ")
@@ -167,8 +191,16 @@ def token_logp_and_entropy(
         raise ValueError(f"chunk_size={chunk_size!r} must be a positive int")
     if not temperature > 0:
         raise ValueError(f"temperature={temperature!r} must be > 0")
-    chunk = min(chunk_size, table_VxD.shape[0])
-    logp, ent = _stats(hidden, table_VxD, tokens, chunk, float(temperature), bool(with_entropy))
+    chunk = pick_chunk(table_VxD.shape[0], chunk_size)
+    logp, ent = _stats(
+        hidden,
+        table_VxD,
+        tokens,
+        chunk,
+        float(temperature),
+        bool(with_entropy),
+        bool(entropy_grad),
+    )
     return logp, (ent if with_entropy else None)
 
 
@@ -193,6 +225,7 @@ def response_token_stats(
     *,
     temperature: float = 1.0,
     with_entropy: bool = True,
+    entropy_grad: bool = True,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> tuple[jax.Array, jax.Array | None]:
     """``(logp_BxR, entropy_BxR)`` of a ``CausalLM``'s distributions over the response tokens.
@@ -209,4 +242,5 @@ def response_token_stats(
         temperature=temperature,
         chunk_size=chunk_size,
         with_entropy=with_entropy,
+        entropy_grad=entropy_grad,
     )

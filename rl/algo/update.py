@@ -172,6 +172,8 @@ def make_update_fn(
             mb["attention_mask"],
             prompt_len,
             temperature=temperature,
+            # The entropy is a metric only unless it is in the loss: skip its backward term.
+            entropy_grad=ppo_cfg.entropy_coef != 0,
         )
         pg = ppo.policy_loss(
             logp, mb["old_logp"], mb["advantages"], mask, ppo_cfg.clip_eps, ppo_cfg.dual_clip
@@ -212,6 +214,9 @@ def make_update_fn(
     def accumulate(policy_params, critic_params, batch):
         """Gradients and metric sums of a whole minibatch, microbatch by microbatch."""
         n_tokens = jnp.maximum(jnp.sum(batch["response_mask"].astype(jnp.float32)), 1.0)
+        if ppo_cfg.microbatches == 1:  # no accumulators: a pass over every gradient saved
+            (g_policy, g_critic), sums = grad_fn(policy_params, critic_params, batch, n_tokens)
+            return g_policy, g_critic, {k: v / n_tokens for k, v in sums.items()}
         mbs = _microbatches(batch, ppo_cfg.microbatches)
 
         def body(carry, mb):
@@ -230,33 +235,39 @@ def make_update_fn(
         )
         return g_policy, g_critic, {k: v / n_tokens for k, v in sums.items()}
 
-    def update(state: TrainState, batch: dict[str, jax.Array]):
-        g_policy, g_critic, metrics = accumulate(state.policy, state.critic, batch)
-        # Only what this step computes is reported (no value loss without a critic, no policy
-        # terms during the critic warm-up).
-        metrics = {k: v for k, v in metrics.items() if k in reported}
-        ok = jnp.isfinite(metrics.get("policy_loss", zero))
+    def apply(state: TrainState, g_policy, g_critic) -> TrainState:
         policy, policy_opt = state.policy, state.policy_opt
         if train_policy:
             p_updates, policy_opt = policy_tx.update(g_policy, state.policy_opt, state.policy)
             policy = optax.apply_updates(state.policy, p_updates)
-            metrics["policy_grad_norm"] = optax.global_norm(g_policy)
-            ok &= jnp.isfinite(metrics["policy_grad_norm"])
         critic, critic_opt = state.critic, state.critic_opt
         if has_critic:
             c_updates, critic_opt = critic_tx.update(g_critic, state.critic_opt, state.critic)
             critic = optax.apply_updates(state.critic, c_updates)
-            metrics["critic_grad_norm"] = optax.global_norm(g_critic)
-            ok &= jnp.isfinite(metrics["critic_grad_norm"]) & jnp.isfinite(metrics["value_loss"])
-        new = TrainState(
+        return TrainState(
             step=state.step + 1,
             policy=policy,
             critic=critic,
             policy_opt=policy_opt,
             critic_opt=critic_opt,
         )
-        # A non-finite update leaves the state as it was (including the step count).
-        new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
+
+    def update(state: TrainState, batch: dict[str, jax.Array]):
+        g_policy, g_critic, metrics = accumulate(state.policy, state.critic, batch)
+        # Only what this step computes is reported (no value loss without a critic, no policy
+        # terms during the critic warm-up).
+        metrics = {k: v for k, v in metrics.items() if k in reported}
+        ok = jnp.isfinite(metrics.get("policy_loss", zero))
+        if train_policy:
+            metrics["policy_grad_norm"] = optax.global_norm(g_policy)
+            ok &= jnp.isfinite(metrics["policy_grad_norm"])
+        if has_critic:
+            metrics["critic_grad_norm"] = optax.global_norm(g_critic)
+            ok &= jnp.isfinite(metrics["critic_grad_norm"]) & jnp.isfinite(metrics["value_loss"])
+        # A non-finite update leaves the state as it was (including the step count). A branch
+        # rather than a select over every parameter and moment: the optimizer runs only when it
+        # applies, and no pass compares old and new state (on CPU, a third of the step's time).
+        new = jax.lax.cond(ok, apply, lambda s, gp, gc: s, state, g_policy, g_critic)
         metrics["skipped"] = 1.0 - ok.astype(jnp.float32)
         return new, metrics
 

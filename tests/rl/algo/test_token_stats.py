@@ -17,7 +17,12 @@ from models import presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from rl.algo import losses as ppo
-from rl.algo.token_stats import response_token_stats, token_logp, token_logp_and_entropy
+from rl.algo.token_stats import (
+    pick_chunk,
+    response_token_stats,
+    token_logp,
+    token_logp_and_entropy,
+)
 
 
 def _plain(hidden, table, tokens, temperature):
@@ -82,17 +87,29 @@ def test_values_and_gradients_equal_the_full_logits_computation(
 
 
 def test_hand_computed_uniform_and_skewed_distributions():
-    """V = 4, D = 1, chunks of 3 (the second chunk is clamped to rows 1-3). Row 0: hidden 0, so 4
-    equal logits: log p = log 1/4, H = log 4. Row 1: hidden 1, logits (0, log 3, -1e4, 0), so
-    p = (1, 3, 0, 1) / 5: token 1 has log 3/5, H = -(2/5 log 1/5 + 3/5 log 3/5)."""
-    table = jnp.asarray([[0.0], [np.log(3.0)], [-1e4], [0.0]], jnp.float32)
+    """V = 5, D = 1, chunks of 3 (no width in [2, 3] divides 5, so the second chunk is clamped to
+    rows 2-4 and its column 2, already counted, masked). Row 0: hidden 0, so 5 equal logits:
+    log p = log 1/5, H = log 5. Row 1: hidden 1, logits (0, log 3, -1e4, 0, log 2), so
+    p = (1, 3, 0, 1, 2) / 7: token 1 has log 3/7, H = -(2/7 log 1/7 + 3/7 log 3/7 + 2/7 log 2/7)."""
+    assert pick_chunk(5, 3) == 3
+    table = jnp.asarray([[0.0], [np.log(3.0)], [-1e4], [0.0], [np.log(2.0)]], jnp.float32)
     hidden = jnp.asarray([[0.0], [1.0]], jnp.float32)
     tokens = jnp.asarray([2, 1])
     logp, ent = token_logp_and_entropy(hidden, table, tokens, chunk_size=3)
-    h1 = -(0.4 * np.log(0.2) + 0.6 * np.log(0.6))
-    np.testing.assert_allclose(logp, [np.log(0.25), np.log(0.6)], rtol=1e-6)
-    np.testing.assert_allclose(ent, [np.log(4.0), h1], rtol=1e-6)
+    h1 = -(2 / 7 * np.log(1 / 7) + 3 / 7 * np.log(3 / 7) + 2 / 7 * np.log(2 / 7))
+    np.testing.assert_allclose(logp, [np.log(0.2), np.log(3 / 7)], rtol=1e-6)
+    np.testing.assert_allclose(ent, [np.log(5.0), h1], rtol=1e-6)
     np.testing.assert_allclose(token_logp(hidden, table, tokens, chunk_size=3), logp, rtol=1e-7)
+
+
+def test_pick_chunk_prefers_an_equal_split_never_wider_than_asked():
+    assert pick_chunk(151_936, 8192) == 4748  # 151,936 = 32 x 4,748
+    assert pick_chunk(151_936, 4096) == 2374
+    assert pick_chunk(32_000, 4096) == 4000
+    assert pick_chunk(4, 3) == 2
+    assert pick_chunk(5, 3) == 3  # no divisor in [2, 3]: clamped last chunk
+    assert pick_chunk(7, 64) == 7  # one chunk: the whole vocabulary
+    assert pick_chunk(97, 10) == 10
 
 
 def _tiny(tied: bool):
