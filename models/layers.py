@@ -10,6 +10,8 @@ model sharded; eager flax sharding would need an active mesh even for single-dev
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -35,6 +37,45 @@ def make_param(
     return nnx.Param(
         init(rngs.params(), tuple(shape), dtype), out_sharding=tuple(axes), eager_sharding=False
     )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def dense_dot(x: jax.Array, kernel: jax.Array, n_in: int) -> jax.Array:
+    """``x · kernel``, contracting x's trailing ``n_in`` dims with the kernel's leading ones, with a
+    backward pass that hands XLA the weight gradient as a plain matmul.
+
+    Autodiff's weight gradient contracts x and dy over their leading (token) dims; XLA:CPU lowers
+    that by writing a transposed copy of dy, the larger operand ([N, F] for an MLP's gate and up
+    projections), before the matmul (measured on the 4-layer, 256-wide bench model: a quarter of
+    the backbone's backward time). Here the kernel's gradient is ``x^T @ dy`` with x flattened to
+    [N, I] and transposed explicitly: the copy is of x, the smaller operand. Same products, same
+    fp32 accumulation as the plain ``dot_general``; only the summation order may differ.
+    """
+    return _dense_forward(x, kernel, n_in)
+
+
+def _dense_forward(x, kernel, n_in):
+    contract = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
+    return jax.lax.dot_general(x, kernel, (contract, ((), ())))
+
+
+def _dense_fwd(x, kernel, n_in):
+    return _dense_forward(x, kernel, n_in), (x, kernel)
+
+
+def _dense_bwd(n_in, residuals, dy):
+    x, kernel = residuals
+    lead = x.ndim - n_in
+    out_dims = tuple(range(n_in, kernel.ndim))
+    dx = jax.lax.dot_general(dy, kernel, ((tuple(range(lead, dy.ndim)), out_dims), ((), ())))
+    in_size = math.prod(kernel.shape[:n_in])
+    x_IxN = x.reshape(-1, in_size).T
+    dy_NxO = dy.reshape(x_IxN.shape[1], -1)
+    d_kernel = jnp.matmul(x_IxN, dy_NxO).reshape(kernel.shape)
+    return dx.astype(x.dtype), d_kernel.astype(kernel.dtype)
+
+
+dense_dot.defvjp(_dense_fwd, _dense_bwd)
 
 
 class Dense(nnx.Module):
@@ -74,11 +115,7 @@ class Dense(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        n_in = len(self.in_shape)
-        contract = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
-        y = jax.lax.dot_general(
-            x.astype(self.dtype), self.kernel[...].astype(self.dtype), (contract, ((), ()))
-        )
+        y = dense_dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype), len(self.in_shape))
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y
