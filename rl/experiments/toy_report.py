@@ -57,8 +57,23 @@ BOUNDED = ("prm_clip", "prm_delta", "prm_clip_delta")
 
 def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each criterion of the paper's effect, its measured value and whether it holds; criteria whose
-    variants were not run are left out."""
+    variants were not run are left out.
+
+    Variants named ``<refinement>@<scheme>`` (``configs/credit_study.py``) are checked within their
+    scheme, against ``success_only@<scheme>``; the criteria's names carry the ``@<scheme>``."""
     v, init = results["variants"], results["initial"]
+    schemes = sorted({name.partition("@")[2] for name in v})
+    out: list[dict[str, Any]] = []
+    for scheme in schemes:
+        tag = f"@{scheme}" if scheme else ""
+        within = {
+            name.partition("@")[0]: r for name, r in v.items() if name.partition("@")[2] == scheme
+        }
+        out += _checks_within(within, init, tag)
+    return out
+
+
+def _checks_within(v: dict[str, Any], init: dict[str, Any], tag: str) -> list[dict[str, Any]]:
     base = v.get("success_only")
     out: list[dict[str, Any]] = []
     if base is None:
@@ -77,14 +92,18 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     if (raw := v.get("prm_raw")) is not None:
         ratio = raw["steps_per_response"] / base["steps_per_response"]
-        add(f"prm_raw steps / success_only steps >= {STEPS_HACKED}", ratio, ratio >= STEPS_HACKED)
         add(
-            "prm_raw repeated-step fraction above the initial policy's",
+            f"prm_raw{tag} steps / success_only{tag} steps >= {STEPS_HACKED}",
+            ratio,
+            ratio >= STEPS_HACKED,
+        )
+        add(
+            f"prm_raw{tag} repeated-step fraction above the initial policy's",
             raw["repeated_step_fraction"] - init["repeated_step_fraction"],
             raw["repeated_step_fraction"] > init["repeated_step_fraction"],
         )
         add(
-            "prm_raw accuracy below success_only",
+            f"prm_raw{tag} accuracy below success_only{tag}",
             raw["accuracy"] - base["accuracy"],
             raw["accuracy"] < base["accuracy"],
         )
@@ -93,12 +112,12 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         ratio = r["steps_per_response"] / base["steps_per_response"]
         add(
-            f"{name} steps / success_only steps within {STEPS_KEPT}x",
+            f"{name}{tag} steps / success_only{tag} steps within {STEPS_KEPT}x",
             ratio,
             1 / STEPS_KEPT <= ratio <= STEPS_KEPT,
         )
         add(
-            f"{name} accuracy - success_only accuracy >= -{ACCURACY_SLACK}",
+            f"{name}{tag} accuracy - success_only{tag} accuracy >= -{ACCURACY_SLACK}",
             r["accuracy"] - base["accuracy"],
             r["accuracy"] >= base["accuracy"] - ACCURACY_SLACK,
         )

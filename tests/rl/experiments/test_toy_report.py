@@ -73,6 +73,30 @@ def test_each_check_fails_on_its_own(variant, result, failing):
     assert [r["check"] for r in rows if not r["holds"]] == [failing]
 
 
+def test_credit_study_variants_are_checked_within_their_scheme():
+    """`<refinement>@<scheme>` variants: each scheme's refinements against that scheme's
+    success-only run, never another scheme's (Delta hacked under gae, kept under rloo)."""
+    rows = report.checks(
+        _results(
+            **{
+                "success_only@gae": _r(0.70, 5.5),
+                "prm_delta@gae": _r(0.03, 12.5),
+                "success_only@rloo": _r(0.50, 5.0),
+                "prm_delta@rloo": _r(0.51, 5.2),
+                "prm_raw@rloo": _r(0.0, 15.0, 0.10),
+            }
+        )
+    )
+    by_name = {r["check"]: r for r in rows}
+    assert len(rows) == 2 + 3 + 2
+    gae = by_name["prm_delta@gae steps / success_only@gae steps within 1.2x"]
+    assert gae["value"] == pytest.approx(12.5 / 5.5) and not gae["holds"]
+    rloo = by_name["prm_delta@rloo accuracy - success_only@rloo accuracy >= -0.02"]
+    assert rloo["value"] == pytest.approx(0.01) and rloo["holds"]
+    raw = by_name["prm_raw@rloo steps / success_only@rloo steps >= 1.5"]
+    assert raw["value"] == pytest.approx(3.0) and raw["holds"]
+
+
 def test_no_success_only_run_means_no_checks():
     assert report.checks(_results(prm_raw=_r(0.0, 15.0))) == []
 
