@@ -11,6 +11,13 @@ implementations run the same weights). Prompts of 32 tokens, 128 new tokens, gre
 row runs to the end). --temperature/--top-k/--top-p switch to sampling (the head_* loops stay
 greedy).
 
+With --head-dtype bfloat16 (``rollout.head_dtype``), ``low_head``: the same call with the LM
+head's weights and the hidden state in bf16 (fp32 accumulation): tokens/s, its own head bound (the
+head loop in bf16), ``head_fraction`` against that bound, ``speedup_vs_fp32_head``, and the
+numerical difference: ``tokens_equal_to_fp32`` (greedy tokens equal to the fp32 run's, position by
+position) and ``first_divergence_step_median`` (the step where a row first differs; new_tokens if
+never).
+
 Prints ONE JSON object:
   * tokens_per_s (median of --repeats full calls: prefill + decode, compile excluded) and
     best_tokens_per_s;
@@ -87,15 +94,21 @@ def build_models(workdir: str):
     return hf, load_causal_lm(workdir, jnp.float32)
 
 
-def head_loops(model, rows: int, steps: int):
-    """Jitted loops of `steps` LM-head matmuls (alone, and followed by greedy selection)."""
+def head_loops(model, rows: int, steps: int, dtype=None):
+    """Jitted loops of `steps` LM-head matmuls (alone, and followed by greedy selection); `dtype`:
+    the head's weights and the hidden state cast to it (fp32 accumulation), as the sampler's
+    `head_dtype` computes it."""
     table = model.output_embedding()
+    if dtype is not None:
+        table = table.astype(dtype)
 
     def loop(select: bool):
         @jax.jit
         def run(table, x):
             def body(_, x):
-                logits = jnp.einsum("bd,vd->bv", x, table, preferred_element_type=jnp.float32)
+                logits = jnp.einsum(
+                    "bd,vd->bv", x.astype(table.dtype), table, preferred_element_type=jnp.float32
+                )
                 if select:
                     sel = sampling.greedy(logits)
                     feed = sel.logp_B + sel.tokens_B.astype(jnp.float32)
@@ -207,6 +220,12 @@ def main():
     parser.add_argument(
         "--tunix_python", default="", help="a python with google-tunix 0.1.7 (see the docstring)"
     )
+    parser.add_argument(
+        "--head-dtype",
+        default="",
+        help="bfloat16: also time the sampler with a bf16 LM head (rollout.head_dtype), against "
+        "the head loop in bf16, and count its tokens equal to the fp32 run's",
+    )
     args = parser.parse_args()
     b, n, p, r = args.batch, args.samples_per_prompt, args.prompt_len, args.new_tokens
     rows = b * n
@@ -272,6 +291,38 @@ def main():
     result["roofline_fraction"] = result["tokens_per_s"] / result["roofline_tokens_per_s"]
     # Least-disturbed runs on both sides: the sampler's best call against the head loop's best.
     result["head_fraction"] = result["best_tokens_per_s"] / result["head_bound_tokens_per_s"]
+
+    if args.head_dtype:
+        low = Sampler(
+            model,
+            SamplerConfig(
+                max_new_tokens=r, samples_per_prompt=n, head_dtype=args.head_dtype, **sampling_cfg
+            ),
+        )
+        low_out = jax.block_until_ready(low(state, ids, mask, key))
+        low_times = time_fn_all(lambda: low(state, ids, mask, key), repeats=args.repeats, warmup=0)
+        lhead, _, lhead_args = head_loops(model, rows, r - 1, jnp.dtype(args.head_dtype))
+        lhead_s = min(time_fn_all(lhead, *lhead_args, repeats=args.repeats))
+        bound = rows * (r - 1) / lhead_s
+        result["low_head"] = {
+            "head_dtype": args.head_dtype,
+            "tokens_per_s": rows * r / low_times[len(low_times) // 2],
+            "best_tokens_per_s": rows * r / low_times[0],
+            "head_bound_tokens_per_s": bound,
+            "head_fraction": rows * r / low_times[0] / bound,
+            "speedup_vs_fp32_head": seconds / low_times[len(low_times) // 2],
+            "tokens_equal_to_fp32": float(
+                np.mean(np.asarray(low_out.tokens) == np.asarray(out.tokens))
+            ),
+            "first_divergence_step_median": float(
+                np.median(
+                    [
+                        np.argmax(row) if row.any() else r
+                        for row in np.asarray(low_out.tokens) != np.asarray(out.tokens)
+                    ]
+                )
+            ),
+        }
 
     if n > 1:
         # Interleaved (shared call, decode-only call) pairs, so both see the same machine load.
