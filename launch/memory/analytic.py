@@ -19,6 +19,7 @@ from flax import nnx
 from launch.memory.abstract import Abstract
 from models.config import matmul_params
 from models.sharding import logical_to_spec
+from rl.algo import token_stats
 from rl.algo.prm_scorer import derived_bucket
 
 
@@ -85,6 +86,11 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int]) -> dict[str
     def vocab_shard(mc):
         return mc.vocab_size // _dim_factor("act_vocab", mc.vocab_size, sizes, rules)
 
+    def head_chunk(mc):
+        """Columns of one vocabulary chunk (the whole chunk: its slice of a vocabulary-sharded
+        table is counted unsharded, on the safe side)."""
+        return token_stats.pick_chunk(mc.vocab_size, token_stats.DEFAULT_CHUNK)
+
     def gathered_embedding(mc):
         return vocab_shard(mc) * mc.hidden_size * np.dtype(mc.param_dtype).itemsize
 
@@ -107,7 +113,10 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int]) -> dict[str
         "unsharded layer weight gradients (pre reduce-scatter)": pending_grads,
         "layer activations kept for backward": saved,
         "one layer recomputed + its gradients": layer_act(pc, b, s, backward=True),
-        "logits and their gradient (fp32)": 2 * b * s * vocab_shard(pc) * 4,
+        # rl.algo.token_stats: the head over the R response positions only, one vocabulary chunk
+        # at a time (logits, probabilities and their gradient), the head's fp32 gradient whole.
+        "LM head: vocabulary chunks (fp32) + its gradient": 3 * b * r * head_chunk(pc) * 4
+        + vocab_shard(pc) * pc.hidden_size * 4,
         "gradient accumulators + microbatch gradients": 2 * trained,
         "optimizer update tree": trained,
         "all-gathered embedding / LM head": gathered_embedding(pc),
@@ -145,9 +154,11 @@ def analytic(models: dict[str, Abstract], rl, sizes: dict[str, int]) -> dict[str
             + 2 * bs * lengths[n] * m.config.hidden_size * c
             for n, m in models.items()
         ),
-        # XLA:TPU sometimes keeps a second [rows, S, V] fp32 buffer (the log-softmax) and
-        # sometimes fuses it away; counting both keeps the estimate on the safe side.
-        "logits + log-softmax of one LM (fp32)": max(2 * bs * s * vocab_shard(m) * 4 for m in lm),
+        # Log-probs of the response tokens in vocabulary chunks (rl.algo.token_stats): one chunk's
+        # logits and its exponentials at a time, never [rows, S, V].
+        "log-probs: one vocabulary chunk of one LM (fp32)": max(
+            2 * bs * r * head_chunk(m) * 4 for m in lm
+        ),
         "all-gathered embedding / LM head": max(
             gathered_embedding(m.config) for m in models.values()
         ),

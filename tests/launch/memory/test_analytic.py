@@ -73,14 +73,16 @@ def test_tiny_run_analytic_count_by_hand(tiny_models, tiny_rl):
         "unsharded layer weight gradients (pre reduce-scatter)": layer_weights * 4,
         "layer activations kept for backward": 2 * 2 * layer,  # no remat: every layer, both models
         "one layer recomputed + its gradients": 2 * layer,
-        "logits and their gradient (fp32)": 2 * 4 * 12 * 256 * 4,
+        # the head over the R = 4 response positions, one chunk (the whole 256 vocabulary) of
+        # logits, probabilities and gradient, and the head's fp32 gradient
+        "LM head: vocabulary chunks (fp32) + its gradient": 3 * 4 * 4 * 256 * 4 + 256 * 64 * 4,
         "gradient accumulators + microbatch gradients": 2 * trained,
         "optimizer update tree": trained,
         "all-gathered embedding / LM head": 256 * 64 * 4,
     }
     assert update["args"] == trained + 2 * trained + est["minibatch"]
     assert update["others"] == POLICY_BYTES + est["rollout_buffers"]
-    assert update["peak"] == 13_018_680
+    assert update["peak"] == 13_018_680 - 2 * 4 * 12 * 256 * 4 + 3 * 4 * 4 * 256 * 4 + 256 * 64 * 4
 
     sample, score = est["programs"]["sample"], est["programs"]["score"]
     assert sample["args"] == POLICY_BYTES + 2 * 8 * 5
@@ -101,8 +103,8 @@ def test_scoring_in_blocks_counts_one_blocks_activations(tiny_models, tiny_rl):
     )
     whole = an.analytic(tiny_models, tiny_rl, ONE)["programs"]["score"]["transient"]
     half = an.analytic(tiny_models, blocks, ONE)["programs"]["score"]["transient"]
-    logits = "logits + log-softmax of one LM (fp32)"
-    assert (whole[logits], half[logits]) == (2 * 4 * 12 * 256 * 4, 2 * 2 * 12 * 256 * 4)
+    logits = "log-probs: one vocabulary chunk of one LM (fp32)"
+    assert (whole[logits], half[logits]) == (2 * 4 * 4 * 256 * 4, 2 * 2 * 4 * 256 * 4)
     layer = "largest model: one layer's activations + hidden states"
     assert half[layer] * 2 == whole[layer]
     assert half["outputs"] == whole["outputs"]

@@ -90,7 +90,8 @@ def test_assess_with_nothing_compiled_is_the_analytic_count(tiny_rl, tiny_models
     assert r["models"]["critic"]["params"] == CRITIC_BYTES // 4
     assert r["models"]["policy"]["dtype"] == "float32" and r["models"]["ref"]["remat"] is False
     assert r["analytic"]["params"]["policy"] == POLICY_BYTES
-    assert (r["basis"], r["worst"], r["needed_bytes"]) == ("analytic", "update", 13_018_680)
+    # test_analytic.py works the update peak out by hand
+    assert (r["basis"], r["worst"], r["needed_bytes"]) == ("analytic", "update", 13_035_064)
     assert r["fits"] is False  # 12.4 MiB against 1 MiB
     r = am.assess(tiny_rl, tiny_models, t, "cpu", [], 2**24, "tiny", {})
     assert r["fits"] is True and r["hbm_bytes"] == 2**24 and r["topology"]["name"] == "one-chip"
