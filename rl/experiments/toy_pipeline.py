@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+import scipy.stats
 from flax import nnx
 
 from models import hf_io
@@ -403,13 +404,20 @@ class Pipeline:
 
 
 def summarize_seeds(per_seed: list[dict[str, Any]], seeds) -> dict[str, Any]:
-    """Mean over seeds of each figure, plus every seed's own values (the spread)."""
+    """Mean over seeds of each figure, plus every seed's own values; with two or more seeds, the
+    sample standard deviation (``_std``, ddof 1) and the half-width of the mean's 95% Student-t
+    interval (``_ci95``: t(0.975, n - 1) * std / sqrt(n); with 3 seeds t = 4.30, so the interval is
+    wide: three seeds tell large effects from noise, not small ones)."""
     out: dict[str, Any] = {}
     for key in RESULT_KEYS:
         values = [r.get(key) for r in per_seed if isinstance(r.get(key), (int, float))]
         out[key] = float(np.mean(values)) if values else None
-        if len(per_seed) > 1 and values:
-            out[f"{key}_std"] = float(np.std(values))
+        if len(values) > 1:
+            std = float(np.std(values, ddof=1))
+            out[f"{key}_std"] = std
+            out[f"{key}_ci95"] = float(
+                scipy.stats.t.ppf(0.975, len(values) - 1) * std / np.sqrt(len(values))
+            )
     out["seeds"] = {str(s): r for s, r in zip(seeds, per_seed, strict=True)}
     return out
 

@@ -26,23 +26,36 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _spread(r: dict[str, Any], key: str, digits: int) -> str:
+    """``mean ± std`` over seeds (the mean alone for one seed)."""
+    text = _fmt(r.get(key), digits)
+    if r.get(f"{key}_std") is not None:
+        text += f" ± {r[f'{key}_std']:.{digits}f}"
+    return text
+
+
 def markdown(results: dict[str, Any]) -> str:
+    """The results table: each variant's mean over seeds ± the seeds' standard deviation, and the
+    accuracy's 95% interval (Student t over the seeds)."""
     init = results["initial"]
     lines = [
-        "| variant | accuracy before | accuracy after | steps / response | repeated-step fraction "
-        "| response length | PRM return |",
-        "|---|---|---|---|---|---|---|",
-        f"| initial policy | – | {_fmt(init['accuracy'])} | {_fmt(init['steps_per_response'], 2)} "
+        "| variant | accuracy before | accuracy after | 95% interval | steps / response "
+        "| repeated-step fraction | response length | PRM return |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| initial policy | – | {_fmt(init['accuracy'])} | – "
+        f"| {_fmt(init['steps_per_response'], 2)} "
         f"| {_fmt(init['repeated_step_fraction'])} | {_fmt(init['response_length'], 1)} "
         f"| {_fmt(init.get('prm_return'), 2)} |",
     ]
     for name, r in results["variants"].items():
-        acc = _fmt(r["accuracy"])
-        if r.get("accuracy_std") is not None:
-            acc += f" ± {r['accuracy_std']:.3f}"
+        ci = "–"
+        if r.get("accuracy_ci95") is not None and r.get("accuracy") is not None:
+            lo, hi = r["accuracy"] - r["accuracy_ci95"], r["accuracy"] + r["accuracy_ci95"]
+            ci = f"[{lo:.3f}, {hi:.3f}]"
         lines.append(
-            f"| {name} | {_fmt(init['accuracy'])} | {acc} | {_fmt(r['steps_per_response'], 2)} "
-            f"| {_fmt(r['repeated_step_fraction'])} | {_fmt(r['response_length'], 1)} "
+            f"| {name} | {_fmt(init['accuracy'])} | {_spread(r, 'accuracy', 3)} | {ci} "
+            f"| {_spread(r, 'steps_per_response', 2)} "
+            f"| {_spread(r, 'repeated_step_fraction', 3)} | {_fmt(r['response_length'], 1)} "
             f"| {_fmt(r.get('prm_return'), 2)} |"
         )
     return "\n".join(lines) + "\n"
@@ -172,34 +185,67 @@ def premise_markdown(premise: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _seed_curves(workdir: Path, variant: str, seeds) -> np.ndarray | None:
+    """[metric, seed, iteration] values of one variant's runs (NaN where a metric is missing),
+    cut to the shortest run; None when no run has metrics."""
+    runs = []
+    for seed in seeds:
+        path = workdir / "ppo" / variant / f"seed{seed}" / "metrics.jsonl"
+        if path.exists():
+            runs.append([json.loads(line) for line in path.read_text().splitlines() if line])
+    if not runs:
+        return None
+    n = min(len(r) for r in runs)
+    return np.asarray(
+        [[[float(r[i].get(key, np.nan)) for i in range(n)] for r in runs] for key, _, _ in CURVES]
+    )
+
+
+def _nan_stat(fn, values: np.ndarray) -> list[float]:
+    """``fn`` over seeds (axis 0) per iteration, NaN where every seed is NaN."""
+    out = []
+    for column in values.T:
+        ok = column[~np.isnan(column)]
+        out.append(float(fn(ok)) if ok.size else float("nan"))
+    return out
+
+
 def curves(workdir: Path, variants, seeds) -> dict[str, dict[str, list[float]]]:
     """metric -> variant -> mean-over-seeds value per iteration."""
     out: dict[str, dict[str, list[float]]] = {key: {} for key, _, _ in CURVES}
     for variant in variants:
-        runs = []
-        for seed in seeds:
-            path = workdir / "ppo" / variant / f"seed{seed}" / "metrics.jsonl"
-            if path.exists():
-                runs.append([json.loads(line) for line in path.read_text().splitlines() if line])
-        if not runs:
-            continue
-        n = min(len(r) for r in runs)
-        for key, _, _ in CURVES:
-            per_iter = [[float(r[i].get(key, np.nan)) for r in runs] for i in range(n)]
-            out[key][variant] = [
-                float(np.nanmean(v)) if not np.all(np.isnan(v)) else float("nan") for v in per_iter
-            ]
+        if (values := _seed_curves(workdir, variant, seeds)) is not None:
+            for k, (key, _, _) in enumerate(CURVES):
+                out[key][variant] = _nan_stat(np.mean, values[k])
     return out
 
 
-def plot(workdir: Path, data: dict[str, dict[str, list[float]]]) -> list[Path]:
+def curve_spread(workdir: Path, variants, seeds) -> dict[str, dict[str, list[float]]]:
+    """metric -> variant -> the seeds' standard deviation per iteration (ddof 0; 0 for one seed):
+    the band the plots draw around the mean."""
+    out: dict[str, dict[str, list[float]]] = {key: {} for key, _, _ in CURVES}
+    for variant in variants:
+        if (values := _seed_curves(workdir, variant, seeds)) is not None:
+            for k, (key, _, _) in enumerate(CURVES):
+                out[key][variant] = _nan_stat(np.std, values[k])
+    return out
+
+
+def plot(workdir: Path, data: dict[str, dict[str, list[float]]], spread=None) -> list[Path]:
+    """One figure per curve: each variant's mean over seeds, with a band of ± one standard
+    deviation of the seeds where there are several."""
     paths = []
     for key, label, filename in CURVES:
         # The object API needs no pyplot state and no display backend (runs headless).
         fig = Figure(figsize=(6, 4))
         ax = fig.subplots()
         for variant, values in data[key].items():
-            ax.plot(np.arange(1, len(values) + 1), values, label=variant)
+            x = np.arange(1, len(values) + 1)
+            (line,) = ax.plot(x, values, label=variant)
+            band = (spread or {}).get(key, {}).get(variant)
+            if band is not None and np.nanmax(np.asarray(band, float), initial=0.0) > 0:
+                mean, sd = np.asarray(values, float), np.asarray(band, float)
+                ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2)
         ax.set_xlabel("PPO iteration")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -215,13 +261,15 @@ def plot(workdir: Path, data: dict[str, dict[str, list[float]]]) -> list[Path]:
 def write(workdir: Path, results: dict[str, Any], cfg: ml_collections.ConfigDict) -> None:
     workdir = Path(workdir)
     data = curves(workdir, results["variants"], cfg.seeds)
-    results = dict(results, curves=data, checks=checks(results))
+    spread = curve_spread(workdir, results["variants"], cfg.seeds)
+    results = dict(results, curves=data, curves_std=spread, checks=checks(results))
     (workdir / "results.json").write_text(json.dumps(_jsonable(results), indent=2, sort_keys=True))
-    plots = plot(workdir, data)
+    plots = plot(workdir, data, spread)
     md = [
         "# Reward design on the toy task",
         "",
-        f"Seeds: {list(cfg.seeds)}; PPO iterations per run: {cfg.ppo.train.iterations}; "
+        f"Seeds: {list(cfg.seeds)} (mean ± the seeds' standard deviation; curves: the mean with a "
+        "± one standard deviation band); PPO iterations per run: {cfg.ppo.train.iterations}; "
         f"held-out problems: {results['initial'].get('n')}. Greedy decoding on the test split; "
         "PRM return = sum of the trained PRM's step scores on the policy's own responses.",
         "",

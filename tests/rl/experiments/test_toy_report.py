@@ -112,6 +112,20 @@ def test_write_puts_checks_in_json_and_markdown(tmp_path):
     assert "prm: accuracy 0.700, auc 0.750" in md
 
 
+def test_the_table_gives_mean_spread_and_interval_over_seeds():
+    three = dict(
+        _r(0.75, 5.5, 0.002),
+        accuracy_std=0.05,
+        accuracy_ci95=0.124,
+        steps_per_response_std=0.25,
+        repeated_step_fraction_std=0.001,
+    )
+    md = report.markdown(_results(success_only=three, prm_raw=_r(0.0, 15.0, 0.1)))
+    row = "| success_only | 0.400 | 0.750 ± 0.050 | [0.626, 0.874] | 5.50 ± 0.25 | 0.002 ± 0.001 |"
+    assert row in md
+    assert "| prm_raw | 0.400 | 0.000 | – | 15.00 | 0.100 |" in md  # one seed: no spread
+
+
 def test_the_premise_table_and_its_check_are_written():
     premise = premise_summary(
         np.array([[1, 0, 0]] * 4, bool),
@@ -129,3 +143,33 @@ def test_the_premise_table_and_its_check_are_written():
         "| 0.250 | 0.333 | 0.000 | 1.000 | 0.000 (+0.000 ± 0.000) | 1.000 (+1.000 ± 0.000) |" in md
     )
     assert md.endswith("by more than the paired standard error of the difference: holds.")
+
+
+def test_curves_are_seed_means_with_a_spread_band(tmp_path):
+    """Two seeds' metrics.jsonl, the second one iteration longer (cut to the shorter run): the
+    curve is the mean per iteration, the band the seeds' standard deviation; a metric one seed
+    lacks is averaged over the seeds that have it."""
+    rows = {
+        0: [
+            {"rollout/batch_accuracy": 0.2, "reward/prm_raw": 1.0},
+            {"rollout/batch_accuracy": 0.4},
+        ],
+        1: [
+            {"rollout/batch_accuracy": 0.4, "reward/prm_raw": 3.0},
+            {"rollout/batch_accuracy": 0.8},
+            {"rollout/batch_accuracy": 1.0},
+        ],
+    }
+    for seed, metrics in rows.items():
+        d = tmp_path / "ppo" / "success_only" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    mean = report.curves(tmp_path, ["success_only", "not_run"], (0, 1))
+    sd = report.curve_spread(tmp_path, ["success_only"], (0, 1))
+    np.testing.assert_allclose(mean["rollout/batch_accuracy"]["success_only"], [0.3, 0.6])
+    np.testing.assert_allclose(sd["rollout/batch_accuracy"]["success_only"], [0.1, 0.2])
+    np.testing.assert_allclose(mean["reward/prm_raw"]["success_only"], [2.0, np.nan])
+    assert "not_run" not in mean["rollout/batch_accuracy"]
+    paths = report.plot(tmp_path, mean, sd)
+    assert [p.name for p in paths] == [name for _, _, name in report.CURVES]
+    assert all(p.stat().st_size > 1000 for p in paths)
