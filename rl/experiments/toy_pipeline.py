@@ -204,11 +204,14 @@ class Pipeline:
             out.mkdir(parents=True, exist_ok=True)
             labelled_path.write_text(json.dumps([dataclasses.asdict(row) for row in labelled]))
         targets = labelled if lc.soft else reward_data.hard_labels(labelled)
+        # The widths PPO scores with: prompts of ppo.data.max_prompt_len, responses up to
+        # ppo.rollout.max_new_tokens, so no response PPO rolls out is longer than what the reward
+        # models were trained on.
         arrays = reward_data.encode(
             targets,
             self.tokenizer,
-            max_prompt_len=24,
-            max_response_len=self.cfg.sft.max_len - 24,
+            max_prompt_len=self.cfg.ppo.data.max_prompt_len,
+            max_response_len=self.cfg.ppo.rollout.max_new_tokens,
             sep=SEP,
         )
         train, held = reward_data.split_heldout(arrays, 0.1, seed=seed)
