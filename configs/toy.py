@@ -95,6 +95,20 @@ def get_config(arg=None):
     # The premise check before PPO: N samples of the initial policy per held-out problem, ranked
     # by the ORM and the PRM against maj@N (rl/eval/premise.py).
     c.premise = ml_collections.ConfigDict(dict(samples=16, temperature=1.0))
+    # How the budget is spent: estimated seconds per unit on the idle 2-core machine (the README's
+    # measured run: SFT 6.4 min for 800 steps, labels 3.0 min, three reward models 4.2 min, about
+    # 1.9 min per PPO run of 30 iterations with its evaluation). The progress bar counts these
+    # (rl/experiments/progress.py) and its ETA rescales them to the machine's measured pace.
+    c.budget = ml_collections.ConfigDict(
+        dict(
+            sft_step_s=0.48,
+            labels_s=180.0,
+            reward_model_s=84.0,
+            premise_s=60.0,
+            eval_s=20.0,
+            ppo_iteration_s=3.2,
+        )
+    )
 
     # The PPO runs: the shared RL defaults, sized for the task; variants override `reward`.
     ppo = common.rl_base()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import ml_collections
 import numpy as np
 import scipy.stats
 from flax import nnx
+from tqdm import tqdm
 
 from models import hf_io
 from models import presets as model_presets
@@ -39,6 +41,7 @@ from rl.eval.evaluator import evaluate_policy
 from rl.eval.outputs import jsonable
 from rl.eval.premise import measure_premise
 from rl.experiments import toy_report as report
+from rl.experiments.progress import PipelineProgress
 from rl.reward_models import data as reward_data
 from rl.reward_models import evaluation as reward_evaluation
 from rl.reward_models import labels, modeling
@@ -59,7 +62,9 @@ RESULT_KEYS = (
 
 
 def log(msg: str) -> None:
-    print(f"[reproduce {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    # Above the progress bar (stderr), if one is drawn.
+    tqdm.write(f"[reproduce {time.strftime('%H:%M:%S')}] {msg}", file=sys.stdout)
+    sys.stdout.flush()
 
 
 def _done(path: Path) -> dict[str, Any] | None:
@@ -94,6 +99,7 @@ class Pipeline:
         )
         self.train = data_lib.load("toy", "train", data_dir=self.data_dir, **kwargs)
         self.test = data_lib.load("toy", "test", data_dir=self.data_dir, **kwargs)
+        self.progress = PipelineProgress(cfg)
 
     # --- 1. supervised policy ------------------------------------------------------------------
 
@@ -116,9 +122,11 @@ class Pipeline:
 
     def stage_sft(self) -> dict[str, Any]:
         out = self.wd / "sft"
-        if (info := _done(out)) is not None:
-            return info
         s = self.cfg.sft
+        self.progress.stage("1/5 SFT")
+        if (info := _done(out)) is not None:
+            self.progress.advance(self.progress.plan["sft"])
+            return info
         log(f"1/5 supervised training of the policy: {s.steps} steps x {s.batch_size} solutions")
         model = CausalLM(self.policy_config(), rngs=nnx.Rngs(self.cfg.model.seed))
         ckpt = Checkpointer(out / "checkpoints", keep=1)
@@ -130,6 +138,7 @@ class Pipeline:
             model = nnx.merge(graphdef, restored["params"])
             start, opt_state = latest, restored["opt"]
             log(f"  resuming supervised training at step {start}")
+            self.progress.advance(start * self.progress.budget.sft_step_s)
         encoded = sft.encode_sft(self.train, self.tokenizer, s.max_len, None)
         for begin in range(start, s.steps, s.chunk):
             end = min(begin + s.chunk, s.steps)
@@ -153,6 +162,7 @@ class Pipeline:
             )
             ckpt.save(end, {"params": nnx.state(model), "opt": opt_state}, {"step": end})
             log(f"  step {end}/{s.steps}: loss {losses[-1]:.4f}")
+            self.progress.advance((end - begin) * self.progress.budget.sft_step_s)
         ckpt.close()
         hf_io.save_causal_lm(model, out / "policy", tokenizer=self.tokenizer)
         return _mark_done(out, {"policy": str(out / "policy")})
@@ -161,7 +171,11 @@ class Pipeline:
 
     def stage_reward_models(self, policy_dir: Path) -> dict[str, Any]:
         out = self.wd / "reward_models"
+        self.progress.stage("2/5 step labels")
         if (info := _done(out)) is not None:
+            self.progress.advance(
+                self.progress.plan["labels"] + self.progress.plan["reward_models"]
+            )
             return info
         lc, rc, seed = self.cfg.labels, self.cfg.reward_models, self.cfg.seed
         policy = hf_io.load_causal_lm(policy_dir)
@@ -203,6 +217,7 @@ class Pipeline:
             )
             out.mkdir(parents=True, exist_ok=True)
             labelled_path.write_text(json.dumps([dataclasses.asdict(row) for row in labelled]))
+        self.progress.advance(self.progress.plan["labels"])
         targets = labelled if lc.soft else reward_data.hard_labels(labelled)
         # The widths PPO scores with: prompts of ppo.data.max_prompt_len, responses up to
         # ppo.rollout.max_new_tokens, so no response PPO rolls out is longer than what the reward
@@ -221,7 +236,9 @@ class Pipeline:
         }
         for kind in ("orm", "prm", "implicit_prm"):
             path = out / kind
+            self.progress.stage("2/5 reward models", model=kind)
             if (path / META_FILE).exists():
+                self.progress.advance(self.progress.budget.reward_model_s)
                 continue
             log(f"  training the {kind} ({rc.steps} steps)")
             tcfg = reward_training.RMTrainConfig(
@@ -260,6 +277,7 @@ class Pipeline:
                 f"  {kind} held-out: "
                 + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
             )
+            self.progress.advance(self.progress.budget.reward_model_s)
         return _mark_done(out, info)
 
     # --- 3. PPO --------------------------------------------------------------------------------
@@ -301,7 +319,11 @@ class Pipeline:
 
     def stage_ppo(self, variant: str, seed: int, policy_dir: Path) -> Path:
         out = self.wd / "ppo" / variant / f"seed{seed}"
+        self.progress.stage("3/5 PPO", variant=variant, seed=seed)
         if _done(out) is not None:
+            self.progress.advance(
+                self.cfg.ppo.train.iterations * self.progress.budget.ppo_iteration_s
+            )
             return out
         log(f"3/5 PPO {variant} (seed {seed}): {self.cfg.ppo.train.iterations} iterations")
         trainer = Trainer(
@@ -312,13 +334,16 @@ class Pipeline:
         finally:
             trainer.close()
         _mark_done(out, {"policy": str(out / "policy")})
+        self.progress.advance(self.cfg.ppo.train.iterations * self.progress.budget.ppo_iteration_s)
         return out
 
     # --- 4. evaluation -------------------------------------------------------------------------
 
     def evaluate(self, name: str, policy_dir: Path) -> dict[str, Any]:
         path = self.wd / "eval" / f"{name}.json"
+        self.progress.stage("4/5 evaluation", policy=name)
         if path.exists():
+            self.progress.advance(self.progress.budget.eval_s)
             return json.loads(path.read_text())
         policy = hf_io.load_causal_lm(policy_dir)
         prm, _ = load_reward_model(self.wd / "reward_models" / "prm")
@@ -344,6 +369,7 @@ class Pipeline:
             f"4/5 evaluated {name}: "
             + ", ".join(f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float))
         )
+        self.progress.advance(self.progress.budget.eval_s)
         return result
 
     # --- 2b. the premise: are the reward models strong at inference time? ----------------------
@@ -352,7 +378,9 @@ class Pipeline:
         """Best-of-N by the ORM and the PRM against maj@N on the held-out problems, with N samples
         of the initial policy (``rl.eval.premise``), before any PPO."""
         path = self.wd / "eval" / "premise.json"
+        self.progress.stage("2b/5 premise")
         if path.exists():
+            self.progress.advance(self.progress.plan["premise"])
             return json.loads(path.read_text())
         pc, e = self.cfg.premise, self.cfg.eval
         log(f"2b/5 premise: {pc.samples} samples of the initial policy per held-out problem")
@@ -381,6 +409,7 @@ class Pipeline:
             f"{summary['best_of_n']['prm_min']['accuracy']:.3f} (margin {check['margin']:+.3f} "
             f"± {check['margin_se']:.3f}): {'holds' if check['holds'] else 'does not hold'}"
         )
+        self.progress.advance(self.progress.plan["premise"])
         return summary
 
     # --- all -----------------------------------------------------------------------------------
@@ -402,6 +431,7 @@ class Pipeline:
                 per_seed.append(self.evaluate(f"{variant}_seed{seed}", run_dir / "policy"))
             results["variants"][variant] = summarize_seeds(per_seed, self.cfg.seeds)
         report.write(self.wd, results, self.cfg)
+        self.progress.close()
         log(f"5/5 done in {time.perf_counter() - t0:.0f} s: {self.wd / 'results.md'}")
         return results
 

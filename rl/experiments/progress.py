@@ -1,0 +1,91 @@
+"""One progress bar for the whole embedded default: stage, current variant and seed, and an ETA.
+
+The stages cost very different amounts per unit (an SFT step, a reward model, a PPO iteration), so
+the bar counts *estimated seconds*: each unit advances it by its share of the config's ``budget``
+(``configs/toy.py`` states where those figures come from). tqdm's rate then turns the estimate into
+a real ETA for this machine: if it runs twice as slowly as the budget, the rate halves and the ETA
+doubles. A stage found finished in the workdir (a resumed run) advances the bar at once, so the ETA
+covers only the work left.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import ml_collections
+from tqdm import tqdm
+
+BUDGET_KEYS = (
+    "sft_step_s",
+    "labels_s",
+    "reward_model_s",
+    "premise_s",
+    "eval_s",
+    "ppo_iteration_s",
+)
+
+
+def default_budget() -> ml_collections.ConfigDict:
+    """Unit costs of the default on an idle 2-core machine (the README's measured run)."""
+    return ml_collections.ConfigDict(
+        dict(
+            sft_step_s=0.48,
+            labels_s=180.0,
+            reward_model_s=84.0,
+            premise_s=60.0,
+            eval_s=20.0,
+            ppo_iteration_s=3.2,
+        )
+    )
+
+
+def planned_seconds(cfg: ml_collections.ConfigDict) -> dict[str, float]:
+    """Estimated seconds per stage of a pipeline config (each PPO run with its evaluation)."""
+    b = cfg.get("budget") or default_budget()
+    for key in BUDGET_KEYS:
+        if not (isinstance(b.get(key), (int, float)) and b[key] >= 0):
+            raise ValueError(f"config.budget.{key}={b.get(key)!r}: must be a number >= 0 (seconds)")
+    runs = len(cfg.variants) * len(cfg.seeds)
+    return {
+        "sft": cfg.sft.steps * b.sft_step_s,
+        "labels": b.labels_s,
+        "reward_models": 3 * b.reward_model_s,
+        "initial_eval": b.eval_s,
+        "premise": b.premise_s,
+        "ppo": runs * (cfg.ppo.train.iterations * b.ppo_iteration_s + b.eval_s),
+    }
+
+
+class PipelineProgress:
+    """``stage(name, **postfix)`` names what runs; ``advance(seconds)`` moves the bar by that many
+    estimated seconds. Writes to stderr; ``enabled=False`` (tests) draws nothing."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict, *, enabled: bool = True, file=None):
+        self.budget = cfg.get("budget") or default_budget()
+        self.plan = planned_seconds(cfg)
+        self.bar = tqdm(
+            total=round(sum(self.plan.values())),
+            desc="reproduce",
+            unit="s",
+            bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}",
+            file=file or sys.stderr,
+            disable=not enabled,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
+        self.done = 0.0
+
+    def stage(self, name: str, **postfix: Any) -> None:
+        self.bar.set_postfix_str(" ".join([name] + [f"{k}={v}" for k, v in postfix.items()]))
+
+    def advance(self, seconds: float) -> None:
+        self.done += seconds
+        self.bar.update(round(self.done) - self.bar.n)
+
+    def write(self, line: str) -> None:
+        """A log line printed above the bar (stdout), not through it."""
+        self.bar.write(line, file=sys.stdout)
+
+    def close(self) -> None:
+        self.bar.close()
