@@ -99,6 +99,16 @@ class Pipeline:
         )
         self.train = data_lib.load("toy", "train", data_dir=self.data_dir, **kwargs)
         self.test = data_lib.load("toy", "test", data_dir=self.data_dir, **kwargs)
+        # Before any stage runs: a variant or seed a re-run cannot use fails now, not after SFT.
+        for variant in cfg.variants:
+            if variant not in cfg.variant_rewards:
+                raise ValueError(
+                    f"config.variants: {variant!r} has no entry in config.variant_rewards "
+                    f"(known: {sorted(cfg.variant_rewards)}; quote each name in a tuple: "
+                    "--config.variants=\"('success_only','prm_clip')\")"
+                )
+        if not cfg.seeds or not all(isinstance(x, int) for x in cfg.seeds):
+            raise ValueError(f"config.seeds={cfg.seeds!r}: must be a non-empty tuple of ints")
         self.progress = PipelineProgress(cfg)
 
     # --- 1. supervised policy ------------------------------------------------------------------

@@ -85,6 +85,32 @@ def test_an_unknown_variant_is_named(pipeline, tmp_path):
     assert str(sorted(toy_config.VARIANTS)) in message
 
 
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        (
+            dict(variants=("(success_only,prm_clip)",)),
+            r"config.variants: '\(success_only,prm_clip\)'",
+        ),
+        (dict(seeds=()), r"config.seeds=\(\): must be a non-empty tuple of ints"),
+        (dict(seeds=("0",)), r"config.seeds=\('0',\)"),
+    ],
+)
+def test_a_restriction_a_run_cannot_use_fails_before_any_stage(tmp_path, override, match):
+    """An unquoted --config.variants tuple arrives as one name; it fails in the constructor, before
+    SFT, naming the key (and how to quote)."""
+    previous = jax.config.jax_compilation_cache_dir
+    cfg = toy_config.get_config("smoke")
+    cfg.task.train_size, cfg.task.test_size = 40, 8
+    cfg.update(override)
+    try:
+        with pytest.raises(ValueError, match=match):
+            Pipeline(cfg, tmp_path)
+        assert not (tmp_path / "sft").exists()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", previous)
+
+
 def test_an_invalid_variant_value_fails_validation_naming_the_key(pipeline, tmp_path):
     pipeline.cfg.variant_rewards["bad"] = dict(prm_transform="clamp")
     try:
