@@ -26,23 +26,13 @@ BUDGET_KEYS = (
 )
 
 
-def default_budget() -> ml_collections.ConfigDict:
-    """Unit costs of the default on an idle 2-core machine (the README's measured run)."""
-    return ml_collections.ConfigDict(
-        dict(
-            sft_step_s=0.48,
-            labels_s=180.0,
-            reward_model_s=84.0,
-            premise_s=60.0,
-            eval_s=20.0,
-            ppo_iteration_s=3.2,
-        )
-    )
-
-
 def planned_seconds(cfg: ml_collections.ConfigDict) -> dict[str, float]:
     """Estimated seconds per stage of a pipeline config (each PPO run with its evaluation)."""
-    b = cfg.get("budget") or default_budget()
+    b = cfg.get("budget")
+    if b is None:
+        raise ValueError(
+            "config.budget: missing (estimated seconds per unit: " + ", ".join(BUDGET_KEYS) + ")"
+        )
     for key in BUDGET_KEYS:
         if not (isinstance(b.get(key), (int, float)) and b[key] >= 0):
             raise ValueError(f"config.budget.{key}={b.get(key)!r}: must be a number >= 0 (seconds)")
@@ -62,8 +52,8 @@ class PipelineProgress:
     estimated seconds. Writes to stderr; ``enabled=False`` (tests) draws nothing."""
 
     def __init__(self, cfg: ml_collections.ConfigDict, *, enabled: bool = True, file=None):
-        self.budget = cfg.get("budget") or default_budget()
         self.plan = planned_seconds(cfg)
+        self.budget = cfg.budget
         self.bar = tqdm(
             total=round(sum(self.plan.values())),
             desc="reproduce",

@@ -118,6 +118,21 @@ def _batches(n: int, batch_size: int, steps: int, seed: int):
         yield order[i * batch_size : (i + 1) * batch_size]
 
 
+def rm_state_shardings(tx, params, mesh, rules) -> RMState:
+    """Shardings of an RMState: parameters and optimizer moments in the model's (FSDP/tensor)
+    layout, the step count and optax's scalars replicated."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    params_sh = state_shardings(params, mesh, rules)
+    opt_sh = optax.tree_map_params(
+        tx,
+        lambda _, s: s,
+        jax.eval_shape(tx.init, params),
+        params_sh,
+        transform_non_params=lambda _: replicated,
+    )
+    return RMState(step=replicated, params=params_sh, opt_state=opt_sh)
+
+
 def train_reward_model(
     model: nnx.Module,
     arrays: RewardArrays,
@@ -165,19 +180,11 @@ def train_reward_model(
         # Parameters and optimizer moments keep the model's (FSDP/tensor) layout; rows of the batch
         # are split over the batch axes; step count and metrics are replicated.
         replicated = NamedSharding(mesh, PartitionSpec())
-        params_sh = state_shardings(params, mesh, rules)
-        opt_sh = optax.tree_map_params(
-            tx,
-            lambda _, s: s,
-            jax.eval_shape(tx.init, params),
-            params_sh,
-            transform_non_params=lambda _: replicated,
-        )
-        state_sh = RMState(step=replicated, params=params_sh, opt_state=opt_sh)
+        state_sh = rm_state_shardings(tx, params, mesh, rules)
         state = RMState(
             step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
-            params=jax.device_put(params, params_sh),
-            opt_state=jax.jit(tx.init, out_shardings=opt_sh)(params),
+            params=jax.device_put(params, state_sh.params),
+            opt_state=jax.jit(tx.init, out_shardings=state_sh.opt_state)(params),
         )
         batch_sh = {
             k: array_sharding(_batch_logical_axes(v), (cfg.batch_size,) + v.shape[1:], mesh, rules)

@@ -28,16 +28,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from models.sharding import state_shardings
 from rl.algo import update as upd
 from rl.algo.row_chunks import row_chunked
 from rl.config import ConfigError, RLConfig
 from rl.reward_models import implicit_prm_update as prm_update
 from rl.reward_models.losses import implicit_prm_loss
-from rl.reward_models.training import RMState
+from rl.reward_models.training import RMState, rm_state_shardings
 from rl.runtime.distributed import to_global, to_host
 
 CHECKPOINT_KEY = "implicit_prm"
@@ -67,19 +65,11 @@ class OnlineImplicitPRM:
         tx = prm_update.make_optimizer(rc.implicit_prm_lr, rc.implicit_prm_grad_clip)
         self.replicated = NamedSharding(mesh, PartitionSpec())
         batch_sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
-        params_sh = state_shardings(params, mesh, rules)
-        opt_sh = optax.tree_map_params(
-            tx,
-            lambda _, s: s,
-            jax.eval_shape(tx.init, params),
-            params_sh,
-            transform_non_params=lambda _: self.replicated,
-        )
-        self.sharding = RMState(step=self.replicated, params=params_sh, opt_state=opt_sh)
+        self.sharding = rm_state_shardings(tx, params, mesh, rules)
         self.state = RMState(
             step=jax.device_put(jnp.zeros((), jnp.int32), self.replicated),
             params=params,
-            opt_state=jax.jit(tx.init, out_shardings=opt_sh)(params),
+            opt_state=jax.jit(tx.init, out_shardings=self.sharding.opt_state)(params),
         )
         p, beta = cfg.data.max_prompt_len, rc.implicit_prm_beta
         temperature = upd.training_temperature(cfg.rollout.temperature)
