@@ -35,6 +35,11 @@ response R = 64, S = P + R = 96:
   backbone still over B·S): rollout 2·(N_b·B·S + N_h·B·R) = 91.7 GFLOP; scoring
   2·(2·(N_b·B·S + N_h·B·R) + N_b·B·S) = 195.6 GFLOP; update 6·(2·N_b·B·S + N_h·B·R) = 311.5 GFLOP.
 
+With ``--old_logp=sampler`` (the project's default ``rollout.old_logp``, PPO's old log-probs taken
+from the sampler) scoring has no policy pass: 2·((N_b+N_h) + N_b)·B·S = 143.6 GFLOP full,
+2·(2·N_b·B·S + N_h·B·R) = 103.8 GFLOP needed. ``--old_logp=recompute`` runs it as tunix does
+(tunix's ``get_old_per_token_logps``); the FLOP counts follow the flag.
+
 ``fraction_of_flop_bound`` = (flops / peak) / seconds for each count. Shaping + GAE has no matmul
 (no FLOP bound). Decode reads every policy weight once per new token, so the rollout's real roof is
 memory bandwidth: ``rollout.bytes_bound_s`` = R x 4 bytes x (N_b + N_h) / the bandwidth measured in
@@ -102,8 +107,9 @@ LEARNING_RATE, KL_COEF, MAX_GRAD_NORM = 1e-4, 0.02, 1.0
 TUNIX_WARM_STEPS = 3  # tunix's compiling steps, before the timed ones
 
 
-def project_config():
+def project_config(old_logp: str = "sampler"):
     cfg = smoke.get_config()
+    cfg.rollout.old_logp = old_logp
     cfg.tokenizer = str(TOKENIZER)
     cfg.policy.overrides = dict(MODEL)
     cfg.prm.preset = ""
@@ -133,21 +139,25 @@ def weights(model: dict = MODEL) -> tuple[int, int]:
     return backbone, model["vocab_size"] * d
 
 
-def flop_counts(rows: int, prompt_len: int, new_tokens: int, model: dict = MODEL) -> dict:
+def flop_counts(
+    rows: int, prompt_len: int, new_tokens: int, model: dict = MODEL, *, policy_pass: bool = True
+) -> dict:
     """FLOPs of each phase, ``full`` (every position) and ``needed`` (the LM head on the response
-    positions only), as the module docstring writes them."""
+    positions only), as the module docstring writes them; ``policy_pass=False``
+    (``rollout.old_logp="sampler"``): scoring runs the reference and the critic only."""
     nb, nh = weights(model)
     all_pos, resp = rows * (prompt_len + new_tokens), rows * new_tokens
     lm_full, lm_needed = (nb + nh) * all_pos, nb * all_pos + nh * resp
+    lms = 2 if policy_pass else 1
     return {
         "full": {
             "rollout": 2 * lm_full,
-            "scoring": 2 * (2 * lm_full + nb * all_pos),
+            "scoring": 2 * (lms * lm_full + nb * all_pos),
             "update": 6 * (lm_full + nb * all_pos),
         },
         "needed": {
             "rollout": 2 * lm_needed,
-            "scoring": 2 * (2 * lm_needed + nb * all_pos),
+            "scoring": 2 * (lms * lm_needed + nb * all_pos),
             "update": 6 * (lm_needed + nb * all_pos),
         },
     }
@@ -168,10 +178,10 @@ def prompt_rows(trainer: Trainer, batch) -> list[dict]:
     ]
 
 
-def run(iterations: int, tunix_python: str) -> tuple[dict, dict | None]:
+def run(iterations: int, tunix_python: str, old_logp: str) -> tuple[dict, dict | None]:
     """This project's compiling iteration, then ``iterations`` timed ones; with ``tunix_python``
     each timed iteration runs while tunix waits at a step boundary (``run_tunix``)."""
-    cfg = project_config()
+    cfg = project_config(old_logp)
     # TFDS announces its build on stdout; keep stdout for the one JSON object.
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         cfg.data_dir = str(pathlib.Path(tmp) / "tfds")
@@ -211,8 +221,8 @@ def run(iterations: int, tunix_python: str) -> tuple[dict, dict | None]:
     return out, tunix
 
 
-def bounds(project: dict, peak: float, bandwidth: float) -> dict:
-    flops = flop_counts(ROWS, PROMPT_LEN, NEW_TOKENS)
+def bounds(project: dict, peak: float, bandwidth: float, old_logp: str) -> dict:
+    flops = flop_counts(ROWS, PROMPT_LEN, NEW_TOKENS, policy_pass=old_logp == "recompute")
     out = {}
     for phase in ("rollout", "scoring", "update"):
         seconds = project[f"{phase}_s"]
@@ -288,9 +298,15 @@ def main():
     parser.add_argument(
         "--tunix_python", default="", help="a python with google-tunix 0.1.7 (module docstring)"
     )
+    parser.add_argument(
+        "--old_logp",
+        choices=("sampler", "recompute"),
+        default="sampler",
+        help="rollout.old_logp: the sampler's log-probs (the default) or a policy pass in scoring",
+    )
     args = parser.parse_args()
     peak_before, bandwidth = matmul_peak_flops(), memory_bandwidth()
-    project, tunix = run(args.iterations, args.tunix_python)
+    project, tunix = run(args.iterations, args.tunix_python, args.old_logp)
     # The roof is the least disturbed of two measurements around the timed iterations.
     peak_after = matmul_peak_flops()
     peak = max(peak_before, peak_after)
@@ -298,7 +314,13 @@ def main():
         "benchmark": "ppo_iteration",
         "backend": jax.default_backend(),
         "config": dict(
-            MODEL, rows=ROWS, prompt_len=PROMPT_LEN, new_tokens=NEW_TOKENS, epochs=1, minibatches=1
+            MODEL,
+            rows=ROWS,
+            prompt_len=PROMPT_LEN,
+            new_tokens=NEW_TOKENS,
+            epochs=1,
+            minibatches=1,
+            old_logp=args.old_logp,
         ),
         "matmul_peak_flops": peak,
         "matmul_peak_flops_before_after": [peak_before, peak_after],
@@ -306,7 +328,7 @@ def main():
         "iterations_timed": args.iterations,
         "seconds_per_iteration": project["total_s"],
         "project": project,
-        "phases": bounds(project, peak, bandwidth),
+        "phases": bounds(project, peak, bandwidth, args.old_logp),
     }
     if tunix is not None:
         result["tunix"] = tunix

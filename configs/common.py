@@ -115,6 +115,10 @@ def rl_base() -> ml_collections.ConfigDict:
             top_k=0,
             stop_strings=(),
             score_rows=0,  # rows per block of the scoring pass (0: the whole rollout at once)
+            head_dtype="",  # the sampler's LM head: "" the model's dtype, or "bfloat16"
+            # PPO's old log-probs: the sampler's ("sampler", no policy pass in scoring) or
+            # "recompute" (needed with top_p / top_k or a bf16 sampler head)
+            old_logp="sampler",
         )
     )
     c.data = ml_collections.ConfigDict(

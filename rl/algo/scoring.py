@@ -3,9 +3,11 @@
 Two jitted functions per run, each compiled once per response width (``rl.algo.buckets``):
 
 * ``score``: one pass of every model over the rollout's sequences: the policy's log-probs of the
-  sampled tokens (PPO's old log-probs; recomputed with the training forward's chunked head, so the
-  ratio starts at exactly 1; ``rl.algo.token_stats``: no [B, S, V] logits), the critic's values,
-  the reference's log-probs (KL), and the PRM / ORM / implicit-PRM scores.
+  sampled tokens when asked (PPO's old log-probs, recomputed with the training forward's chunked
+  head so the ratio starts at exactly 1, ``rollout.old_logp="recompute"``; by default the trainer
+  takes the sampler's own, ``rl.config.RolloutConfig``), the critic's values, the reference's
+  log-probs (KL), and the PRM / ORM / implicit-PRM scores. ``rl.algo.token_stats``: no [B, S, V]
+  logits.
 * ``shape``: the per-token reward (``rewards.shaping.combine``), from those scores and the host-side
   verifier result and reasoning-pattern reward (``scores["pattern"]``), via the pure transforms of
   ``rewards.shaping`` under ``jax.vmap``; then GAE and whitening.
@@ -59,8 +61,18 @@ def response_structure(
     return ResponseStructure(truncated_B, step_end_BxR, steps, last_BxR & ~truncated_B[:, None])
 
 
-def make_score_fn(graphdefs: dict[str, Any], prompt_len: int, temperature: float = 1.0):
+def make_score_fn(
+    graphdefs: dict[str, Any],
+    prompt_len: int,
+    temperature: float = 1.0,
+    *,
+    policy_logp: bool = True,
+):
     """``score(params, tokens_BxS, attention_mask_BxS, last_BxR) -> dict of [B, R] / [B] arrays``.
+
+    ``policy_logp=False`` leaves out the policy's pass ("old_logp"): the trainer has the sampler's
+    log-probs of the same tokens under the same parameters (``rollout.old_logp="sampler"``), and the
+    pass is a third of scoring's FLOPs at a vocabulary of 152k.
 
     ``graphdefs`` names the models present: "policy" and "ref" always; "critic" under GAE (its
     ``values``); "prm" (a reward model sharing the policy's tokenizer, scored at the response's own
@@ -86,7 +98,9 @@ def make_score_fn(graphdefs: dict[str, Any], prompt_len: int, temperature: float
             )
             return logp
 
-        out = {"old_logp": logp_of("policy"), "ref_logp": logp_of("ref")}
+        out = {"ref_logp": logp_of("ref")}
+        if policy_logp:
+            out["old_logp"] = logp_of("policy")
         if "critic" in graphdefs:
             critic = nnx.merge(graphdefs["critic"], params["critic"])
             out["values"] = critic(tokens_BxS, attention_mask_BxS)[:, p - 1 : -1]

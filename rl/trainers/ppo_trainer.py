@@ -128,7 +128,9 @@ class Trainer:
         self.verifier = Verifier(num_workers=cfg.verifier_workers)
         self.verifier_watch = VerifierWatch(cfg.train.max_failed_verifier_batches)
         self.evaluator, self.eval_examples = self._build_evaluator()
-        self.rollouts = PromptFilter(d, self._rollout, self.tokenizer, self.verifier, success_fn)
+        self.rollouts = PromptFilter(
+            d, self._rollout, self.tokenizer, self.verifier, success_fn, cfg.rollout.temperature
+        )
         self._stop_requested = False
 
     # --- setup ---------------------------------------------------------------------------------
@@ -172,7 +174,9 @@ class Trainer:
             graphdefs["critic"] = self.models.critic
         # Block by block (rollout.score_rows): memory set by the block, not by the rollout.
         score = row_chunked(
-            make_score_fn(graphdefs, p, temperature), c.rollout.score_rows, (1, 2, 3)
+            make_score_fn(graphdefs, p, temperature, policy_logp=c.rollout.old_logp == "recompute"),
+            c.rollout.score_rows,
+            (1, 2, 3),
         )
         self.score_fn = jax.jit(score)
         self.shape_fn = jax.jit(make_shape_fn(c.reward, c.ppo, c.data.samples_per_prompt))
@@ -330,6 +334,8 @@ class Trainer:
             # Blocking here costs nothing (shaping needs the scores next) and keeps the
             # per-phase times honest under asynchronous dispatch.
             scores = jax.block_until_ready(self.score_fn(params, seq, seq_mask, last_d))
+        if "old_logp" not in scores:  # rollout.old_logp == "sampler"
+            scores = dict(scores, old_logp=put(sampled.logp[:, : tokens.shape[1]]))
         prm_metrics = {}
         if self.prm_scorer is not None:
             questions = [e.question for e in examples for _ in range(n)]

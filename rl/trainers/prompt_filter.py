@@ -30,11 +30,19 @@ class Sampled(NamedTuple):
     mask: np.ndarray  # [P, Lp]
     tokens: np.ndarray  # [P*N, R] response tokens
     response: np.ndarray  # [P*N, R] bool
+    logp: np.ndarray  # [P*N, R] float32: each token's log-prob under softmax(logits / T) (T = 0: 1)
     finish_reason: np.ndarray  # [P*N] rl.rollout.sampling_program.FinishReason
     texts: list[str]  # [P*N] decoded responses
     correct: np.ndarray  # [P*N] float32: the verifier's verdict (or the trainer's success_fn)
     verdict: BatchResult | None  # the verifier's counts over every round (None: a success_fn)
     seconds: dict[str, float]  # "rollout", "verify": wall time, summed over rounds
+
+
+def behaviour_logp(out: Any, temperature: float) -> np.ndarray:
+    """The sampler output's log-probs under the distribution PPO trains
+    (``rl.algo.update.training_temperature``): the sampled one at T > 0 (unfiltered, as the config
+    checks for ``rollout.old_logp="sampler"``), the model's own for greedy rollouts."""
+    return np.asarray(out.sample_logp if temperature > 0 else out.logp, np.float32)
 
 
 def take(s: Sampled, prompts: np.ndarray, n: int) -> Sampled:
@@ -46,6 +54,7 @@ def take(s: Sampled, prompts: np.ndarray, n: int) -> Sampled:
         mask=s.mask[prompts],
         tokens=s.tokens[rows],
         response=s.response[rows],
+        logp=s.logp[rows],
         finish_reason=s.finish_reason[rows],
         texts=[s.texts[r] for r in rows],
         correct=s.correct[rows],
@@ -79,6 +88,7 @@ def concat(parts: list[Sampled]) -> Sampled:
         mask=cat("mask"),
         tokens=cat("tokens"),
         response=cat("response"),
+        logp=cat("logp"),
         finish_reason=cat("finish_reason"),
         texts=[t for p in parts for t in p.texts],
         correct=cat("correct"),
@@ -102,12 +112,14 @@ class PromptFilter:
         tokenizer: Any,
         verifier: Any,
         success_fn: Callable[..., np.ndarray] | None = None,
+        temperature: float = 1.0,
     ):
         self.band = tuple(data.accuracy_band) or None
         self.rounds = data.filter_rounds
         self.n = data.samples_per_prompt
         self._rollout, self._tokenizer = rollout, tokenizer
         self._verifier, self._success_fn = verifier, success_fn
+        self._temperature = temperature
 
     def sample(self, examples: list[Any], key: jax.Array) -> Sampled:
         """One batch of prompts rolled out, decoded and verified."""
@@ -127,9 +139,10 @@ class PromptFilter:
             verdict = self._verifier.check_batch(texts, answers)
             correct = np.asarray(verdict.rewards, np.float32)
         finish = np.asarray(out.finish_reason)
+        logp = behaviour_logp(out, self._temperature)
         seconds = {"rollout": t1 - t0, "verify": time.perf_counter() - t1}
         return Sampled(
-            examples, ids, mask, tokens, response, finish, texts, correct, verdict, seconds
+            examples, ids, mask, tokens, response, logp, finish, texts, correct, verdict, seconds
         )
 
     def collect(

@@ -37,8 +37,13 @@ def _scripted(tok, calls):
         response = np.zeros((len(texts), R), bool)
         response[:, 0] = True
         ids = np.array([[ord(e.id)] for e in examples], np.int32)  # prompt p's "tokens"
+        # Each sample's log-prob names its prompt and sample: -(ord(id) + j / 10).
+        logp = [-(ord(e.id) + j / 10) for e in examples for j in range(N)]
         out = SimpleNamespace(
-            tokens=tokens, response_mask=response, finish_reason=np.ones(len(texts))
+            tokens=tokens,
+            response_mask=response,
+            sample_logp=np.where(response, np.array(logp)[:, None], 0.0),
+            finish_reason=np.ones(len(texts)),
         )
         return ids, np.ones_like(ids, bool), out
 
@@ -73,6 +78,10 @@ def test_rounds_fill_the_batch_with_in_band_prompts(tok):
     np.testing.assert_array_equal(kept.ids[:, 0], [ord("b"), ord("d")])
     assert kept.texts == list("1010" + "0111")
     np.testing.assert_array_equal(kept.correct, [1, 0, 1, 0, 0, 1, 1, 1])
+    # The sampler's log-probs (PPO's old log-probs) travel with their rows.
+    want = [-(ord(p) + j / 10) for p in "bd" for j in range(N)]
+    np.testing.assert_allclose(kept.logp[:, 0], want, rtol=1e-6)
+    assert (kept.logp[:, 1:] == 0).all()
     assert kept.tokens.shape == (2 * N, R) and kept.response.shape == (2 * N, R)
     assert metrics == {
         "filter/rounds": 2.0,
@@ -127,6 +136,10 @@ def test_the_verifier_counts_of_every_round_are_the_iterations(tok):
     kept, _ = rollouts.collect(refill(), jax.random.key(0), refill)
     assert [e.id for e in kept.examples] == ["b", "d"]
     np.testing.assert_array_equal(kept.correct, [1, 0, 1, 0, 0, 1, 1, 1])
+    # The sampler's log-probs (PPO's old log-probs) travel with their rows.
+    want = [-(ord(p) + j / 10) for p in "bd" for j in range(N)]
+    np.testing.assert_allclose(kept.logp[:, 0], want, rtol=1e-6)
+    assert (kept.logp[:, 1:] == 0).all()
     v = kept.verdict
     assert (v.num_timeouts, v.num_crashes, v.num_errors, v.num_checked) == (2, 2, 0, 16)
     assert len(v.correct) == 16 and not v.all_failed
