@@ -25,6 +25,7 @@ from rl.config_base import (
     ConfigError,
     MeshConfig,
     ModelSpec,
+    _check_sampler_logp,
     _fail,
     _int_at_least,
     _one_of,
@@ -244,32 +245,14 @@ class RolloutConfig:
     # rl.algo.row_chunks runs the pass block by block. Need not divide the rows (the last block
     # is padded); must split over the mesh's data x fsdp devices (checked by the trainer).
     score_rows: int = 0
-    # PPO's old log-probs: "sampler" takes those the sampler computed when it drew each token (the
-    # behaviour policy's, from the same parameters; no scoring pass of the policy, a third of
-    # scoring's FLOPs); "recompute" runs the policy again in scoring with the training forward, so
-    # the first minibatch's ratio is exactly 1 (with "sampler" it is 1 within float rounding: the
-    # decode's KV-cache attention sums in another order). "sampler" needs the sampled distribution
-    # to be the one PPO trains, softmax(logits / temperature): no top_p / top_k filter and the
-    # model's own head (head_dtype "" or "float32").
+    # PPO's old log-probs: "sampler" (the sampler's own; no policy pass in scoring, ratio 1 within
+    # rounding) or "recompute" (the policy in scoring; needed where the sampled law is filtered).
     old_logp: str = "sampler"
 
     def validate(self, prefix: str = "rollout") -> RolloutConfig:
         _one_of(f"{prefix}.head_dtype", self.head_dtype, ("", "bfloat16", "float32"))
         _one_of(f"{prefix}.old_logp", self.old_logp, ("sampler", "recompute"))
-        if self.old_logp == "sampler":
-            for name, value, plain in (
-                ("top_p", self.top_p, self.top_p == 1),
-                ("top_k", self.top_k, self.top_k == 0),
-                ("head_dtype", self.head_dtype, self.head_dtype in ("", "float32")),
-            ):
-                if not plain:
-                    _fail(
-                        f"{prefix}.{name}",
-                        value,
-                        f"samples from another distribution than the one PPO trains: set "
-                        f"{prefix}.old_logp='recompute' (the sampler's log-probs would be "
-                        "the wrong behaviour policy)",
-                    )
+        _check_sampler_logp(prefix, self)
         _int_at_least(f"{prefix}.max_new_tokens", self.max_new_tokens, 1)
         _int_at_least(f"{prefix}.score_rows", self.score_rows, 0)
         _positive(f"{prefix}.temperature", self.temperature, allow_zero=True)

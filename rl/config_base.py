@@ -26,6 +26,18 @@ def _fail(key: str, value: Any, why: str) -> None:
     raise ConfigError(f"config.{key}={value!r}: {why}")
 
 
+def _check_sampler_logp(prefix: str, rollout: Any) -> None:
+    """``old_logp="sampler"`` needs the sampled distribution to be the one PPO trains,
+    softmax(logits / temperature): no top-p / top-k filter and the model's own LM head."""
+    if rollout.old_logp != "sampler":
+        return
+    filtered = {"top_p": rollout.top_p != 1, "top_k": rollout.top_k != 0}
+    filtered["head_dtype"] = rollout.head_dtype not in ("", "float32")
+    for name in (k for k, v in filtered.items() if v):
+        why = f"the sampled distribution is not the trained one: set {prefix}.old_logp="
+        _fail(f"{prefix}.{name}", getattr(rollout, name), why + "'recompute'")
+
+
 def _positive(key: str, value: Any, *, allow_zero: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):

@@ -173,11 +173,8 @@ class Trainer:
         if self.models.critic is not None:
             graphdefs["critic"] = self.models.critic
         # Block by block (rollout.score_rows): memory set by the block, not by the rollout.
-        score = row_chunked(
-            make_score_fn(graphdefs, p, temperature, policy_logp=c.rollout.old_logp == "recompute"),
-            c.rollout.score_rows,
-            (1, 2, 3),
-        )
+        fn = make_score_fn(graphdefs, p, temperature, policy_logp=c.rollout.old_logp != "sampler")
+        score = row_chunked(fn, c.rollout.score_rows, (1, 2, 3))
         self.score_fn = jax.jit(score)
         self.shape_fn = jax.jit(make_shape_fn(c.reward, c.ppo, c.data.samples_per_prompt))
 
