@@ -87,9 +87,28 @@ def make_schedule(cfg: OptimConfig, learning_rate: float, total_steps: int) -> o
     return optax.join_schedules([warmup, main], [cfg.warmup_steps])
 
 
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+    """``optax.clip_by_global_norm`` as one multiply of every gradient by the scalar
+    ``min(1, max_norm / norm)`` (equal to optax's ``t / norm * max_norm`` within an ulp).
+
+    Why not optax's: its per-leaf ``select(norm < max_norm, t, t / norm * max_norm)`` holds a
+    divide, which XLA does not duplicate into the two consumers that follow (Adam's first and
+    second moments), so it writes a clipped copy of every gradient and reads it back twice; a
+    multiply by a scalar fuses into both. On this project's CPU benchmark (three 151,936 x 256
+    tables) the optimizer step takes half the time (``bench/ppo_iteration.py``'s update phase).
+    """
+
+    def update(updates, state, params=None):
+        del params
+        factor = jnp.minimum(1.0, max_norm / optax.global_norm(updates))
+        return jax.tree.map(lambda t: t * factor.astype(t.dtype), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(cfg: OptimConfig, learning_rate: float, total_steps: int):
     return optax.chain(
-        optax.clip_by_global_norm(cfg.max_grad_norm),
+        clip_by_global_norm(cfg.max_grad_norm),
         optax.adamw(
             make_schedule(cfg, learning_rate, total_steps),
             b1=cfg.b1,

@@ -25,6 +25,7 @@ import optax
 from flax import nnx
 
 from rl.algo import losses as ppo
+from rl.algo.update import clip_by_global_norm
 from rl.data import Example
 from rl.data import prompts as prompts_lib
 
@@ -60,7 +61,7 @@ def sft_optimizer(learning_rate: float, steps: int, warmup_steps: int = 50):
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, learning_rate, warmup_steps, max(steps, warmup_steps + 1), learning_rate * 0.1
     )
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.0))
+    return optax.chain(clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.0))
 
 
 def make_sft_step(graphdef, tx: optax.GradientTransformation):

@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
@@ -217,3 +218,28 @@ def test_the_ratio_uses_the_sampling_temperature():
     state1, fn1 = _build_variant(False, temperature=1.0)
     _, untempered = fn1(state1, dict(batch, old_logp=np.asarray(old)))
     assert float(untempered["approx_kl"]) > 1e-3  # the untempered ratio is not 1
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.3, 1.0, 7.0])
+def test_clip_by_global_norm_equals_optax(scale):
+    """The scalar-factor clip gives optax.clip_by_global_norm's updates within an ulp, below the
+    threshold (unchanged), at it, above it (rescaled to norm max_norm) and for zero gradients;
+    a NaN gradient stays NaN (the step's non-finite check then skips the update)."""
+    rng = np.random.default_rng(5)
+    grads = {
+        "a": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=(5,)), jnp.float32),
+    }
+    grads = jax.tree.map(lambda g: g * scale, grads)
+    norm = float(jax.tree.reduce(lambda s, g: s + jnp.sum(g * g), grads, 0.0)) ** 0.5
+    max_norm = 2.0
+    ours, _ = upd.clip_by_global_norm(max_norm).update(grads, optax.EmptyState())
+    want, _ = optax.clip_by_global_norm(max_norm).update(grads, optax.EmptyState())
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=2e-7, atol=0)
+    got_norm = float(optax.global_norm(ours))
+    np.testing.assert_allclose(got_norm, min(norm, max_norm), rtol=1e-6)
+    nan = upd.clip_by_global_norm(max_norm).update(
+        {"a": jnp.asarray([1.0, jnp.nan])}, optax.EmptyState()
+    )[0]
+    assert np.isnan(np.asarray(nan["a"])).all()
