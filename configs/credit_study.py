@@ -47,6 +47,7 @@ def get_config(arg=None):
     if arg == "smoke":  # two refinements under each scheme: every code path, minutes
         variants = {k: v for k, v in variants.items() if v[0] in ("success_only", "prm_delta")}
         warmup = 1
+        c.seeds = (0,)
     else:
         warmup = SCHEMES["gae_l1"]["critic_warmup_iterations"]
         c.seeds = (0, 1, 2)

@@ -27,7 +27,8 @@ BUDGET_KEYS = (
 
 
 def planned_seconds(cfg: ml_collections.ConfigDict) -> dict[str, float]:
-    """Estimated seconds per stage of a pipeline config (each PPO run with its evaluation)."""
+    """Estimated wall seconds per stage of a pipeline config (each PPO run with its evaluation;
+    runs side by side in ``config.workers`` processes count once per round)."""
     b = cfg.get("budget")
     if b is None:
         raise ValueError(
@@ -43,7 +44,11 @@ def planned_seconds(cfg: ml_collections.ConfigDict) -> dict[str, float]:
         "reward_models": 3 * b.reward_model_s,
         "initial_eval": b.eval_s,
         "premise": b.premise_s,
-        "ppo": runs * (cfg.ppo.train.iterations * b.ppo_iteration_s + b.eval_s),
+        # Runs share out over config.workers processes, one core each (rl.experiments.workers);
+        # the budget's PPO figures are those of one run on one core.
+        "ppo": runs
+        * (cfg.ppo.train.iterations * b.ppo_iteration_s + b.eval_s)
+        / max(1, min(cfg.get("workers", 1), runs)),
     }
 
 

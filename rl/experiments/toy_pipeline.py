@@ -24,7 +24,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-import scipy.stats
 from flax import nnx
 from tqdm import tqdm
 
@@ -41,6 +40,7 @@ from rl.eval.evaluator import evaluate_policy
 from rl.eval.outputs import jsonable
 from rl.eval.premise import measure_premise
 from rl.experiments import toy_report as report
+from rl.experiments import workers
 from rl.experiments.progress import PipelineProgress
 from rl.reward_models import data as reward_data
 from rl.reward_models import evaluation as reward_evaluation
@@ -81,12 +81,18 @@ def _mark_done(path: Path, info: dict[str, Any]) -> dict[str, Any]:
 
 
 class Pipeline:
-    def __init__(self, cfg: ml_collections.ConfigDict, workdir: str | Path):
+    def __init__(
+        self, cfg: ml_collections.ConfigDict, workdir: str | Path, *, show_progress: bool = True
+    ):
         self.cfg = cfg
         self.wd = Path(workdir).resolve()
         self.wd.mkdir(parents=True, exist_ok=True)
         # Compiled programs are cached across stages, variants and re-runs of the command.
         jax.config.update("jax_compilation_cache_dir", str(self.wd / "jax_cache"))
+        # Every program, not only those over a second to compile: each PPO job runs in a fresh
+        # worker process (rl.experiments.workers), where the many small programs of a run would
+        # otherwise be compiled again job after job.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         self.tokenizer_dir = build_toy_tokenizer(self.wd / "tokenizer")
         self.tokenizer = hf_io.load_tokenizer(self.tokenizer_dir)
         t = cfg.task
@@ -109,7 +115,7 @@ class Pipeline:
                 )
         if not cfg.seeds or not all(isinstance(x, int) for x in cfg.seeds):
             raise ValueError(f"config.seeds={cfg.seeds!r}: must be a non-empty tuple of ints")
-        self.progress = PipelineProgress(cfg)
+        self.progress = PipelineProgress(cfg, enabled=show_progress)
 
     # --- 1. supervised policy ------------------------------------------------------------------
 
@@ -434,35 +440,50 @@ class Pipeline:
             "premise": self.stage_premise(policy_dir),
             "variants": {},
         }
+        # PPO runs with their evaluations: jobs in worker processes, one core each
+        # (rl.experiments.workers: the table does not depend on config.workers).
+        jobs = [(v, s) for v in self.cfg.variants for s in self.cfg.seeds]
+        per_run = self.cfg.ppo.train.iterations * self.progress.budget.ppo_iteration_s
+        evals = {}
+        for variant, seed in jobs:  # finished in an earlier command: nothing to start
+            path = self.wd / "eval" / f"{variant}_seed{seed}.json"
+            if path.exists() and _done(self.wd / "ppo" / variant / f"seed{seed}") is not None:
+                evals[(variant, seed)] = json.loads(path.read_text())
+                self.progress.advance(per_run + self.progress.budget.eval_s)
+        todo = [job for job in jobs if job not in evals]
+        self.progress.stage("3/5 PPO + 4/5 evaluation", runs=len(todo), workers=self.cfg.workers)
+
+        finished_jobs = []
+
+        def finished(job, result):
+            finished_jobs.append(job)
+            self.progress.stage(
+                "3/5 PPO + 4/5 evaluation",
+                finished=f"{len(finished_jobs)}/{len(todo)}",
+                last=f"{job[0]}/seed{job[1]}",
+                workers=self.cfg.workers,
+            )
+            self.progress.advance(per_run + self.progress.budget.eval_s)
+
+        if todo:
+            args = (self.cfg, str(self.wd), str(policy_dir))
+            evals.update(workers.run_jobs(ppo_job, args, todo, self.cfg.workers, finished))
         for variant in self.cfg.variants:
-            per_seed = []
-            for seed in self.cfg.seeds:
-                run_dir = self.stage_ppo(variant, seed, policy_dir)
-                per_seed.append(self.evaluate(f"{variant}_seed{seed}", run_dir / "policy"))
-            results["variants"][variant] = summarize_seeds(per_seed, self.cfg.seeds)
+            per_seed = [evals[(variant, seed)] for seed in self.cfg.seeds]
+            results["variants"][variant] = report.summarize_seeds(
+                per_seed, self.cfg.seeds, RESULT_KEYS
+            )
         report.write(self.wd, results, self.cfg)
         self.progress.close()
         log(f"5/5 done in {time.perf_counter() - t0:.0f} s: {self.wd / 'results.md'}")
         return results
 
 
-def summarize_seeds(per_seed: list[dict[str, Any]], seeds) -> dict[str, Any]:
-    """Mean over seeds of each figure, plus every seed's own values; with two or more seeds, the
-    sample standard deviation (``_std``, ddof 1) and the half-width of the mean's 95% Student-t
-    interval (``_ci95``: t(0.975, n - 1) * std / sqrt(n); with 3 seeds t = 4.30, so the interval is
-    wide: three seeds tell large effects from noise, not small ones)."""
-    out: dict[str, Any] = {}
-    for key in RESULT_KEYS:
-        values = [r.get(key) for r in per_seed if isinstance(r.get(key), (int, float))]
-        out[key] = float(np.mean(values)) if values else None
-        if len(values) > 1:
-            std = float(np.std(values, ddof=1))
-            out[f"{key}_std"] = std
-            out[f"{key}_ci95"] = float(
-                scipy.stats.t.ppf(0.975, len(values) - 1) * std / np.sqrt(len(values))
-            )
-    out["seeds"] = {str(s): r for s, r in zip(seeds, per_seed, strict=True)}
-    return out
+def ppo_job(cfg, workdir: str, policy_dir: str, variant: str, seed: int) -> dict[str, Any]:
+    """One PPO run and its greedy evaluation, in a worker process (``rl.experiments.workers``)."""
+    pipeline = Pipeline(cfg, workdir, show_progress=False)
+    run_dir = pipeline.stage_ppo(variant, seed, Path(policy_dir))
+    return pipeline.evaluate(f"{variant}_seed{seed}", run_dir / "policy")
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+import scipy.stats
 from matplotlib.figure import Figure
 
 CURVES = (
@@ -64,7 +65,12 @@ def markdown(results: dict[str, Any]) -> str:
 # The paper's effect, as the issue that specified this reproduction states it.
 STEPS_HACKED = 1.5  # raw PRM: steps per response at least this many times success-only's
 STEPS_KEPT = 1.2  # bounded PRM rewards: steps per response within this factor of success-only's
-ACCURACY_SLACK = 0.02  # bounded PRM rewards: accuracy at most this far below success-only's
+# "No worse than success-only": the mean accuracy is above success-only's, or below it by less
+# than the seeds' noise, t(0.975, n1 + n2 - 2) x the standard error of the difference of the two
+# means (sqrt(s1^2/n1 + s2^2/n2) over the seeds' accuracies). With one seed per variant there is no
+# spread to measure, and this fixed slack stands in for it (about the standard error of a greedy
+# accuracy on the 512 held-out problems).
+ACCURACY_SLACK = 0.02
 BOUNDED = ("prm_clip", "prm_delta", "prm_clip_delta")
 
 
@@ -92,16 +98,17 @@ def _checks_within(v: dict[str, Any], init: dict[str, Any], tag: str) -> list[di
     if base is None:
         return out
 
-    def add(name, value, ok):
+    def add(name, value, ok, noise=None):
         # Ratios read as "2.41x", differences (accuracy, fraction) as "+0.031".
-        out.append(
-            {
-                "check": name,
-                "value": float(value),
-                "holds": bool(ok),
-                "kind": "ratio" if "steps" in name else "difference",
-            }
-        )
+        row = {
+            "check": name,
+            "value": float(value),
+            "holds": bool(ok),
+            "kind": "ratio" if "steps" in name else "difference",
+        }
+        if noise is not None:
+            row["noise"], row["noise_basis"] = noise
+        out.append(row)
 
     if (raw := v.get("prm_raw")) is not None:
         ratio = raw["steps_per_response"] / base["steps_per_response"]
@@ -115,10 +122,12 @@ def _checks_within(v: dict[str, Any], init: dict[str, Any], tag: str) -> list[di
             raw["repeated_step_fraction"] - init["repeated_step_fraction"],
             raw["repeated_step_fraction"] > init["repeated_step_fraction"],
         )
+        noise = accuracy_noise(raw, base)
         add(
-            f"prm_raw{tag} accuracy below success_only{tag}",
+            f"prm_raw{tag} accuracy below success_only{tag} beyond the noise",
             raw["accuracy"] - base["accuracy"],
-            raw["accuracy"] < base["accuracy"],
+            raw["accuracy"] < base["accuracy"] - noise[0],
+            noise,
         )
     for name in BOUNDED:
         if (r := v.get(name)) is None:
@@ -129,19 +138,58 @@ def _checks_within(v: dict[str, Any], init: dict[str, Any], tag: str) -> list[di
             ratio,
             1 / STEPS_KEPT <= ratio <= STEPS_KEPT,
         )
+        noise = accuracy_noise(r, base)
         add(
-            f"{name}{tag} accuracy - success_only{tag} accuracy >= -{ACCURACY_SLACK}",
+            f"{name}{tag} accuracy no worse than success_only{tag} (within the noise)",
             r["accuracy"] - base["accuracy"],
-            r["accuracy"] >= base["accuracy"] - ACCURACY_SLACK,
+            r["accuracy"] >= base["accuracy"] - noise[0],
+            noise,
         )
     return out
 
 
+def summarize_seeds(per_seed: list[dict[str, Any]], seeds, keys) -> dict[str, Any]:
+    """Mean over seeds of each figure, plus every seed's own values; with two or more seeds, the
+    sample standard deviation (``_std``, ddof 1) and the half-width of the mean's 95% Student-t
+    interval (``_ci95``: t(0.975, n - 1) * std / sqrt(n); with 3 seeds t = 4.30, so the interval is
+    wide: three seeds tell large effects from noise, not small ones)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [r.get(key) for r in per_seed if isinstance(r.get(key), (int, float))]
+        out[key] = float(np.mean(values)) if values else None
+        if len(values) > 1:
+            std = float(np.std(values, ddof=1))
+            out[f"{key}_std"] = std
+            out[f"{key}_ci95"] = float(
+                scipy.stats.t.ppf(0.975, len(values) - 1) * std / np.sqrt(len(values))
+            )
+    out["seeds"] = {str(s): r for s, r in zip(seeds, per_seed, strict=True)}
+    return out
+
+
+def _seed_values(r: dict[str, Any], key: str) -> list[float]:
+    per_seed = (r.get("seeds") or {}).values()
+    values = [x.get(key) for x in per_seed if isinstance(x.get(key), (int, float))]
+    return values or ([r[key]] if isinstance(r.get(key), (int, float)) else [])
+
+
+def accuracy_noise(r: dict[str, Any], base: dict[str, Any]) -> tuple[float, str]:
+    """How far apart two variants' mean accuracies may be by the seeds' noise alone, and how that
+    was decided (``ACCURACY_SLACK`` when a variant has fewer than two seeds)."""
+    a, b = _seed_values(r, "accuracy"), _seed_values(base, "accuracy")
+    if len(a) < 2 or len(b) < 2:
+        return ACCURACY_SLACK, "fixed slack (one seed: no spread measured)"
+    se = float(np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)))
+    noise = float(scipy.stats.t.ppf(0.975, len(a) + len(b) - 2)) * se
+    return noise, f"t x standard error over {len(a)} + {len(b)} seeds"
+
+
 def checks_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| criterion | measured | holds |", "|---|---|---|"]
+    lines = ["| criterion | measured | noise | holds |", "|---|---|---|---|"]
     for r in rows:
         value = f"{r['value']:.2f}x" if r["kind"] == "ratio" else f"{r['value']:+.3f}"
-        lines.append(f"| {r['check']} | {value} | {'yes' if r['holds'] else '**no**'} |")
+        noise = f"±{r['noise']:.3f} ({r['noise_basis']})" if "noise" in r else "–"
+        lines.append(f"| {r['check']} | {value} | {noise} | {'yes' if r['holds'] else '**no**'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -269,7 +317,7 @@ def write(workdir: Path, results: dict[str, Any], cfg: ml_collections.ConfigDict
         "# Reward design on the toy task",
         "",
         f"Seeds: {list(cfg.seeds)} (mean ± the seeds' standard deviation; curves: the mean with a "
-        "± one standard deviation band); PPO iterations per run: {cfg.ppo.train.iterations}; "
+        f"± one standard deviation band); PPO iterations per run: {cfg.ppo.train.iterations}; "
         f"held-out problems: {results['initial'].get('n')}. Greedy decoding on the test split; "
         "PRM return = sum of the trained PRM's step scores on the policy's own responses.",
         "",

@@ -5,7 +5,6 @@ import io
 import ml_collections
 import pytest
 
-from configs import toy
 from rl.experiments.progress import PipelineProgress, planned_seconds
 
 
@@ -42,9 +41,13 @@ def test_plan_by_hand():
     }
 
 
-def test_the_default_plans_within_its_stated_budget():
-    plan = planned_seconds(toy.get_config())
-    assert 20 * 60 < sum(plan.values()) < 35 * 60  # the README's measured run: 27 minutes
+def test_workers_share_out_the_ppo_runs():
+    """6 runs of 17 s over 2 workers: 3 rounds; more workers than runs count as one per run."""
+    cfg = _cfg()
+    cfg.workers = 2
+    assert planned_seconds(cfg)["ppo"] == 6 * 17.0 / 2
+    cfg.workers = 10
+    assert planned_seconds(cfg)["ppo"] == 17.0
 
 
 def test_bad_budget_names_the_key():

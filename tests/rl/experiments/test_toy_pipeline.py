@@ -14,7 +14,7 @@ from configs import credit_study
 from configs import toy as toy_config
 from rl.config import RLConfig
 from rl.experiments import toy_pipeline
-from rl.experiments.toy_pipeline import Pipeline, summarize_seeds
+from rl.experiments.toy_pipeline import Pipeline
 
 
 @pytest.fixture(scope="module")
@@ -133,32 +133,6 @@ def test_policy_config_is_sized_to_the_toy_tokenizer(pipeline):
     assert (cfg.num_heads, cfg.num_kv_heads) == (m.num_heads, m.num_kv_heads)
     assert (cfg.eos_token_id, cfg.pad_token_id, cfg.bos_token_id) == (1, 0, None)
     assert cfg.max_position_embeddings == 256 and cfg.initializer_range == 0.02
-
-
-def test_summarize_seeds_by_hand():
-    per_seed = [
-        {"accuracy": 0.5, "steps_per_response": 4.0, "prm_return": None},
-        {"accuracy": 0.7, "steps_per_response": 6.0, "prm_return": 1.0},
-    ]
-    out = summarize_seeds(per_seed, (0, 1))
-    # sample std of (0.5, 0.7): sqrt(0.02) = 0.1414; 95% t interval, 1 dof: 12.706 * 0.1414 / sqrt 2
-    assert out["accuracy"] == pytest.approx(0.6) and out["accuracy_std"] == pytest.approx(
-        0.14142, 1e-4
-    )
-    assert out["accuracy_ci95"] == pytest.approx(12.7062 * 0.1, rel=1e-4)
-    assert out["steps_per_response"] == 5.0 and out["steps_per_response_std"] == pytest.approx(
-        2**0.5
-    )
-    # missing values skipped: one value, a mean and no spread
-    assert out["prm_return"] == 1.0 and "prm_return_std" not in out
-    assert out["response_length"] is None and "response_length_std" not in out
-    assert out["seeds"] == {"0": per_seed[0], "1": per_seed[1]}
-    three = summarize_seeds([{"accuracy": a} for a in (0.70, 0.80, 0.75)], (0, 1, 2))
-    assert three["accuracy_std"] == pytest.approx(0.05)  # 4.303 * 0.05 / sqrt 3
-    assert three["accuracy_ci95"] == pytest.approx(4.3027 * 0.05 / 3**0.5, rel=1e-4)
-    single = summarize_seeds(per_seed[:1], (4,))
-    assert single["accuracy"] == 0.5 and "accuracy_std" not in single
-    assert single["seeds"] == {"4": per_seed[0]}
 
 
 def test_a_stage_is_done_once_its_marker_is_written(tmp_path):

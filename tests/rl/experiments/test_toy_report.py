@@ -8,6 +8,7 @@ import pytest
 
 from rl.eval.premise import premise_summary
 from rl.experiments import toy_report as report
+from rl.experiments.toy_pipeline import RESULT_KEYS
 
 
 def _r(accuracy, steps, repeated=0.0, length=40.0, prm=2.0):
@@ -43,7 +44,9 @@ def test_checks_hold_for_the_paper_pattern():
     assert by_name["prm_raw steps / success_only steps >= 1.5"]["value"] == pytest.approx(
         14.9 / 5.5
     )
-    assert by_name["prm_raw accuracy below success_only"]["value"] == pytest.approx(-0.70)
+    assert by_name["prm_raw accuracy below success_only beyond the noise"][
+        "value"
+    ] == pytest.approx(-0.70)
     assert by_name["prm_delta steps / success_only steps within 1.2x"]["value"] == pytest.approx(
         6.5 / 5.5
     )
@@ -58,13 +61,13 @@ def test_checks_hold_for_the_paper_pattern():
             _r(0.0, 15.0, 0.01),
             "prm_raw repeated-step fraction above the initial policy's",
         ),
-        ("prm_raw", _r(0.70, 15.0, 0.10), "prm_raw accuracy below success_only"),
+        ("prm_raw", _r(0.70, 15.0, 0.10), "prm_raw accuracy below success_only beyond the noise"),
         ("prm_clip", _r(0.70, 6.7), "prm_clip steps / success_only steps within 1.2x"),  # 1.22x
         ("prm_delta", _r(0.70, 4.5), "prm_delta steps / success_only steps within 1.2x"),  # 1/1.22
         (
             "prm_clip_delta",
             _r(0.679, 5.5),
-            "prm_clip_delta accuracy - success_only accuracy >= -0.02",
+            "prm_clip_delta accuracy no worse than success_only (within the noise)",
         ),
     ],
 )
@@ -91,10 +94,36 @@ def test_credit_study_variants_are_checked_within_their_scheme():
     assert len(rows) == 2 + 3 + 2
     gae = by_name["prm_delta@gae steps / success_only@gae steps within 1.2x"]
     assert gae["value"] == pytest.approx(12.5 / 5.5) and not gae["holds"]
-    rloo = by_name["prm_delta@rloo accuracy - success_only@rloo accuracy >= -0.02"]
+    rloo = by_name["prm_delta@rloo accuracy no worse than success_only@rloo (within the noise)"]
     assert rloo["value"] == pytest.approx(0.01) and rloo["holds"]
     raw = by_name["prm_raw@rloo steps / success_only@rloo steps >= 1.5"]
     assert raw["value"] == pytest.approx(3.0) and raw["holds"]
+
+
+def _seeded(accuracies, steps=5.5):
+    per_seed = {str(i): _r(a, steps) for i, a in enumerate(accuracies)}
+    return dict(_r(float(np.mean(accuracies)), steps), seeds=per_seed)
+
+
+@pytest.mark.parametrize(
+    "clip_delta, noise, holds",
+    [
+        # by hand: variances 0.0028 and 0.005833 (ddof 1), SE = sqrt((0.0028 + 0.005833) / 3)
+        # = 0.053645, t(0.975, 4) = 2.776445: noise 0.14894; the difference -0.4033 is beyond it
+        ((0.46, 0.38, 0.36), 0.14894, False),
+        # variance 0.0016: SE = sqrt((0.0016 + 0.005833) / 3) = 0.049777, noise 0.138203; -0.0633
+        ((0.78, 0.70, 0.74), 0.138203, True),
+    ],
+)
+def test_no_worse_is_decided_on_seed_means_within_the_seeds_noise(clip_delta, noise, holds):
+    rows = report.checks(
+        _results(success_only=_seeded((0.87, 0.72, 0.82)), prm_clip_delta=_seeded(clip_delta))
+    )
+    row = {r["check"]: r for r in rows}[
+        "prm_clip_delta accuracy no worse than success_only (within the noise)"
+    ]
+    assert row["noise"] == pytest.approx(noise, abs=1e-5) and row["holds"] is holds
+    assert row["noise_basis"] == "t x standard error over 3 + 3 seeds"
 
 
 def test_no_success_only_run_means_no_checks():
@@ -107,8 +136,11 @@ def test_write_puts_checks_in_json_and_markdown(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [c["holds"] for c in saved["checks"]] == [False, False, True]
     md = (tmp_path / "results.md").read_text()
-    assert "| prm_raw steps / success_only steps >= 1.5 | 1.09x | **no** |" in md
-    assert "| prm_raw accuracy below success_only | -0.600 | yes |" in md
+    assert "| prm_raw steps / success_only steps >= 1.5 | 1.09x | – | **no** |" in md
+    slack = "±0.020 (fixed slack (one seed: no spread measured))"
+    assert (
+        f"| prm_raw accuracy below success_only beyond the noise | -0.600 | {slack} | yes |" in md
+    )
     assert "prm: accuracy 0.700, auc 0.750" in md
 
 
@@ -173,3 +205,31 @@ def test_curves_are_seed_means_with_a_spread_band(tmp_path):
     paths = report.plot(tmp_path, mean, sd)
     assert [p.name for p in paths] == [name for _, _, name in report.CURVES]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_summarize_seeds_by_hand():
+    per_seed = [
+        {"accuracy": 0.5, "steps_per_response": 4.0, "prm_return": None},
+        {"accuracy": 0.7, "steps_per_response": 6.0, "prm_return": 1.0},
+    ]
+    out = report.summarize_seeds(per_seed, (0, 1), RESULT_KEYS)
+    # sample std of (0.5, 0.7): sqrt(0.02) = 0.1414; 95% t interval, 1 dof: 12.706 * 0.1414 / sqrt 2
+    assert out["accuracy"] == pytest.approx(0.6) and out["accuracy_std"] == pytest.approx(
+        0.14142, 1e-4
+    )
+    assert out["accuracy_ci95"] == pytest.approx(12.7062 * 0.1, rel=1e-4)
+    assert out["steps_per_response"] == 5.0 and out["steps_per_response_std"] == pytest.approx(
+        2**0.5
+    )
+    # missing values skipped: one value, a mean and no spread
+    assert out["prm_return"] == 1.0 and "prm_return_std" not in out
+    assert out["response_length"] is None and "response_length_std" not in out
+    assert out["seeds"] == {"0": per_seed[0], "1": per_seed[1]}
+    three = report.summarize_seeds(
+        [{"accuracy": a} for a in (0.70, 0.80, 0.75)], (0, 1, 2), RESULT_KEYS
+    )
+    assert three["accuracy_std"] == pytest.approx(0.05)  # 4.303 * 0.05 / sqrt 3
+    assert three["accuracy_ci95"] == pytest.approx(4.3027 * 0.05 / 3**0.5, rel=1e-4)
+    single = report.summarize_seeds(per_seed[:1], (4,), RESULT_KEYS)
+    assert single["accuracy"] == 0.5 and "accuracy_std" not in single
+    assert single["seeds"] == {"4": per_seed[0]}

@@ -1,0 +1,78 @@
+"""The embedded default's PPO runs in worker processes, each pinned to one CPU core.
+
+Why processes: the default's models are small (width 128, two layers), so one PPO run gains little
+from XLA:CPU spreading its small matmuls over a second core; two runs side by side, one per core,
+finish about twice as many runs per minute (``config.workers`` in ``configs/toy.py`` gives the
+measured figures). Every (variant, seed) run with its greedy evaluation is one job; jobs are
+independent (each writes only its own ``ppo/<variant>/seed<k>/`` and
+``eval/<variant>_seed<k>.json``) and resume from their own checkpoints, so an interrupted command
+picks up where its jobs stopped.
+
+Why pinned, even with one worker: XLA:CPU sizes its thread pool by the CPUs the process may run
+on, and how a computation is split over threads can change its float rounding. A job's process
+may use exactly one core, so a run's numbers do not depend on ``config.workers``, on which worker
+ran it, or on the machine's core count: the same command on the same machine gives the same table.
+
+Processes are started with ``spawn`` (a fork of a process that has started JAX's runtime is not
+safe) and import the project afresh; the compiled programs are shared through the workdir's
+compilation cache.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Job = tuple[str, int]  # (variant, seed)
+
+
+def _pin(cores) -> None:
+    """Worker initializer: take the next core off the queue and run on it alone (before this
+    process starts JAX's CPU runtime, which reads the affinity to size its thread pool)."""
+    os.sched_setaffinity(0, {cores.get()})
+
+
+def available_cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def run_jobs(
+    job_fn: Callable[..., dict[str, Any]],
+    args: tuple,
+    jobs: Sequence[Job],
+    workers: int,
+    on_done: Callable[[Job, dict[str, Any]], None] = lambda job, result: None,
+) -> dict[Job, dict[str, Any]]:
+    """``job_fn(*args, variant, seed)`` of every job in the workers, keyed by job. ``job_fn`` must
+    be a module-level function (it is pickled by name). ``on_done`` is called in the caller's
+    process as each finishes (in completion order; the returned dict does not depend on it). A
+    job that fails stops the others and re-raises its error here (its traceback is the
+    worker's)."""
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"config.workers={workers!r}: must be an int >= 1")
+    cores = available_cores()
+    n = min(workers, len(jobs), len(cores))
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    for i in range(n):
+        queue.put(cores[i])
+    results: dict[Job, dict[str, Any]] = {}
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=n, mp_context=ctx, initializer=_pin, initargs=(queue,)
+    ) as pool:
+        futures = {
+            pool.submit(job_fn, *args, variant, seed): (variant, seed) for variant, seed in jobs
+        }
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                job = futures[future]
+                results[job] = future.result()
+                on_done(job, results[job])
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return results
