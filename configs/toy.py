@@ -3,7 +3,7 @@
     python -m rl.reproduce --workdir=/tmp/toy                       # the full default (CPU,
     minutes)
     python -m rl.reproduce --workdir=/tmp/toy_smoke --config=configs/toy.py:smoke
-    python -m rl.reproduce --workdir=/tmp/toy --config.seeds="(0,1,2)"   # repeat PPO to show spread
+    python -m rl.reproduce --workdir=/tmp/toy --config.seeds="(0,)"   # one PPO seed per variant
 
 Stages (each reuses its finished artifacts in the workdir and resumes after interruption):
 1. supervised training of a tiny Qwen2-architecture policy on worked solutions (moderate accuracy,
@@ -100,7 +100,9 @@ def get_config(arg=None):
     c.premise = ml_collections.ConfigDict(dict(samples=16, temperature=1.0))
     # How the budget is spent: estimated seconds per unit on the idle 2-core machine (the README's
     # measured run: SFT 6.4 min for 800 steps, labels 3.0 min, three reward models 4.2 min, about
-    # 1.9 min per PPO run of 30 iterations with its evaluation). The progress bar counts these
+    # 1.9 min per PPO run of 30 iterations with its evaluation, then in one process on both cores;
+    # a run now has one core, in one of `workers` processes side by side, and the PPO plan is the
+    # runs' total over the workers). The progress bar counts these
     # (rl/experiments/progress.py) and its ETA rescales them to the machine's measured pace.
     c.budget = ml_collections.ConfigDict(
         dict(
