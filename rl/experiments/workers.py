@@ -53,9 +53,9 @@ def run_jobs(
 ) -> dict[Job, dict[str, Any]]:
     """``job_fn(*args, variant, seed)`` of every job in the workers, keyed by job. ``job_fn`` must
     be a module-level function (it is pickled by name). ``on_done`` is called in the caller's
-    process as each finishes (in completion order; the returned dict does not depend on it). A
-    job that fails stops the others and re-raises its error here (its traceback is the
-    worker's)."""
+    process as each finishes (in completion order; the returned dict does not depend on it). When
+    a job fails, the jobs not yet started are cancelled, those running finish (their checkpoints
+    stay for a re-run), and its error is raised here (its traceback is the worker's)."""
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"config.workers={workers!r}: must be an int >= 1")
     cores = available_cores()
