@@ -343,7 +343,9 @@ class Pipeline:
             return out
         log(f"3/5 PPO {variant} (seed {seed}): {self.cfg.ppo.train.iterations} iterations")
         trainer = Trainer(
-            RLConfig.from_config_dict(self.ppo_config(variant, seed, policy_dir)), out
+            RLConfig.from_config_dict(self.ppo_config(variant, seed, policy_dir)),
+            out,
+            verifier=workers.process_verifier(),
         )
         try:
             trainer.run()
@@ -376,6 +378,7 @@ class Pipeline:
             batch_size=e.batch_size,
             step_separator=SEP,
             seed=self.cfg.seed,
+            verifier=workers.process_verifier(),
         )
         result = {k: summary.get(k) for k in RESULT_KEYS}
         result["n"] = summary.get("n")
@@ -416,6 +419,7 @@ class Pipeline:
             batch_size=max(1, e.batch_size // pc.samples),
             temperature=pc.temperature,
             seed=self.cfg.seed,
+            verifier=workers.process_verifier(),
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(jsonable(summary), indent=2, sort_keys=True))

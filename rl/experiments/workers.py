@@ -81,3 +81,22 @@ def run_jobs(
                 future.cancel()
             raise
     return results
+
+
+_verifier = None
+
+
+def process_verifier():
+    """The answer verifier shared by every stage and job this process runs, started on first use
+    and closed at exit. Its worker processes import SymPy and math-verify: measured 14 s before the
+    first batch could be checked, in a job's process on one core busy compiling, once for its
+    training and again for its evaluation; shared, a worker pays that once for all its jobs."""
+    global _verifier
+    if _verifier is None:
+        import atexit
+
+        from rewards.verify import Verifier
+
+        _verifier = Verifier()
+        atexit.register(_verifier.close)
+    return _verifier

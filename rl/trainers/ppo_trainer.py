@@ -94,10 +94,14 @@ class Trainer:
         workdir: str | os.PathLike,
         *,
         success_fn: Callable[..., np.ndarray] | None = None,
+        verifier: Verifier | None = None,
     ):
         """``cfg`` is the validated run config (``RLConfig.from_config_dict`` at the entry point).
         ``success_fn(texts, answers, tokens, response_mask) -> [rows] float`` replaces the
-        verifier as the outcome reward (custom rewards, tests); default: the answer verifier."""
+        verifier as the outcome reward (custom rewards, tests); default: the answer verifier.
+        ``verifier``: a running ``Verifier`` to borrow (a caller running several trainers in one
+        process saves its workers' start-up, seconds each); default: one of
+        ``cfg.verifier_workers`` workers, closed with the trainer."""
         if not isinstance(cfg, RLConfig):
             raise TypeError(
                 f"Trainer takes an RLConfig (RLConfig.from_config_dict(config)), got {type(cfg)}"
@@ -125,7 +129,8 @@ class Trainer:
         self.checkpointer = Checkpointer(
             self.workdir / "checkpoints", self.cfg.train.keep_checkpoints
         )
-        self.verifier = Verifier(num_workers=cfg.verifier_workers)
+        self._own_verifier = verifier is None
+        self.verifier = Verifier(num_workers=cfg.verifier_workers) if verifier is None else verifier
         self.verifier_watch = VerifierWatch(cfg.train.max_failed_verifier_batches)
         self.evaluator, self.eval_examples = self._build_evaluator()
         self.rollouts = PromptFilter(
@@ -495,5 +500,6 @@ class Trainer:
         return path
 
     def close(self):
-        self.verifier.close()
+        if self._own_verifier:
+            self.verifier.close()
         self.checkpointer.close()

@@ -30,6 +30,20 @@ def test_every_job_runs_in_a_process_pinned_to_one_core():
     assert len(set(core_of.values())) == len(core_of) <= 2
 
 
+def verifier_job(variant: str, seed: int) -> dict:
+    verifier = workers.process_verifier()
+    assert workers.process_verifier() is verifier
+    verdict = verifier.check_batch([r"so \\boxed{12}", r"so \\boxed{13}"], ["12", "12"])
+    return {"verifier_pids": verifier.worker_pids, "correct": verdict.correct}
+
+
+def test_the_jobs_of_a_worker_share_one_running_verifier():
+    results = workers.run_jobs(verifier_job, (), [("a", 0), ("a", 1), ("a", 2)], 1)
+    assert all(r["correct"] == [True, False] for r in results.values())
+    pids = {tuple(r["verifier_pids"]) for r in results.values()}
+    assert len(pids) == 1, pids  # started once, by the first job
+
+
 def test_a_failing_job_raises_in_the_caller():
     with pytest.raises(RuntimeError, match="job fails/3 failed"):
         workers.run_jobs(affinity_job, ("x",), [("ok", 0), ("fails", 3)], 1)

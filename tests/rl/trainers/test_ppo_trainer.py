@@ -12,6 +12,7 @@ from flax import nnx
 
 from configs import brorl, smoke
 from models import hf_io
+from rewards.verify import Verifier
 from rl import data as data_lib
 from rl.config import ConfigError, RLConfig
 from rl.eval.evaluator import evaluate_policy
@@ -102,13 +103,17 @@ def test_critic_warmup_trains_the_critic_alone_first(tmp_path):
     cfg.train.checkpoint_every = 1
     cfg.data.prompts_per_batch = 8  # 8 rows per update microbatch: one per device
     cfg.ppo.critic_warmup_iterations = 1
-    trainer = Trainer(RLConfig.from_config_dict(cfg), tmp_path / "run")
-    try:
-        critic0 = jax.tree.map(np.array, trainer.state.critic)
-        trainer.run()
-        after1, _ = trainer.checkpointer.restore(1, trainer.state)
-    finally:
-        trainer.close()
+    # A borrowed verifier (as the embedded default's workers share one): used, and left running.
+    with Verifier(num_workers=1) as verifier:
+        trainer = Trainer(RLConfig.from_config_dict(cfg), tmp_path / "run", verifier=verifier)
+        try:
+            critic0 = jax.tree.map(np.array, trainer.state.critic)
+            trainer.run()
+            after1, _ = trainer.checkpointer.restore(1, trainer.state)
+        finally:
+            trainer.close()
+        assert trainer.verifier is verifier
+        assert verifier.check_batch([r"\boxed{3}"], ["3"]).correct == [True]  # still running
     same = jax.tree.map(np.array_equal, after1.policy, trainer.frozen_params["ref"])
     assert all(jax.tree.leaves(same))
     moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), after1.critic, critic0)
