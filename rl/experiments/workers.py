@@ -25,11 +25,14 @@ compilation cache.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from rewards.verify import Verifier
 
 Job = tuple[str, int]  # (variant, seed)
 
@@ -93,10 +96,6 @@ def process_verifier():
     training and again for its evaluation; shared, a worker pays that once for all its jobs."""
     global _verifier
     if _verifier is None:
-        import atexit
-
-        from rewards.verify import Verifier
-
         _verifier = Verifier()
         atexit.register(_verifier.close)
     return _verifier
