@@ -96,12 +96,9 @@ class Trainer:
         success_fn: Callable[..., np.ndarray] | None = None,
         verifier: Verifier | None = None,
     ):
-        """``cfg`` is the validated run config (``RLConfig.from_config_dict`` at the entry point).
-        ``success_fn(texts, answers, tokens, response_mask) -> [rows] float`` replaces the
-        verifier as the outcome reward (custom rewards, tests); default: the answer verifier.
-        ``verifier``: a running ``Verifier`` to borrow (a caller running several trainers in one
-        process saves its workers' start-up, seconds each); default: one of
-        ``cfg.verifier_workers`` workers, closed with the trainer."""
+        """``cfg``: the validated run config. ``success_fn(texts, answers, tokens, response_mask)
+        -> [rows] float`` replaces the verifier as the outcome reward. ``verifier``: a running
+        ``Verifier`` to borrow (saves its workers' start-up, seconds each) and leave running."""
         if not isinstance(cfg, RLConfig):
             raise TypeError(
                 f"Trainer takes an RLConfig (RLConfig.from_config_dict(config)), got {type(cfg)}"
@@ -142,11 +139,8 @@ class Trainer:
 
     def _build_models(self):
         built = build_ppo_models(self.cfg, self.tokenizer, self.mesh, self.rules)
-        self.models, self.state, self.state_sharding = (
-            built.models,
-            built.state,
-            built.state_sharding,
-        )
+        self.models, self.state = built.models, built.state
+        self.state_sharding = built.state_sharding
         self.policy_tx, self.critic_tx = built.policy_tx, built.critic_tx
         self.frozen_defs, self.frozen_params = built.frozen_defs, built.frozen_params
         self.published_prm = built.published_prm
