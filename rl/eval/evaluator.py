@@ -13,9 +13,9 @@ fixed-size batches of ``batch_size`` prompts):
   * **greedy**: temperature 0, one response per prompt; ``accuracy`` is its verified accuracy.
   * **sampled**: N = max(samples, best_of) responses per prompt at ``temperature``. pass@1 is the
     mean accuracy of the first k = ``samples`` of them; maj@k votes over their extracted answers.
-    Best-of-N picks, among the first N = ``best_of``, the response the reward model scores highest
-    and reports its accuracy; ``oracle_accuracy`` (any of the N correct) bounds it. The exact
-    definitions are ``rl.eval.metrics``'.
+    Best-of-N picks, among the first N = ``best_of`` that state an answer, the response the reward
+    model scores highest and reports its accuracy; ``oracle_accuracy`` (any of the N correct)
+    bounds it. The exact definitions are ``rl.eval.metrics``'.
   * **reward model** (``rl.eval.reward_scoring``): an ORM's score at the last response token, a
     PRM's step scores at the step-end tokens, aggregated by ``prm_aggregation``.
   * **hacking diagnostics**, per generation mode (``rl.eval.metrics.diagnostics``).
@@ -40,7 +40,14 @@ from rewards.verify import Verifier, extract_answer
 from rl.data import prompts as prompts_lib
 from rl.data.example import Example
 from rl.eval.generation import Generations, generate
-from rl.eval.metrics import PRM_AGGREGATIONS, best_of_n, diagnostics, maj_at_k, pass_at_1
+from rl.eval.metrics import (
+    PRM_AGGREGATIONS,
+    answered,
+    best_of_n,
+    diagnostics,
+    maj_at_k,
+    pass_at_1,
+)
 from rl.eval.problems import check_answers, default_step_separator, encode
 from rl.eval.reward_scoring import REWARD_KINDS, RewardScorer, reward_scores
 from rl.rollout.sampler import Sampler
@@ -295,11 +302,12 @@ class Evaluator:
                 scores = np.asarray(
                     [np.nan if r["rm_score"] is None else r["rm_score"] for r in sampled]
                 ).reshape(len(examples), n)
+                stated_ExN = answered([r["answer"] for r in sampled]).reshape(len(examples), n)
                 summary["best_of"] = {
                     "n": b,
                     "reward_kind": self.reward_kind,
                     "aggregation": c.prm_aggregation if self.reward_kind == "prm" else None,
-                    "accuracy": best_of_n(scores[:, :b], correct_ExN[:, :b]),
+                    "accuracy": best_of_n(scores[:, :b], correct_ExN[:, :b], stated_ExN[:, :b]),
                     "oracle_accuracy": float(correct_ExN[:, :b].any(axis=1).mean()),
                     "mean_accuracy": pass_at_1(correct_ExN[:, :b]),
                     **{

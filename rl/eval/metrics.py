@@ -6,8 +6,12 @@ pass@1, maj@k, best-of-N, PRM step-score aggregation and the reward-hacking diag
     normalized as the verifier normalizes them (``answer_key``); responses without an answer do
     not vote; ties go to the answer that appeared first. It is right when a response carrying the
     winning answer is.
-  * **best-of-N** picks the response the reward model scores highest (NaN scores rank last, ties go
-    to the first) and reports its accuracy.
+  * **best-of-N** picks the response the reward model scores highest among those that state an
+    answer, the candidates maj@k votes over (a response without one cannot be right, and a reward
+    model may well prefer it: a PRM's min over steps has no low answer line to count, an ORM reads a
+    truncated response's last token); NaN scores rank below every number, and responses without an
+    answer below those, so a prompt with no answered response still gets a (wrong) pick. Ties go
+    to the first. Without an ``answered`` mask every response is a candidate.
   * **PRM aggregation**: one score from a response's step scores, for ranking, by ``min`` (weakest
     step), ``last`` (final step) or ``product`` (all steps right, for probabilities). A response
     without steps has no PRM score (NaN: never picked over one that has).
@@ -90,17 +94,36 @@ def aggregate_prm(step_scores_K: Sequence[float], how: str) -> float:
     return float(np.prod(s))
 
 
-def best_of_index(scores_N: Sequence[float]) -> int:
-    """The highest-scored response; NaN scores rank last, ties go to the first."""
+def best_of_index(scores_N: Sequence[float], answered_N: Sequence[bool] | None = None) -> int:
+    """The highest-scored response, answered ones first (``answered_N``; default: all are); NaN
+    scores rank below every number; ties go to the first."""
     s = np.asarray(scores_N, np.float64)
-    return int(np.argmax(np.where(np.isnan(s), -np.inf, s)))
+    answered = np.ones(s.shape, bool) if answered_N is None else np.asarray(answered_N, bool)
+    if answered.shape != s.shape:
+        raise ValueError(f"answered_N has shape {answered.shape}, scores_N {s.shape}")
+    # Rank keys, compared lexicographically: (answered, has a score, score).
+    rank = np.where(np.isnan(s), -np.inf, s)
+    tier = answered.astype(np.int64) * 2 + (~np.isnan(s)).astype(np.int64)
+    best_tier = tier.max()
+    return int(np.argmax(np.where(tier == best_tier, rank, -np.inf)))
 
 
-def best_of_n(scores_ExN: np.ndarray, correct_ExN: np.ndarray) -> float:
-    """Accuracy of the reward model's pick among each prompt's N responses."""
+def answered(answers: Sequence[str | None]) -> np.ndarray:
+    """Which responses state an answer (``extract_answer`` found one): best-of-N's candidates."""
+    return np.asarray([a is not None for a in answers], bool)
+
+
+def best_of_n(
+    scores_ExN: np.ndarray, correct_ExN: np.ndarray, answered_ExN: np.ndarray | None = None
+) -> float:
+    """Accuracy of the reward model's pick among each prompt's N responses (answered ones first)."""
     correct_ExN = np.asarray(correct_ExN, bool)
+    scores_ExN = np.asarray(scores_ExN, np.float64)
+    if answered_ExN is None:
+        answered_ExN = np.ones(correct_ExN.shape, bool)
     picks = [
-        bool(c[best_of_index(s)]) for s, c in zip(np.asarray(scores_ExN), correct_ExN, strict=True)
+        bool(c[best_of_index(s, a)])
+        for s, c, a in zip(scores_ExN, correct_ExN, np.asarray(answered_ExN, bool), strict=True)
     ]
     return float(np.mean(picks)) if picks else float("nan")
 

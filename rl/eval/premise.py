@@ -8,6 +8,12 @@ initial policy: greedy accuracy, pass@N (any of the N correct: the ceiling of re
 (majority vote over the extracted answers: the reward-free baseline a reward model must beat), and
 best-of-N picked by the ORM and by the PRM under each step aggregation (min, product, last).
 
+Best-of-N picks among the samples that state an answer, the candidates maj@N votes over
+(``rl.eval.metrics``): a response without one cannot be right, yet a reward model may prefer it (a
+PRM's min has no weak answer line to count in a truncated response; an ORM reads its last token
+out of distribution). Each selector also reports ``any_response_accuracy``, its pick among all N,
+and the summary the fraction of samples with an answer, so the difference stays visible.
+
 The check is decided on one aggregation fixed in advance (``min``, the usual choice since Lightman
 et al. 2023; choosing the best of three after looking would inflate it): the premise holds when the
 PRM's best-of-N accuracy exceeds maj@N by more than the standard error of that difference. The
@@ -30,7 +36,13 @@ import numpy as np
 from rewards.verify import Verifier, extract_answer
 from rl.data.example import Example
 from rl.eval.generation import generate
-from rl.eval.metrics import PRM_AGGREGATIONS, aggregate_prm, best_of_index, majority_vote
+from rl.eval.metrics import (
+    PRM_AGGREGATIONS,
+    aggregate_prm,
+    answered,
+    best_of_index,
+    majority_vote,
+)
 from rl.eval.problems import check_answers, encode
 from rl.eval.reward_scoring import RewardScorer, reward_scores
 from rl.rollout.sampler import Sampler
@@ -59,7 +71,8 @@ def premise_summary(
     """The premise figures from verified samples and reward-model scores (pure; no model).
 
     ``prm_steps_ExN[e][i]``: the step scores of problem e's sample i (empty: no complete step,
-    ranked last). Margins and their standard errors are against maj@N, paired over problems.
+    ranked below any scored one). Candidates are the samples with an answer in ``answers_ExN``.
+    Margins and their standard errors are against maj@N, paired over problems.
     """
     correct_ExN = np.asarray(correct_ExN, bool)
     e, n = correct_ExN.shape
@@ -78,15 +91,25 @@ def premise_summary(
         "best_of_n": {},
     }
 
-    def pick(scores_ExN: np.ndarray) -> np.ndarray:
-        return np.asarray([c[best_of_index(s)] for s, c in zip(scores_ExN, correct_ExN)], bool)
+    stated_ExN = np.asarray([answered(row) for row in answers_ExN], bool).reshape(e, n)
+    out["answered_fraction"] = float(stated_ExN.mean())
+
+    def pick(scores_ExN: np.ndarray, among: np.ndarray | None) -> np.ndarray:
+        among = np.ones_like(stated_ExN) if among is None else among
+        rows = zip(scores_ExN, correct_ExN, among, strict=True)
+        return np.asarray([c[best_of_index(s, a)] for s, c, a in rows], bool)
+
+    def selector(scores_ExN: np.ndarray) -> dict[str, float]:
+        figures = _paired(pick(scores_ExN, stated_ExN), majority_E)
+        figures["any_response_accuracy"] = float(pick(scores_ExN, None).mean())
+        return figures
 
     if orm_ExN is not None:
-        out["best_of_n"]["orm"] = _paired(pick(np.asarray(orm_ExN, np.float64)), majority_E)
+        out["best_of_n"]["orm"] = selector(np.asarray(orm_ExN, np.float64))
     if prm_steps_ExN is not None:
         for how in PRM_AGGREGATIONS:
             scores = np.asarray([[aggregate_prm(s, how) for s in row] for row in prm_steps_ExN])
-            out["best_of_n"][f"prm_{how}"] = _paired(pick(scores), majority_E)
+            out["best_of_n"][f"prm_{how}"] = selector(scores)
         decided = out["best_of_n"][f"prm_{CHECK_AGGREGATION}"]
         out["check"] = {
             "statement": (

@@ -226,6 +226,16 @@ def premise_markdown(premise: dict[str, Any]) -> str:
         )
         + " |",
     ]
+    if "answered_fraction" in premise:
+        anyone = ", ".join(
+            f"{k} {_fmt(v['any_response_accuracy'])}" for k, v in premise["best_of_n"].items()
+        )
+        lines += [
+            "",
+            f"Best-of-{n} picks among the samples that state an answer "
+            f"({_fmt(premise['answered_fraction'])} of them), as maj@{n} votes; picked among all "
+            f"{n}: {anyone}.",
+        ]
     check = premise.get("check")
     if check:
         verdict = "holds" if check["holds"] else "does NOT hold"

@@ -64,6 +64,24 @@ def test_best_of_n_picks_the_highest_score_nan_last_ties_first():
     assert (pick("min"), pick("last"), pick("product")) == (0, 1, 0)
 
 
+def test_best_of_n_picks_among_the_responses_that_state_an_answer():
+    """Answered responses rank above unanswered ones whatever their scores; within each, NaN
+    ranks below every number."""
+    assert metrics.best_of_index([0.9, 0.2, NAN, 0.5], [False, True, True, True]) == 3
+    assert metrics.best_of_index([NAN, 0.9], [True, False]) == 0
+    assert metrics.best_of_index([0.1, 0.9], [False, False]) == 1  # none answered: still a pick
+    assert metrics.best_of_index([0.9, 0.2, NAN, 0.5]) == 0  # no mask: every response
+    with pytest.raises(ValueError, match="answered_N has shape"):
+        metrics.best_of_index([0.1, 0.2], [True])
+    assert metrics.answered(["3", None, ""]).tolist() == [True, False, True]
+    # Row 0: the top score (0.9) has no answer -> sample 1 (right); row 1: sample 0 (wrong).
+    scores = np.array([[0.9, 0.5, 0.1], [0.7, NAN, 0.2]])
+    correct = np.array([[0, 1, 0], [0, 0, 1]], bool)
+    stated = np.array([[0, 1, 1], [1, 1, 1]], bool)
+    assert metrics.best_of_n(scores, correct, stated) == pytest.approx(1 / 2)
+    assert metrics.best_of_n(scores, correct) == 0.0
+
+
 def test_correlation_is_point_biserial_and_nan_when_constant():
     # x = [1, 2, 3], y = [0, 0, 1]: cov 1, var x 2, var y 2/3 -> r = 1 / sqrt(4/3).
     assert metrics.correlation([1, 2, 3], [0, 0, 1]) == pytest.approx(3**0.5 / 2)

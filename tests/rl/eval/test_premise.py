@@ -26,6 +26,7 @@ def test_every_figure_by_hand():
     assert (out["problems"], out["samples"]) == (3, 3)
     assert out["greedy_accuracy"] == pytest.approx(1 / 3)
     assert out["mean_sample_accuracy"] == pytest.approx(3 / 9)
+    assert out["answered_fraction"] == pytest.approx(6 / 9)
     assert out["pass@n"] == pytest.approx(2 / 3)
     assert out["maj@n"] == pytest.approx(1 / 3)
     # picks right on problem 0 only: d = (1, -1, 0), mean 0, std (ddof 1) 1, se 1 / sqrt(3)
@@ -61,3 +62,20 @@ def test_the_check_holds_when_the_prm_beats_the_vote_beyond_its_standard_error()
 def test_without_a_prm_there_is_no_check():
     out = premise_summary(np.array(CORRECT, bool), ANSWERS, np.zeros(3, bool), ORM, None)
     assert "check" not in out and set(out["best_of_n"]) == {"orm"}
+
+
+def test_best_of_n_picks_among_answered_samples_and_reports_the_pick_among_all():
+    """Sample 0 has no answer (a truncated response) and the PRM's highest min (0.9); among the
+    answered samples min ranks sample 1 (0.6) over 2 (0.4) and 3 (0.3); the majority ("3") is
+    wrong. Two identical problems: d = (1, 1), margin 1, standard error 0."""
+    correct = np.array([[0, 1, 0, 0]] * 2, bool)
+    answers = [[None, "2", "3", "3"]] * 2
+    prm = [[[0.9], [0.8, 0.6], [0.5, 0.4], [0.3]]] * 2
+    orm = [[0.99, 0.1, 0.2, 0.3]] * 2  # among answered: sample 3 (wrong)
+    out = premise_summary(correct, answers, np.zeros(2, bool), orm, prm)
+    assert out["answered_fraction"] == pytest.approx(3 / 4)
+    assert out["maj@n"] == 0.0
+    assert out["best_of_n"]["prm_min"]["accuracy"] == 1.0
+    assert out["best_of_n"]["prm_min"]["any_response_accuracy"] == 0.0
+    assert out["best_of_n"]["orm"]["accuracy"] == 0.0
+    assert out["check"]["holds"] is True and out["check"]["margin"] == 1.0

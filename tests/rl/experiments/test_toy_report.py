@@ -174,6 +174,10 @@ def test_the_premise_table_and_its_check_are_written():
     assert (
         "| 0.250 | 0.333 | 0.000 | 1.000 | 0.000 (+0.000 ± 0.000) | 1.000 (+1.000 ± 0.000) |" in md
     )
+    assert (
+        "Best-of-3 picks among the samples that state an answer (1.000 of them), as maj@3 votes; "
+        "picked among all 3: orm 0.000, prm_min 1.000, prm_last 1.000, prm_product 1.000." in md
+    )
     assert md.endswith("by more than the paired standard error of the difference: holds.")
 
 
