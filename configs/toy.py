@@ -31,8 +31,9 @@ changes below were made for the stated, measured reasons, not to move the table)
   on-track steps below 0.22, so Clip (eta 0.5) charged correct steps and PPO learned to write fewer
   lines (Clip accuracy 0.04); on 2048 solutions (200 steps) a quarter scored below 0.53 and Clip
   reached 0.55, Clip-Delta 0.64 (same policy, one seed each; single runs are noisy, see the
-  README). 2048 solutions take the default over 30 minutes and 1536 to 29.6 min on the idle 2-core
-  machine; 1280 finishes in 27.
+  README). When the default had one PPO seed, 2048 solutions took it over 30 minutes and 1536 to
+  29.6 min on the idle 2-core machine; 1280 finished in 27. (Four times as many, 5120, do not make
+  this PRM strong at best-of-N either: the README's premise analysis.)
 - PPO takes 4 optimizer steps per iteration as before, but over one pass of the rollouts in 4
   minibatches of 16 (was 2 epochs x 2 minibatches of 32): each rollout is used once, as in the
   defaults of OpenRLHF (max_epochs 1), verl (ppo_epochs 1) and tunix (num_iterations 1), and the
@@ -105,18 +106,19 @@ def get_config(arg=None):
     # The premise check before PPO: N samples of the initial policy per held-out problem, ranked
     # by the ORM and the PRM against maj@N (rl/eval/premise.py).
     c.premise = ml_collections.ConfigDict(dict(samples=16, temperature=1.0))
-    # How the budget is spent: estimated seconds per unit on the idle 2-core machine (the README's
-    # measured run: SFT 6.4 min for 800 steps, labels 3.0 min, three reward models 4.2 min, about
-    # 1.9 min per PPO run of 30 iterations with its evaluation, then in one process on both cores;
-    # a run now has one core, in one of `workers` processes side by side, and the PPO plan is the
-    # runs' total over the workers). The progress bar counts these
+    # How the budget is spent: estimated seconds per unit on the idle 2-core machine. Two
+    # fresh-clone runs of this default on two days' machines of that kind (the README's table):
+    # SFT 4.1 / 6.7 min for 800 steps, labels 2.8 / 4.0 min, the three reward models 3.0 / 4.2 min,
+    # the premise 1.4 / 2.2 min, then the 21 PPO runs (30 iterations each, with their greedy
+    # evaluation, one core each in `workers` processes side by side) 13.5 / 17.2 min: about 1.3 /
+    # 1.6 min per run per worker; 25.0 / 34.8 min in all. The progress bar counts these
     # (rl/experiments/progress.py) and its ETA rescales them to the machine's measured pace.
     c.budget = ml_collections.ConfigDict(
         dict(
-            sft_step_s=0.48,
-            labels_s=180.0,
-            reward_model_s=84.0,
-            premise_s=60.0,
+            sft_step_s=0.4,
+            labels_s=200.0,
+            reward_model_s=70.0,
+            premise_s=100.0,
             eval_s=20.0,
             ppo_iteration_s=3.0,  # one core (a worker): measured 2.0-2.8 s, 30-token responses
         )
