@@ -1,0 +1,153 @@
+"""Why the embedded default's reward models fail the premise check, on a finished workdir.
+
+    python bench/premise_analysis.py --workdir=runs/toy          # after `python -m rl.reproduce`
+
+Draws the premise stage's samples again (the same seed, sampler and problems as
+``rl.eval.premise.measure_premise``, so the same 16 samples per held-out problem), verifies and
+scores them with the workdir's ORM and PRM, and prints JSON:
+  * ``within_problem_auc``: per reward model, the probability that a correct sample of a problem
+    outscores a wrong sample of the same problem (ties count half), averaged over problems with
+    both. Best-of-N needs this; a pooled AUC mostly measures which problems are hard.
+    ``pooled_auc`` is the same over all samples at once, for comparison.
+  * ``prm_min_picks``: how the PRM-min pick's line count compares with a correct solution's of its
+    problem (shorter / same / longer), against a random sample's chance of being shorter.
+  * ``labels_by_position``: from ``labels.json``, per step position, the share of labelled
+    prefixes still on track by the task's exact oracle (``rl.data.toy_oracle``) and the hard
+    label's positive rate among on-track and off-track prefixes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import jax
+import numpy as np
+from flax import nnx
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from configs import toy as toy_config  # noqa: E402
+from models import hf_io  # noqa: E402
+from models.reward_io import load_reward_model  # noqa: E402
+from rewards.verify import Verifier  # noqa: E402
+from rl.data import toy, toy_oracle  # noqa: E402
+from rl.eval.generation import generate  # noqa: E402
+from rl.eval.metrics import aggregate_prm, best_of_index  # noqa: E402
+from rl.eval.problems import check_answers, encode  # noqa: E402
+from rl.eval.reward_scoring import RewardScorer, reward_scores  # noqa: E402
+from rl.experiments.toy_pipeline import Pipeline  # noqa: E402
+from rl.rollout.sampler import Sampler  # noqa: E402
+from rl.rollout.sampler_config import SamplerConfig  # noqa: E402
+from rl.rollout.tokenizer import stop_token_ids  # noqa: E402
+
+
+def within_problem_auc(correct_ExN: np.ndarray, scores_ExN: np.ndarray) -> float:
+    """Mean over problems with a correct and a wrong sample of P(correct outscores wrong); NaN
+    scores rank lowest."""
+    aucs = []
+    for y, s in zip(correct_ExN, np.nan_to_num(scores_ExN, nan=-np.inf), strict=True):
+        if 0 < y.sum() < y.size:
+            diff = s[y][:, None] - s[~y][None, :]
+            aucs.append(float(np.mean((diff > 0) + 0.5 * (diff == 0))))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def labels_by_position(rows: list[dict]) -> list[dict]:
+    by: dict[int, list[tuple[bool, bool]]] = {}
+    for r in rows:
+        problem = toy.parse_question(r["question"])
+        for k in range(len(r["steps"])):
+            on = toy_oracle.on_track(problem, r["steps"][: k + 1])
+            by.setdefault(k + 1, []).append((on, r["labels"][k] > 0))
+    out = []
+    for pos in sorted(by):
+        a = np.asarray(by[pos], bool)
+        on, label = a[:, 0], a[:, 1]
+        out.append(
+            {
+                "position": pos,
+                "prefixes": int(a.shape[0]),
+                "on_track": float(on.mean()),
+                "label_1_on_track": float(label[on].mean()) if on.any() else None,
+                "label_1_off_track": float(label[~on].mean()) if (~on).any() else None,
+            }
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True, help="a finished rl.reproduce workdir")
+    args = parser.parse_args()
+    wd = pathlib.Path(args.workdir)
+    cfg = toy_config.get_config()
+    pc, e = cfg.premise, cfg.eval
+    pipeline = Pipeline(cfg, wd, show_progress=False)
+    tokenizer, examples = pipeline.tokenizer, list(pipeline.test)
+    policy = hf_io.load_causal_lm(wd / "sft" / "policy")
+    prompts = encode(examples, tokenizer, "toy")
+    sampler = Sampler(
+        policy,
+        SamplerConfig(
+            temperature=pc.temperature,
+            samples_per_prompt=pc.samples,
+            max_new_tokens=e.max_new_tokens,
+            eos_ids=stop_token_ids(tokenizer),
+            pad_id=tokenizer.pad_token_id or 0,
+        ),
+    )
+    gens = generate(
+        sampler,
+        nnx.state(policy),
+        prompts.input_ids,
+        prompts.attention_mask,
+        tokenizer,
+        batch_size=max(1, e.batch_size // pc.samples),
+        key=jax.random.fold_in(jax.random.key(cfg.seed), 1),  # measure_premise's sampled key
+    )
+    n, answers = pc.samples, [ex.answer for ex in examples for _ in range(pc.samples)]
+    with Verifier(num_workers=2) as verifier:
+        correct = check_answers(gens.texts, answers, lambda: verifier).reshape(-1, n)
+    rm = wd / "reward_models"
+    scores = {}
+    for kind in ("orm", "prm"):
+        scorer = RewardScorer(load_reward_model(rm / kind)[0], chunk_rows=e.batch_size)
+        score, _, steps = reward_scores(
+            scorer, kind, gens, prompts, tokenizer, separator="\n", aggregation="min"
+        )
+        scores[kind] = np.asarray(
+            score if kind == "orm" else [aggregate_prm(s, "min") for s in steps], np.float64
+        ).reshape(-1, n)
+    lines = np.asarray([len(t.strip().split("\n")) for t in gens.texts]).reshape(-1, n)
+    # A correct solution's line count per problem (its first correct sample) against the pick's.
+    with_correct = [i for i in range(correct.shape[0]) if correct[i].any()]
+    need = np.asarray([lines[i][correct[i]][0] for i in with_correct])
+    picked = np.asarray([lines[i][best_of_index(scores["prm"][i])] for i in with_correct])
+    random_shorter = [float(np.mean(lines[i] < m)) for i, m in zip(with_correct, need)]
+    out = {
+        "problems": int(correct.shape[0]),
+        "samples": n,
+        "mean_sample_accuracy": float(correct.mean()),
+        "within_problem_auc": {kind: within_problem_auc(correct, s) for kind, s in scores.items()},
+        # Pooled over problems (every correct sample against every wrong one), for comparison.
+        "pooled_auc": {
+            kind: within_problem_auc(correct.reshape(1, -1), s.reshape(1, -1))
+            for kind, s in scores.items()
+        },
+        "prm_min_picks": {
+            "problems_with_a_correct_sample": len(with_correct),
+            "shorter_than_correct": float(np.mean(picked < need)),
+            "same_length": float(np.mean(picked == need)),
+            "longer": float(np.mean(picked > need)),
+            "random_sample_shorter": float(np.mean(random_shorter)),
+        },
+        "labels_by_position": labels_by_position(json.loads((rm / "labels.json").read_text())),
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
