@@ -44,7 +44,7 @@ def summary(scores: np.ndarray) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="a finished rl.reproduce workdir")
-    parser.add_argument("--max_response_len", type=int, default=104)
+    parser.add_argument("--max_response_len", type=int, default=112)  # rollout.max_new_tokens
     args = parser.parse_args()
     wd = pathlib.Path(args.workdir)
     tokenizer = hf_io.load_tokenizer(wd / "tokenizer")
