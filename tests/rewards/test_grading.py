@@ -5,6 +5,7 @@ own timer) as it found them."""
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -80,6 +81,62 @@ def test_slow_check_times_out_in_process():
     assert grading.grade(*SLOW_SYMBOLIC, timeout_s=1.0) == grading.TIMEOUT
     assert time.monotonic() - start < 1.0 + SLACK_S
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@pytest.fixture
+def recorded_unraisables():
+    """Replaces ``sys.unraisablehook`` with one that records (slowly, like pytest's, which formats
+    a traceback) what reaches it."""
+    seen = []
+
+    def slow_hook(unraisable):
+        time.sleep(0.3)  # longer than the deadlines below: an alarm would land here
+        seen.append(type(unraisable.exc_value))
+
+    previous, sys.unraisablehook = sys.unraisablehook, slow_hook
+    try:
+        yield seen
+    finally:
+        sys.unraisablehook = previous
+
+
+def test_deadline_landing_in_a_finalizer_is_raised_again():
+    """An alarm that lands in a finalizer is dropped by the interpreter; the re-armed one ends the
+    block, and the dropped one is not reported as an error."""
+
+    class SlowToDelete:
+        def __del__(self):
+            time.sleep(0.3)  # the first alarm fires here and is lost
+
+    seen = []
+    previous, sys.unraisablehook = sys.unraisablehook, seen.append
+    try:
+        start = time.monotonic()
+        with pytest.raises(grading._DeadlineExceeded), grading._deadline(0.1):
+            SlowToDelete()
+            time.sleep(5)
+        assert time.monotonic() - start < 1.0
+        assert seen == []
+        assert sys.unraisablehook == seen.append
+    finally:
+        sys.unraisablehook = previous
+
+
+def test_other_unraisables_reach_the_callers_hook_whole(recorded_unraisables):
+    """A finalizer's own error goes to the previous hook, and the deadline cannot interrupt that
+    hook (it did interrupt pytest's, which failed a test with "Failed to process unraisable
+    exception"); the deadline still ends the block after it."""
+    hook = sys.unraisablehook
+
+    class BrokenFinalizer:
+        def __del__(self):
+            raise ValueError("finalizer")
+
+    with pytest.raises(grading._DeadlineExceeded), grading._deadline(0.1):
+        BrokenFinalizer()
+        time.sleep(5)
+    assert recorded_unraisables == [ValueError]
+    assert sys.unraisablehook is hook
 
 
 @pytest.mark.parametrize(
