@@ -2,9 +2,9 @@
 
     python bench/premise_analysis.py --workdir=runs/toy          # after `python -m rl.reproduce`
 
-Draws the premise stage's samples again (the same seed, sampler and problems as
-``rl.eval.premise.measure_premise``, so the same 16 samples per held-out problem), verifies and
-scores them with the workdir's ORM and PRM, and prints JSON:
+Draws the premise stage's samples again (``Pipeline.premise_samples``: the same seed, sampler and
+problems, so the same 16 samples per held-out problem, verified and scored with the workdir's ORM
+and PRM) and prints JSON:
   * ``within_problem_auc``: per reward model, the probability that a correct sample of a problem
     outscores a wrong sample of the same problem (ties count half), averaged over problems with
     both. Best-of-N needs this; a pooled AUC mostly measures which problems are hard.
@@ -23,25 +23,14 @@ import json
 import pathlib
 import sys
 
-import jax
 import numpy as np
-from flax import nnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from configs import toy as toy_config  # noqa: E402
-from models import hf_io  # noqa: E402
-from models.reward_io import load_reward_model  # noqa: E402
-from rewards.verify import Verifier  # noqa: E402
 from rl.data import toy, toy_oracle  # noqa: E402
-from rl.eval.generation import generate  # noqa: E402
 from rl.eval.metrics import aggregate_prm, best_of_index  # noqa: E402
-from rl.eval.problems import check_answers, encode  # noqa: E402
-from rl.eval.reward_scoring import RewardScorer, reward_scores  # noqa: E402
 from rl.experiments.toy_pipeline import Pipeline  # noqa: E402
-from rl.rollout.sampler import Sampler  # noqa: E402
-from rl.rollout.sampler_config import SamplerConfig  # noqa: E402
-from rl.rollout.tokenizer import stop_token_ids  # noqa: E402
 
 
 def within_problem_auc(correct_ExN: np.ndarray, scores_ExN: np.ndarray) -> float:
@@ -83,45 +72,18 @@ def main() -> None:
     parser.add_argument("--workdir", required=True, help="a finished rl.reproduce workdir")
     args = parser.parse_args()
     wd = pathlib.Path(args.workdir)
-    cfg = toy_config.get_config()
-    pc, e = cfg.premise, cfg.eval
-    pipeline = Pipeline(cfg, wd, show_progress=False)
-    tokenizer, examples = pipeline.tokenizer, list(pipeline.test)
-    policy = hf_io.load_causal_lm(wd / "sft" / "policy")
-    prompts = encode(examples, tokenizer, "toy")
-    sampler = Sampler(
-        policy,
-        SamplerConfig(
-            temperature=pc.temperature,
-            samples_per_prompt=pc.samples,
-            max_new_tokens=e.max_new_tokens,
-            eos_ids=stop_token_ids(tokenizer),
-            pad_id=tokenizer.pad_token_id or 0,
+    pipeline = Pipeline(toy_config.get_config(), wd, show_progress=False)
+    samples = pipeline.premise_samples(wd / "sft" / "policy")
+    correct = np.asarray(samples.correct_ExN, bool)
+    n = correct.shape[1]
+    scores = {
+        "orm": samples.orm_ExN,
+        "prm": np.asarray(
+            [[aggregate_prm(s, "min") for s in row] for row in samples.prm_steps_ExN]
         ),
-    )
-    gens = generate(
-        sampler,
-        nnx.state(policy),
-        prompts.input_ids,
-        prompts.attention_mask,
-        tokenizer,
-        batch_size=max(1, e.batch_size // pc.samples),
-        key=jax.random.fold_in(jax.random.key(cfg.seed), 1),  # measure_premise's sampled key
-    )
-    n, answers = pc.samples, [ex.answer for ex in examples for _ in range(pc.samples)]
-    with Verifier(num_workers=2) as verifier:
-        correct = check_answers(gens.texts, answers, lambda: verifier).reshape(-1, n)
-    rm = wd / "reward_models"
-    scores = {}
-    for kind in ("orm", "prm"):
-        scorer = RewardScorer(load_reward_model(rm / kind)[0], chunk_rows=e.batch_size)
-        score, _, steps = reward_scores(
-            scorer, kind, gens, prompts, tokenizer, separator="\n", aggregation="min"
-        )
-        scores[kind] = np.asarray(
-            score if kind == "orm" else [aggregate_prm(s, "min") for s in steps], np.float64
-        ).reshape(-1, n)
-    lines = np.asarray([len(t.strip().split("\n")) for t in gens.texts]).reshape(-1, n)
+    }
+    texts = samples.gens.texts
+    lines = np.asarray([len(t.strip().split("\n")) for t in texts]).reshape(-1, n)
     # A correct solution's line count per problem (its first correct sample) against the pick's.
     with_correct = [i for i in range(correct.shape[0]) if correct[i].any()]
     need = np.asarray([lines[i][correct[i]][0] for i in with_correct])
@@ -144,7 +106,9 @@ def main() -> None:
             "longer": float(np.mean(picked > need)),
             "random_sample_shorter": float(np.mean(random_shorter)),
         },
-        "labels_by_position": labels_by_position(json.loads((rm / "labels.json").read_text())),
+        "labels_by_position": labels_by_position(
+            json.loads((wd / "reward_models" / "labels.json").read_text())
+        ),
     }
     print(json.dumps(out, indent=2))
 

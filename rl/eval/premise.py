@@ -26,6 +26,7 @@ Letters: E problems, N samples per problem, M = E·N response rows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +36,7 @@ import numpy as np
 
 from rewards.verify import Verifier, extract_answer
 from rl.data.example import Example
-from rl.eval.generation import generate
+from rl.eval.generation import Generations, generate
 from rl.eval.metrics import (
     PRM_AGGREGATIONS,
     aggregate_prm,
@@ -123,7 +124,29 @@ def premise_summary(
     return out
 
 
-def measure_premise(
+@dataclasses.dataclass
+class PremiseSamples:
+    """What ``premise_summary`` is computed from, with the sampled responses themselves (for
+    analyses beyond the summary, e.g. ``bench/premise_analysis.py``)."""
+
+    gens: Generations  # the N samples per problem, rows problem-major
+    correct_ExN: np.ndarray
+    answers_ExN: list[list[str | None]]
+    greedy_correct_E: np.ndarray
+    orm_ExN: np.ndarray | None
+    prm_steps_ExN: list[list[Any]] | None
+
+    def summary(self) -> dict[str, Any]:
+        return premise_summary(
+            self.correct_ExN,
+            self.answers_ExN,
+            self.greedy_correct_E,
+            self.orm_ExN,
+            self.prm_steps_ExN,
+        )
+
+
+def premise_samples(
     policy: Any,
     params: Any,
     tokenizer: Any,
@@ -139,10 +162,10 @@ def measure_premise(
     temperature: float = 1.0,
     seed: int = 0,
     verifier: Verifier | None = None,
-) -> dict[str, Any]:
+) -> PremiseSamples:
     """Greedy and N sampled responses of the policy on ``examples``, verified, scored by the ORM
-    and the PRM (the project's reward models, in the policy's tokenizer), summarised by
-    ``premise_summary``. ``batch_size`` prompts per sampler call (one compiled program)."""
+    and the PRM (the project's reward models, in the policy's tokenizer). ``batch_size`` prompts
+    per sampler call (one compiled program)."""
     examples = list(examples)
     prompts = encode(examples, tokenizer, dataset)
     common = dict(
@@ -197,7 +220,8 @@ def measure_premise(
 
     orm_M, prm_M = scored(orm, "orm"), scored(prm, "prm")
     by_problem = lambda xs: [xs[i * samples : (i + 1) * samples] for i in range(e)]  # noqa: E731
-    return premise_summary(
+    return PremiseSamples(
+        gens,
         correct.reshape(e, samples),
         by_problem([extract_answer(t) for t in gens.texts]),
         greedy_correct,

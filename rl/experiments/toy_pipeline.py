@@ -38,7 +38,7 @@ from rl.data import toy
 from rl.data.toy_tokenizer import build_toy_tokenizer
 from rl.eval.evaluator import evaluate_policy
 from rl.eval.outputs import jsonable
-from rl.eval.premise import measure_premise
+from rl.eval.premise import PremiseSamples, premise_samples
 from rl.experiments import toy_report as report
 from rl.experiments import workers
 from rl.experiments.progress import PipelineProgress
@@ -393,19 +393,13 @@ class Pipeline:
 
     # --- 2b. the premise: are the reward models strong at inference time? ----------------------
 
-    def stage_premise(self, policy_dir: Path) -> dict[str, Any]:
-        """Best-of-N by the ORM and the PRM against maj@N on the held-out problems, with N samples
-        of the initial policy (``rl.eval.premise``), before any PPO."""
-        path = self.wd / "eval" / "premise.json"
-        self.progress.stage("2b/5 premise")
-        if path.exists():
-            self.progress.advance(self.progress.plan["premise"])
-            return json.loads(path.read_text())
+    def premise_samples(self, policy_dir: Path) -> PremiseSamples:
+        """The premise stage's samples of the initial policy, verified and scored by the ORM and
+        the PRM (deterministic: the same samples every call)."""
         pc, e = self.cfg.premise, self.cfg.eval
-        log(f"2b/5 premise: {pc.samples} samples of the initial policy per held-out problem")
         policy = hf_io.load_causal_lm(policy_dir)
         rm = self.wd / "reward_models"
-        summary = measure_premise(
+        return premise_samples(
             policy,
             nnx.state(policy),
             self.tokenizer,
@@ -421,6 +415,18 @@ class Pipeline:
             seed=self.cfg.seed,
             verifier=workers.process_verifier(),
         )
+
+    def stage_premise(self, policy_dir: Path) -> dict[str, Any]:
+        """Best-of-N by the ORM and the PRM against maj@N on the held-out problems, with N samples
+        of the initial policy (``rl.eval.premise``), before any PPO."""
+        path = self.wd / "eval" / "premise.json"
+        self.progress.stage("2b/5 premise")
+        if path.exists():
+            self.progress.advance(self.progress.plan["premise"])
+            return json.loads(path.read_text())
+        pc = self.cfg.premise
+        log(f"2b/5 premise: {pc.samples} samples of the initial policy per held-out problem")
+        summary = self.premise_samples(policy_dir).summary()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(jsonable(summary), indent=2, sort_keys=True))
         check = summary["check"]
