@@ -41,10 +41,11 @@ from the sampler) scoring has no policy pass: 2·((N_b+N_h) + N_b)·B·S = 143.6
 (tunix's ``get_old_per_token_logps``); the FLOP counts follow the flag.
 
 ``fraction_of_flop_bound`` = (flops / peak) / seconds for each count. Shaping + GAE has no matmul
-(no FLOP bound). Decode reads every policy weight once per new token, so the rollout's real roof is
-memory bandwidth: ``rollout.bytes_bound_s`` = R x 4 bytes x (N_b + N_h) / the bandwidth measured in
-this run (``bench.common.memory_bandwidth``), with ``fraction_of_roofline`` against the larger of
-the two bounds.
+(no FLOP bound). Decode also reads every policy weight once per new token: ``rollout.bytes_bound_s``
+= R x 4 bytes x (N_b + N_h) / the read bandwidth measured in this run
+(``bench.common.memory_bandwidth``), and ``fraction_of_roofline`` is against the larger of that and
+the needed FLOP bound. At 16 rows the FLOP bound is the larger (about 0.7 s against 0.4 s at 130
+GFLOP/s and 27 GB/s): the rollout is compute-bound here, not memory-bound.
 
 Tunix (with ``--tunix_python``): ``bench/tunix_side.py ppo`` runs under that interpreter (never
 importing this project) with google-tunix 0.1.7's ``PPOLearner`` on an ``RLCluster`` of the same
