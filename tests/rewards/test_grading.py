@@ -84,7 +84,7 @@ def test_slow_check_times_out_in_process():
 
 
 @pytest.fixture
-def recorded_unraisables():
+def recorded_unraisables(monkeypatch):
     """Replaces ``sys.unraisablehook`` with one that records (slowly, like pytest's, which formats
     a traceback) what reaches it."""
     seen = []
@@ -93,14 +93,11 @@ def recorded_unraisables():
         time.sleep(0.3)  # longer than the deadlines below: an alarm would land here
         seen.append(type(unraisable.exc_value))
 
-    previous, sys.unraisablehook = sys.unraisablehook, slow_hook
-    try:
-        yield seen
-    finally:
-        sys.unraisablehook = previous
+    monkeypatch.setattr(sys, "unraisablehook", slow_hook)
+    return seen
 
 
-def test_deadline_landing_in_a_finalizer_is_raised_again():
+def test_deadline_landing_in_a_finalizer_is_raised_again(monkeypatch):
     """An alarm that lands in a finalizer is dropped by the interpreter; the re-armed one ends the
     block, and the dropped one is not reported as an error."""
 
@@ -109,17 +106,14 @@ def test_deadline_landing_in_a_finalizer_is_raised_again():
             time.sleep(0.3)  # the first alarm fires here and is lost
 
     seen = []
-    previous, sys.unraisablehook = sys.unraisablehook, seen.append
-    try:
-        start = time.monotonic()
-        with pytest.raises(grading._DeadlineExceeded), grading._deadline(0.1):
-            SlowToDelete()
-            time.sleep(5)
-        assert time.monotonic() - start < 1.0
-        assert seen == []
-        assert sys.unraisablehook == seen.append
-    finally:
-        sys.unraisablehook = previous
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    start = time.monotonic()
+    with pytest.raises(grading._DeadlineExceeded), grading._deadline(0.1):
+        SlowToDelete()
+        time.sleep(5)
+    assert time.monotonic() - start < 1.0
+    assert seen == []
+    assert sys.unraisablehook == seen.append
 
 
 def test_other_unraisables_reach_the_callers_hook_whole(recorded_unraisables):
