@@ -11,6 +11,12 @@ and PRM) and prints JSON:
     ``pooled_auc`` is the same over all samples at once, for comparison.
   * ``prm_min_picks``: how the PRM-min pick's line count compares with a correct solution's of its
     problem (shorter / same / longer), against a random sample's chance of being shorter.
+  * ``likelihood_selectors``: within-problem AUC and best-of-N accuracy (among answered samples,
+    as the premise picks) of scores that need no reward model: the initial policy's own summed,
+    mean and minimum token log-probability of each sample (the sampler's untempered log-probs),
+    and the implicit PRM's outcome reward (beta x its summed log-ratio to the policy). They show
+    whether the policy's samples carry a usable ranking signal at all, and whether reward-model
+    training keeps it.
   * ``labels_by_position``: from ``labels.json``, per step position, the share of labelled
     prefixes still on track by the task's exact oracle (``rl.data.toy_oracle``) and the hard
     label's positive rate among on-track and off-track prefixes.
@@ -23,13 +29,20 @@ import json
 import pathlib
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from configs import toy as toy_config  # noqa: E402
+from models import hf_io  # noqa: E402
+from models.reward_io import load_reward_model  # noqa: E402
 from rl.data import toy, toy_oracle  # noqa: E402
 from rl.eval.metrics import aggregate_prm, best_of_index  # noqa: E402
+from rl.eval.premise import premise_summary  # noqa: E402
+from rl.eval.problems import encode  # noqa: E402
 from rl.experiments.toy_pipeline import Pipeline  # noqa: E402
 
 
@@ -64,6 +77,54 @@ def labels_by_position(rows: list[dict]) -> list[dict]:
                 "label_1_off_track": float(label[~on].mean()) if (~on).any() else None,
             }
         )
+    return out
+
+
+def response_logp(model, pipeline: Pipeline, gens, rows_per_call: int = 128) -> np.ndarray:
+    """``model``'s log-probability of every sampled response token ([M, R], 0 off the response),
+    scoring each sample after its left-padded prompt."""
+    graphdef, state = nnx.split(model)
+    prompts = encode(pipeline.test, pipeline.tokenizer, "toy")
+    width = prompts.input_ids.shape[1]
+
+    @jax.jit
+    def logp(state, ids, mask):
+        logits = nnx.merge(graphdef, state)(ids, mask).astype(jnp.float32)
+        lp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
+        return jnp.take_along_axis(lp, ids[:, 1:, None], axis=-1)[..., 0]
+
+    n, out = gens.samples_per_prompt, []
+    for begin in range(0, len(gens.texts), rows_per_call):
+        rows = np.arange(begin, min(len(gens.texts), begin + rows_per_call))
+        ids = np.concatenate([prompts.input_ids[rows // n], gens.tokens[rows]], axis=1)
+        mask = np.concatenate([prompts.attention_mask[rows // n], gens.response_mask[rows]], 1)
+        out.append(np.asarray(logp(state, ids, mask))[:, width - 1 :])
+    return np.where(gens.response_mask, np.concatenate(out), 0.0)
+
+
+def likelihood_selectors(pipeline: Pipeline, samples, wd: pathlib.Path) -> dict:
+    gens, correct = samples.gens, np.asarray(samples.correct_ExN, bool)
+    e, n = correct.shape
+    mask = gens.response_mask
+    own = np.where(mask, gens.logp, 0.0)
+    pi, info = load_reward_model(wd / "reward_models" / "implicit_prm")
+    reference = hf_io.load_causal_lm(wd / "sft" / "policy")
+    ratio = response_logp(pi, pipeline, gens) - response_logp(reference, pipeline, gens)
+    scores = {
+        "policy_logp_sum": own.sum(1),
+        "policy_logp_mean": own.sum(1) / np.maximum(mask.sum(1), 1),
+        "policy_logp_min": np.where(mask, gens.logp, np.inf).min(1),
+        "implicit_prm_reward": info["beta"] * ratio.sum(1),
+    }
+    out = {}
+    for name, v in scores.items():
+        v = v.reshape(e, n)
+        summary = premise_summary(correct, samples.answers_ExN, samples.greedy_correct_E, v, None)
+        out[name] = {
+            "within_problem_auc": within_problem_auc(correct, v),
+            "best_of_n": summary["best_of_n"]["orm"]["accuracy"],
+            "maj@n": summary["maj@n"],
+        }
     return out
 
 
@@ -106,6 +167,7 @@ def main() -> None:
             "longer": float(np.mean(picked > need)),
             "random_sample_shorter": float(np.mean(random_shorter)),
         },
+        "likelihood_selectors": likelihood_selectors(pipeline, samples, wd),
         "labels_by_position": labels_by_position(
             json.loads((wd / "reward_models" / "labels.json").read_text())
         ),

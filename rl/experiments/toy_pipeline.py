@@ -272,7 +272,9 @@ class Pipeline:
                     model, policy, held, rc.implicit_beta
                 )
             else:
-                model = modeling.new_reward_model(policy=policy, seed=seed)
+                model = modeling.new_reward_model(
+                    policy=policy, seed=seed, extra_layers=rc.extra_layers
+                )
                 model, _ = reward_training.train_reward_model(model, train, tcfg)
                 evaluate = (
                     reward_evaluation.evaluate_orm

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models.config import ModelConfig
-from models.decoder import CausalLM
+from models.decoder import CausalLM, Decoder
 from models.heads import RewardModel
 from models.sharding import shard_model
 from rl.algo import losses as ppo
@@ -39,6 +39,7 @@ def new_reward_model(
     head: str = "scalar",
     seed: int = 0,
     policy: CausalLM | None = None,
+    extra_layers: int = 0,
     mesh=None,
     rules=None,
 ) -> RewardModel:
@@ -47,14 +48,30 @@ def new_reward_model(
     With ``policy``, the backbone starts as a copy of the policy's (the usual initialisation: the
     reward model reads the policy's own text well); else a random one of ``config``. The head's
     output layer starts at zero, so every initial score is 0.5.
+
+    ``extra_layers`` (with ``policy``): a reward model deeper than the policy, as published PRMs
+    are larger than the policies they score. The policy's layers come first, then this many fresh
+    layers whose residual branches (attention ``o_proj`` and MLP ``down_proj``) start at zero, so
+    the deeper backbone starts computing exactly the policy's hidden states and training grows the
+    new layers from there. Why: at a token, a causal model's last layer holds the prediction of
+    the *next* token; a layer above it can compare that prediction with the token actually written
+    (how surprising a step's digits are), which the policy's own depth cannot.
     """
     if head not in HEADS:
         raise ValueError(f"head={head!r}: must be one of {HEADS}")
     if (config is None) == (policy is None):
         raise ValueError("new_reward_model: give exactly one of config= or policy=")
+    if not isinstance(extra_layers, int) or extra_layers < 0:
+        raise ValueError(f"extra_layers={extra_layers!r}: must be an int >= 0")
+    if extra_layers and policy is None:
+        raise ValueError(f"extra_layers={extra_layers}: needs policy= (layers added above it)")
     backbone = _copy(policy.backbone) if policy is not None else None
+    model_config = policy.config if policy is not None else config
+    if extra_layers:
+        model_config = model_config.replace(num_layers=model_config.num_layers + extra_layers)
+        backbone = _deepened(backbone, model_config, seed)
     model = RewardModel(
-        policy.config if policy is not None else config,
+        model_config,
         head,
         rngs=nnx.Rngs(seed),
         sigmoid=head == "scalar",
@@ -64,6 +81,24 @@ def new_reward_model(
     out = model.score.out
     out.kernel[...] = jnp.zeros_like(out.kernel[...])
     return shard_model(model, mesh, rules) if mesh is not None else model
+
+
+def _deepened(backbone: Decoder, config: ModelConfig, seed: int) -> Decoder:
+    """A ``config``-deep decoder whose first layers, embedding and final norm are ``backbone``'s
+    (moved, not copied: ``backbone`` is already a copy) and whose added layers are residual
+    identities at initialisation (zero output projections)."""
+    deep = Decoder(config, rngs=nnx.Rngs(seed))
+    deep.embed_tokens = backbone.embed_tokens
+    deep.norm = backbone.norm
+    kept = len(backbone.layers)
+    for i, layer in enumerate(backbone.layers):
+        deep.layers[i] = layer
+    for layer in list(deep.layers)[kept:]:
+        for dense in (layer.self_attn.o_proj, layer.mlp.down_proj):
+            dense.kernel[...] = jnp.zeros_like(dense.kernel[...])
+            if dense.bias is not None:
+                dense.bias[...] = jnp.zeros_like(dense.bias[...])
+    return deep
 
 
 def new_implicit_prm(reference: CausalLM) -> CausalLM:

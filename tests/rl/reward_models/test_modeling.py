@@ -1,5 +1,6 @@
 """The models a reward-model run trains: the logit under the saved probability, the backbone copied
-from the policy with its own buffers, and the constructor's argument errors."""
+from the policy with its own buffers (or deepened above it), and the constructor's argument
+errors."""
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +9,7 @@ import pytest
 from flax import nnx
 
 from models.decoder import CausalLM
+from models.reward_io import load_reward_model, save_reward_model
 from rl.reward_models import modeling
 
 
@@ -58,3 +60,39 @@ def test_constructor_errors_are_named(model_config):
     policy = CausalLM(model_config, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="exactly one of config= or policy="):
         modeling.new_reward_model(model_config, policy=policy)
+
+
+def test_deeper_reward_model_starts_computing_the_policys_hidden_states(
+    model_config, tok, tmp_path
+):
+    policy = CausalLM(model_config, rngs=nnx.Rngs(7))
+    prm = modeling.new_reward_model(policy=policy, extra_layers=2, seed=1)
+    assert prm.config.num_layers == model_config.num_layers + 2
+    assert len(prm.backbone.layers) == model_config.num_layers + 2
+    ids = jax.random.randint(jax.random.key(2), (2, 11), 2, model_config.vocab_size)
+    mask = jnp.ones((2, 11), bool).at[0, :3].set(False)
+    # The added layers are residual identities: the same final hidden states as the policy's.
+    np.testing.assert_array_equal(prm.backbone(ids, mask), policy.backbone(ids, mask))
+    for a, b in zip(
+        jax.tree.leaves(nnx.state(prm.backbone.layers[0])),
+        jax.tree.leaves(nnx.state(policy.backbone.layers[0])),
+        strict=True,
+    ):
+        assert a is not b  # own buffers
+    # Once trained (here: perturbed), the added layers change the scores, and the deeper model
+    # saves and loads like any reward model.
+    top = prm.backbone.layers[-1].mlp.down_proj
+    top.kernel[...] = jax.random.normal(jax.random.key(3), top.kernel.shape) * 0.1
+    prm.score.out.kernel[...] = jax.random.normal(jax.random.key(4), prm.score.out.kernel.shape)
+    assert not np.allclose(prm.backbone(ids, mask), policy.backbone(ids, mask))
+    save_reward_model(prm, tmp_path / "prm", kind="prm", tokenizer=tok)
+    loaded = load_reward_model(tmp_path / "prm")[0]
+    np.testing.assert_allclose(loaded(ids, mask), prm(ids, mask), atol=1e-6)
+
+
+def test_extra_layers_errors_are_named(model_config):
+    policy = CausalLM(model_config, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="extra_layers=-1: must be an int >= 0"):
+        modeling.new_reward_model(policy=policy, extra_layers=-1)
+    with pytest.raises(ValueError, match="extra_layers=2: needs policy="):
+        modeling.new_reward_model(model_config, extra_layers=2)
