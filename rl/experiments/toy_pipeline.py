@@ -68,8 +68,7 @@ def log(msg: str) -> None:
 
 
 def _done(path: Path) -> dict[str, Any] | None:
-    f = path / "done.json"
-    return json.loads(f.read_text()) if f.exists() else None
+    return json.loads((path / "done.json").read_text()) if (path / "done.json").exists() else None
 
 
 def _mark_done(path: Path, info: dict[str, Any]) -> dict[str, Any]:
@@ -89,9 +88,8 @@ class Pipeline:
         self.wd.mkdir(parents=True, exist_ok=True)
         # Compiled programs are cached across stages, variants and re-runs of the command.
         jax.config.update("jax_compilation_cache_dir", str(self.wd / "jax_cache"))
-        # Every program, not only those over a second to compile: each PPO job runs in a fresh
-        # worker process (rl.experiments.workers), where the many small programs of a run would
-        # otherwise be compiled again job after job.
+        # Every program, however fast to compile: each PPO job runs in a fresh worker process
+        # (rl.experiments.workers) that would otherwise compile a run's many small programs again.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         self.tokenizer_dir = build_toy_tokenizer(self.wd / "tokenizer")
         self.tokenizer = hf_io.load_tokenizer(self.tokenizer_dir)
@@ -235,9 +233,8 @@ class Pipeline:
             labelled_path.write_text(json.dumps([dataclasses.asdict(row) for row in labelled]))
         self.progress.advance(self.progress.plan["labels"])
         targets = labelled if lc.soft else reward_data.hard_labels(labelled)
-        # The widths PPO scores with: prompts of ppo.data.max_prompt_len, responses up to
-        # ppo.rollout.max_new_tokens, so no response PPO rolls out is longer than what the reward
-        # models were trained on.
+        # The widths PPO scores with (ppo.data.max_prompt_len, ppo.rollout.max_new_tokens): no
+        # response PPO rolls out is longer than what the reward models were trained on.
         arrays = reward_data.encode(
             targets,
             self.tokenizer,
