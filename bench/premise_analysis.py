@@ -30,7 +30,6 @@ import pathlib
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -44,6 +43,7 @@ from rl.eval.metrics import aggregate_prm, best_of_index  # noqa: E402
 from rl.eval.premise import premise_summary  # noqa: E402
 from rl.eval.problems import encode  # noqa: E402
 from rl.experiments.toy_pipeline import Pipeline  # noqa: E402
+from rl.reward_models.modeling import sequence_logp  # noqa: E402
 
 
 def within_problem_auc(correct_ExN: np.ndarray, scores_ExN: np.ndarray) -> float:
@@ -86,19 +86,13 @@ def response_logp(model, pipeline: Pipeline, gens, rows_per_call: int = 128) -> 
     graphdef, state = nnx.split(model)
     prompts = encode(pipeline.test, pipeline.tokenizer, "toy")
     width = prompts.input_ids.shape[1]
-
-    @jax.jit
-    def logp(state, ids, mask):
-        logits = nnx.merge(graphdef, state)(ids, mask).astype(jnp.float32)
-        lp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
-        return jnp.take_along_axis(lp, ids[:, 1:, None], axis=-1)[..., 0]
-
+    logp = jax.jit(lambda state, ids, mask: sequence_logp(nnx.merge(graphdef, state), ids, mask))
     n, out = gens.samples_per_prompt, []
     for begin in range(0, len(gens.texts), rows_per_call):
         rows = np.arange(begin, min(len(gens.texts), begin + rows_per_call))
         ids = np.concatenate([prompts.input_ids[rows // n], gens.tokens[rows]], axis=1)
         mask = np.concatenate([prompts.attention_mask[rows // n], gens.response_mask[rows]], 1)
-        out.append(np.asarray(logp(state, ids, mask))[:, width - 1 :])
+        out.append(np.asarray(logp(state, ids, mask))[:, width:])
     return np.where(gens.response_mask, np.concatenate(out), 0.0)
 
 
