@@ -8,6 +8,10 @@ kinds a checkpoint is; ``reward_model.json`` records both (and whatever the trai
 step separator, data, metrics), so a reward model reloads with the head it was trained with. It
 lives in ``models/`` beside ``models.hf_io`` because the model builder that loads frozen reward
 models for PPO reads it as well as the reward-model trainer that writes it.
+
+A ``models.likelihood_prm.LikelihoodPRM`` is saved as its PRM, with its language model in
+``likelihood_lm/`` and its weights under ``"likelihood"`` in ``reward_model.json``; it loads back
+as a ``LikelihoodPRM``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from flax import nnx
 
 from models import hf_io
 from models.heads import RewardHead, RewardModel
+from models.likelihood_prm import LM_DIR, LikelihoodPRM
 
 # What a saved reward model can be: ORM and PRM (a RewardModel), implicit PRM (a CausalLM).
 KINDS = ("orm", "prm", "implicit_prm")
@@ -39,8 +44,14 @@ def save_reward_model(
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}: must be one of {KINDS}")
     path = pathlib.Path(path)
-    hf_io.save_causal_lm(model, path, tokenizer=tokenizer)
     info = {"kind": kind, **meta}
+    if isinstance(model, LikelihoodPRM):
+        if kind != "prm":
+            raise ValueError(f"kind={kind!r}: a LikelihoodPRM is saved as kind='prm'")
+        hf_io.save_causal_lm(model.lm, path / LM_DIR)
+        info["likelihood"] = {"weights": [float(w) for w in model.weights[...]], "lm": LM_DIR}
+        model = model.prm
+    hf_io.save_causal_lm(model, path, tokenizer=tokenizer)
     if isinstance(model, RewardModel):
         info.update(head=model.head.kind, sigmoid=model.head.sigmoid)
     if jax.process_index() == 0:
@@ -63,7 +74,11 @@ def load_reward_model(
     head = None
     if info["kind"] != "implicit_prm":
         head = RewardHead(info["head"], sigmoid=bool(info.get("sigmoid", False)))
-    model = hf_io.load_causal_lm(
-        path, dtype, param_dtype=param_dtype, mesh=mesh, rules=rules, head=head
+    load = lambda where, head: hf_io.load_causal_lm(  # noqa: E731
+        where, dtype, param_dtype=param_dtype, mesh=mesh, rules=rules, head=head
     )
+    model = load(path, head)
+    if "likelihood" in info:  # a LikelihoodPRM: its language model and weights
+        spec = info["likelihood"]
+        model = LikelihoodPRM(model, load(path / spec["lm"], None), spec["weights"])
     return model, info

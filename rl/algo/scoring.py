@@ -25,7 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from models.likelihood_prm import LikelihoodPRM
 from rewards import shaping
+from rewards.likelihood import likelihood_step_scores
 from rewards import steps as steps_lib
 from rl.algo import advantages as advantages_lib
 from rl.algo import losses as ppo
@@ -106,7 +108,17 @@ def make_score_fn(
             out["values"] = critic(tokens_BxS, attention_mask_BxS)[:, p - 1 : -1]
         if "prm" in graphdefs:
             prm = nnx.merge(graphdefs["prm"], params["prm"])
-            out["prm_scores"] = prm(tokens_BxS, attention_mask_BxS)[:, p:]
+            if isinstance(prm, LikelihoodPRM):
+                # Its head here, combined with its LM's untempered log-probs in `shape`, which
+                # has the step ends (models.likelihood_prm).
+                out["prm_scores"] = prm.head_scores(tokens_BxS, attention_mask_BxS)[:, p:]
+                out["prm_lm_logp"], _ = token_stats.response_token_stats(
+                    prm.lm, tokens_BxS, attention_mask_BxS, p, temperature=1.0, with_entropy=False
+                )
+                b = tokens_BxS.shape[0]
+                out["prm_likelihood_weights"] = jnp.broadcast_to(prm.weights[...], (b, 3))
+            else:
+                out["prm_scores"] = prm(tokens_BxS, attention_mask_BxS)[:, p:]
         if "orm" in graphdefs:
             orm = nnx.merge(graphdefs["orm"], params["orm"])
             scores_BxR = orm(tokens_BxS, attention_mask_BxS)[:, p:]
@@ -181,6 +193,14 @@ def make_shape_fn(reward_cfg: RewardConfig, ppo_cfg: PPOConfig, samples_per_prom
     def shape(scores, step_end_BxR, response_BxR, success_B):
         b = response_BxR.shape[0]
         prm = scores.get("prm_scores")
+        if "prm_lm_logp" in scores:  # a LikelihoodPRM's head and LM log-probs, combined here
+            prm = jax.vmap(likelihood_step_scores)(
+                prm,
+                scores["prm_lm_logp"],
+                step_end_BxR,
+                response_BxR,
+                scores["prm_likelihood_weights"],
+            )
         orm = scores.get("orm_score", jnp.zeros((b,), jnp.float32))
         implicit = scores.get("implicit_logp")
         # The reasoning-pattern reward where it applies (rl.algo.patterns.outcome_rewards).

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from models.likelihood_prm import LikelihoodPRM
 from models.prm import ProcessRewardModel
 from models.sharding import array_sharding, use_mesh
 from rewards import steps as steps_lib
@@ -49,7 +50,19 @@ class RewardScorer:
         self.graphdef, self.params = _as_graph_and_state(reward_model)
         self.chunk_rows, self.mesh, self.rules = chunk_rows, mesh, rules
         graphdef = self.graphdef
-        self._forward = jax.jit(lambda params, ids, mask: nnx.merge(graphdef, params)(ids, mask))
+        # A LikelihoodPRM's scores need the step ends and response mask (models.likelihood_prm).
+        module = reward_model if not isinstance(reward_model, tuple) else nnx.merge(*reward_model)
+        self.needs_step_ends = isinstance(module, LikelihoodPRM)
+        if self.needs_step_ends:
+            self._forward = jax.jit(
+                lambda params, ids, mask, *steps: nnx.merge(graphdef, params).step_scores(
+                    ids, mask, *steps
+                )
+            )
+        else:
+            self._forward = jax.jit(
+                lambda params, ids, mask: nnx.merge(graphdef, params)(ids, mask)
+            )
 
     def __call__(
         self,
@@ -57,23 +70,34 @@ class RewardScorer:
         prompt_mask_MxP: np.ndarray,
         tokens_MxR: np.ndarray,
         response_MxR: np.ndarray,
+        step_end_MxR: np.ndarray | None = None,
     ) -> np.ndarray:
-        """scores_MxR (fp32): the model's score at every response position."""
+        """scores_MxR (fp32): the model's score at every response position. ``step_end_MxR``:
+        the responses' step ends, which a ``LikelihoodPRM`` needs (``needs_step_ends``)."""
+        if self.needs_step_ends and step_end_MxR is None:
+            raise ValueError("RewardScorer: a LikelihoodPRM needs step_end_MxR (its step ends)")
         p = prompt_ids_MxP.shape[1]
         seq = np.concatenate([prompt_ids_MxP, tokens_MxR], axis=1).astype(np.int32)
         seq_mask = np.concatenate([prompt_mask_MxP.astype(bool), response_MxR], axis=1)
+        arrays = [seq, seq_mask]
+        if self.needs_step_ends:
+            before = np.zeros_like(prompt_mask_MxP, bool)
+            arrays += [
+                np.concatenate([before, response_MxR.astype(bool)], axis=1),
+                np.concatenate([before, np.asarray(step_end_MxR, bool)], axis=1),
+            ]
         m, c = seq.shape[0], self.chunk_rows
         out = []
         for start in range(0, m, c):
             idx = np.minimum(np.arange(start, start + c), m - 1)
-            ids, mask = jnp.asarray(seq[idx]), jnp.asarray(seq_mask[idx])
+            args = [jnp.asarray(a[idx]) for a in arrays]
             if self.mesh is None:
-                scores = self._forward(self.params, ids, mask)
+                scores = self._forward(self.params, *args)
             else:
-                sharding = array_sharding(("batch", None), ids.shape, self.mesh, self.rules)
-                ids, mask = jax.device_put((ids, mask), sharding)
+                sharding = array_sharding(("batch", None), args[0].shape, self.mesh, self.rules)
+                args = jax.device_put(args, sharding)
                 with use_mesh(self.mesh, self.rules):
-                    scores = self._forward(self.params, ids, mask)
+                    scores = self._forward(self.params, *args)
             out.append(np.asarray(jax.device_get(scores))[: min(c, m - start), p:])
         return np.concatenate(out).astype(np.float32)
 
@@ -132,15 +156,21 @@ def reward_scores(
             [float(np.sum(s)) for s in steps],
             steps,
         )
+    if kind not in REWARD_KINDS:
+        raise ValueError(f"reward_kind={kind!r}: must be one of {REWARD_KINDS}")
     rows = np.repeat(np.arange(prompts.input_ids.shape[0]), n)
+    ends = None
+    if kind == "prm":
+        ends = steps_lib.step_end_masks(tokenizer, gens.tokens, gens.response_mask, separator)
     scores = scorer(
-        prompts.input_ids[rows], prompts.attention_mask[rows], gens.tokens, gens.response_mask
+        prompts.input_ids[rows],
+        prompts.attention_mask[rows],
+        gens.tokens,
+        gens.response_mask,
+        ends if scorer.needs_step_ends else None,
     )
     if kind == "orm":
         return [float(x) for x in orm_scores(scores, gens.response_mask)], [None] * m, [None] * m
-    if kind != "prm":
-        raise ValueError(f"reward_kind={kind!r}: must be one of {REWARD_KINDS}")
-    ends = steps_lib.step_end_masks(tokenizer, gens.tokens, gens.response_mask, separator)
     steps = [s.astype(float).tolist() for s in prm_step_scores(scores, ends)]
     return (
         [aggregate_prm(s, aggregation) for s in steps],

@@ -45,6 +45,7 @@ from rl.experiments.progress import PipelineProgress
 from rl.reward_models import data as reward_data
 from rl.reward_models import evaluation as reward_evaluation
 from rl.reward_models import labels, modeling
+from rl.reward_models import likelihood as reward_likelihood
 from rl.reward_models import training as reward_training
 from rl.rollout.sampler_config import SamplerConfig
 from rl.runtime.checkpoint import Checkpointer
@@ -195,9 +196,8 @@ class Pipeline:
         policy = hf_io.load_causal_lm(policy_dir)
         labelled_path = out / "labels.json"
         if labelled_path.exists():
-            labelled = [
-                reward_data.StepLabelled(**row) for row in json.loads(labelled_path.read_text())
-            ]
+            rows = json.loads(labelled_path.read_text())
+            labelled = [reward_data.StepLabelled(**row) for row in rows]
         else:
             log(
                 f"2/5 automatic step labels: {lc.solutions} policy solutions, "
@@ -279,6 +279,8 @@ class Pipeline:
                     else reward_evaluation.evaluate_prm
                 )
                 metrics = evaluate(model, held)
+                if kind == "prm" and rc.prm_likelihood:  # rewards/likelihood.py says why
+                    model, metrics = reward_likelihood.with_likelihood(model, policy, train, held)
             save_reward_model(
                 model,
                 path,
@@ -379,8 +381,7 @@ class Pipeline:
             seed=self.cfg.seed,
             verifier=workers.process_verifier(),
         )
-        result = {k: summary.get(k) for k in RESULT_KEYS}
-        result["n"] = summary.get("n")
+        result = {k: summary.get(k) for k in (*RESULT_KEYS, "n")}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(jsonable(result), indent=2, sort_keys=True))
         log(

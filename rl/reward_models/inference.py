@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from models.decoder import CausalLM
+from models.likelihood_prm import LikelihoodPRM
 from rl.reward_models.data import RewardArrays
 from rl.reward_models.losses import implicit_step_rewards
 from rl.reward_models.modeling import sequence_logp
@@ -41,13 +42,20 @@ def _forward(graphdef: Any, what: str) -> Callable:
     """One jitted forward per model structure (graphdefs are hashable), reused across calls."""
     if what == "scores":
         return jax.jit(lambda state, t, m: nnx.merge(graphdef, state)(t, m))
+    if what == "step_scores":
+        return jax.jit(lambda state, *a: nnx.merge(graphdef, state).step_scores(*a))
     return jax.jit(lambda state, t, m: sequence_logp(nnx.merge(graphdef, state), t, m))
 
 
 def token_scores(model: nnx.Module, arrays: RewardArrays, *, batch_size: int = 32) -> np.ndarray:
     """The reward model's output at every token, [N, S]: a probability for the heads trained
-    here."""
+    here (a ``LikelihoodPRM``: its combined scores at the rows' step ends)."""
     graphdef, state = nnx.split(model)
+    if isinstance(model, LikelihoodPRM):
+        fn = _forward(graphdef, "step_scores")
+        return _map_batches(
+            lambda *a: fn(state, *a), arrays, batch_size, arrays.response_mask, arrays.step_end
+        )
     fn = _forward(graphdef, "scores")
     return _map_batches(lambda t, m: fn(state, t, m), arrays, batch_size)
 
