@@ -27,8 +27,8 @@ from flax import nnx
 
 from models.likelihood_prm import LikelihoodPRM
 from rewards import shaping
-from rewards.likelihood import likelihood_step_scores
 from rewards import steps as steps_lib
+from rewards.likelihood import likelihood_step_scores
 from rl.algo import advantages as advantages_lib
 from rl.algo import losses as ppo
 from rl.algo import token_stats

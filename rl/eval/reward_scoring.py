@@ -167,7 +167,7 @@ def reward_scores(
         prompts.attention_mask[rows],
         gens.tokens,
         gens.response_mask,
-        ends if scorer.needs_step_ends else None,
+        ends if getattr(scorer, "needs_step_ends", False) else None,
     )
     if kind == "orm":
         return [float(x) for x in orm_scores(scores, gens.response_mask)], [None] * m, [None] * m

@@ -34,7 +34,9 @@ def fit_logistic(x_NxF: np.ndarray, y_N: np.ndarray, *, l2: float = 1e-3, iters:
     x = np.asarray(x_NxF, np.float64)
     y = np.asarray(y_N, np.float64)
     if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] == 0:
-        raise ValueError(f"fit_logistic: need x [N, F] and y [N] with N > 0, got {x.shape}, {y.shape}")
+        raise ValueError(
+            f"fit_logistic: need x [N, F] and y [N] with N > 0, got {x.shape}, {y.shape}"
+        )
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ValueError("fit_logistic: non-finite features or labels")
     if ((y < 0) | (y > 1)).any():

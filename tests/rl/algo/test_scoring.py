@@ -18,6 +18,8 @@ from models import presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardModel, ValueModel
+from models.likelihood_prm import LikelihoodPRM
+from rewards.likelihood import likelihood_step_scores
 from rl.algo.scoring import make_score_fn, make_shape_fn, response_structure
 from rl.config import PPOConfig, RewardConfig
 from rl.data.toy_tokenizer import toy_tokenizer
@@ -443,3 +445,41 @@ def test_the_pattern_reward_joins_the_outcome_at_the_last_token():
     arrays, m = _shape(RewardConfig(success_weight=0.5), ppo_cfg, scores)
     np.testing.assert_allclose(arrays["rewards"], [[0, 0, 0, 0.5], [0, 0, 0, 0]], atol=1e-6)
     assert "reward/pattern" not in m and m["reward/outcome"] == pytest.approx(0.25)
+
+
+def test_a_likelihood_prm_is_scored_by_its_head_and_lm_and_combined_in_shaping(models, rollout):
+    """Scoring gives the head's probabilities and the LM's untempered log-probs of the response;
+    shaping combines them at the step ends (rewards.likelihood), which the raw PRM sum shows."""
+    tokens, mask, response, last = rollout
+    head = _random(
+        lambda: RewardModel(CFG, "scalar", rngs=nnx.Rngs(0), sigmoid=True, head_bias=True), 6
+    )
+    weights = (0.8, 2.0, 0.3)
+    graphdefs, params = {}, {}
+    parts = {"policy": models["policy"], "ref": models["ref"]}
+    parts["prm"] = LikelihoodPRM(head, models["implicit"], weights)
+    for name, model in parts.items():
+        graphdefs[name], params[name] = nnx.split(model)
+    out = jit(make_score_fn(graphdefs, P, temperature=2.0))(params, tokens, mask, last)
+    np.testing.assert_allclose(out["prm_scores"], _forward(head, tokens, mask)[:, P:], atol=1e-6)
+    logp = _log_softmax(_forward(models["implicit"], tokens, mask))  # untempered: T = 2 ignored
+    for b in range(2):
+        for j in range(R):
+            want = logp[b, P + j - 1, tokens[b, P + j]]
+            np.testing.assert_allclose(out["prm_lm_logp"][b, j], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["prm_likelihood_weights"], np.tile(weights, (2, 1)), rtol=1e-6)
+
+    step_end = np.array([[0, 1, 0, 1, 1], [1, 0, 1, 0, 0]], bool) & response
+    reward_cfg = RewardConfig(prm_weight=1.0, prm_transform="raw", kl_coef=0.0)
+    scores = {k: out[k] for k in ("prm_scores", "prm_lm_logp", "prm_likelihood_weights")}
+    scores.update(old_logp=out["old_logp"], ref_logp=out["ref_logp"])
+    shape = jit(make_shape_fn(reward_cfg, PPOConfig(gamma=1.0, lam=1.0)))
+    scores["values"] = jnp.zeros((2, R), jnp.float32)
+    _, metrics = shape(scores, jnp.asarray(step_end), jnp.asarray(response), jnp.zeros(2))
+    combined = jax.vmap(likelihood_step_scores, in_axes=(0, 0, 0, 0, None))(
+        out["prm_scores"], out["prm_lm_logp"], step_end, response, jnp.asarray(weights)
+    )
+    want = float(np.where(step_end, combined, 0.0).sum(1).mean())
+    assert float(metrics["reward/prm_raw"]) == pytest.approx(want, rel=1e-5)
+    head_only = float(np.where(step_end, out["prm_scores"], 0.0).sum(1).mean())
+    assert abs(want - head_only) > 1e-3

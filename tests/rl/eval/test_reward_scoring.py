@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from models.heads import RewardModel
+from models.likelihood_prm import LikelihoodPRM
 from models.prm import load_prm
 from rl.eval import reward_scoring
 from rl.eval.generation import Generations
@@ -70,6 +72,40 @@ def test_reward_scores_are_the_models_at_step_ends_and_last_token(toy_tok, prm, 
         scorer, "orm", gens, prompts, toy_tok, separator="\n", aggregation="min"
     )
     assert score[0] == pytest.approx(full[len(ids) - 1], rel=1e-5) and ret == [None]
+
+
+def test_a_likelihood_prm_is_scored_with_the_responses_step_ends(
+    toy_tok, toy_config, policy, toy_examples
+):
+    """Its step scores are the model's own ``step_scores`` over prompt + response, with the
+    response's step ends found from the text; without step ends the scorer refuses."""
+    head = RewardModel(toy_config, "scalar", rngs=nnx.Rngs(2), sigmoid=True, head_bias=True)
+    head.score.out.kernel[...] = jax.random.normal(jax.random.key(1), head.score.out.kernel.shape)
+    model = LikelihoodPRM(head, policy, (0.9, 1.5, 0.2))
+    prompts = encode(toy_examples[:1], toy_tok, "toy")
+    p = prompts.input_ids.shape[1]
+    text = "1+2=3\n3+4=7\n\\boxed{7}"
+    gens = _one_response(toy_tok, text)
+    r = gens.tokens.shape[1]
+    ends = np.zeros((1, r), bool)
+    ends[0, [4, 10, 20]] = True  # one char per token, as in the test above
+    seq = np.concatenate([prompts.input_ids, gens.tokens], 1)
+    seq_mask = np.concatenate([prompts.attention_mask.astype(bool), gens.response_mask], 1)
+    before = np.zeros_like(prompts.input_ids, bool)
+    full = model.step_scores(
+        jnp.asarray(seq),
+        jnp.asarray(seq_mask),
+        jnp.asarray(np.concatenate([before, gens.response_mask], 1)),
+        jnp.asarray(np.concatenate([before, ends], 1)),
+    )
+    want = np.asarray(full)[0, p:][[4, 10, 20]]
+    scorer = reward_scoring.RewardScorer(model, chunk_rows=1)
+    _, _, steps = reward_scoring.reward_scores(
+        scorer, "prm", gens, prompts, toy_tok, separator="\n", aggregation="min"
+    )
+    np.testing.assert_allclose(steps[0], want, rtol=1e-5)
+    with pytest.raises(ValueError, match="step_end_MxR"):
+        scorer(prompts.input_ids, prompts.attention_mask, gens.tokens, gens.response_mask)
 
 
 def test_scorer_chunks_pad_with_repeats_and_drop_them(toy_tok, prm, toy_examples):
