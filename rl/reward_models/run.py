@@ -28,7 +28,7 @@ from rl.data import toy
 from rl.data.example import Example
 from rl.data.prompts import system_prompt_for
 from rl.reward_models import data as rd
-from rl.reward_models import evaluation, labels, modeling, sources
+from rl.reward_models import evaluation, labels, likelihood, modeling, sources
 from rl.reward_models.run_config import RMDataConfig, RMRunConfig
 from rl.reward_models.training import train_reward_model
 from rl.rollout.sampler_config import SamplerConfig
@@ -179,14 +179,21 @@ def run(cfg: RMRunConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
             return evaluation.evaluate_orm(model, a, batch_size=b)
         return evaluation.evaluate_implicit_prm(model, reference, a, cfg.train.beta, batch_size=b)
 
-    result = {
-        "eval": {"heldout": evaluate(heldout), "train": evaluate(train)},
-        "model": str(workdir / "model"),
-        "labels": str(workdir / "labels.jsonl"),
-        "num_examples": len(examples),
-        "num_train": len(train),
-        "num_heldout": len(heldout),
-    }
+    result = {"eval": {"heldout": evaluate(heldout), "train": evaluate(train)}}
+    if cfg.model.likelihood_lm:  # the trained head, combined with the LM's step likelihood
+        lm = hf_io.load_causal_lm(cfg.model.likelihood_lm)
+        model, result["eval"]["likelihood"] = likelihood.with_likelihood(
+            model, lm, train, heldout, batch_size=cfg.train.batch_size
+        )
+    result.update(
+        {
+            "model": str(workdir / "model"),
+            "labels": str(workdir / "labels.jsonl"),
+            "num_examples": len(examples),
+            "num_train": len(train),
+            "num_heldout": len(heldout),
+        }
+    )
     (workdir / "eval.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     save_reward_model(
         model,

@@ -69,13 +69,16 @@ class RMDataConfig:
 class RMModelConfig:
     """The model to train (orm/prm): from ``path`` (an HF checkpoint whose backbone is reused),
     from the policy's backbone (``init_from_policy``), or a random ``preset``; ``head`` is scalar |
-    two_class."""
+    two_class. ``likelihood_lm`` (a PRM with a scalar head): an HF causal LM whose least likely
+    step so far the saved PRM's step score also reads, with weights fitted to the step labels
+    after training (``models.likelihood_prm``; usually the policy the labels were sampled from)."""
 
     path: str = ""
     preset: str = "tiny"
     seed: int = 0
     head: str = "scalar"
     init_from_policy: bool = False
+    likelihood_lm: str = ""
 
     def validate(self, prefix: str = "model") -> RMModelConfig:
         if self.head not in HEADS:
@@ -139,6 +142,11 @@ class RMRunConfig:
                 f"config.policy.path='': kind={run.train.kind!r} with "
                 f"data.source={run.data.source!r}, model.init_from_policy="
                 f"{run.model.init_from_policy} needs a policy (path or preset)"
+            )
+        if run.model.likelihood_lm and (run.train.kind != "prm" or run.model.head != "scalar"):
+            raise ConfigError(
+                f"config.model.likelihood_lm={run.model.likelihood_lm!r}: needs kind='prm' and "
+                f"model.head='scalar', not kind={run.train.kind!r}, head={run.model.head!r}"
             )
         if run.data.source == "auto" and run.data.max_response_len <= run.label.max_new_tokens:
             raise ConfigError(
