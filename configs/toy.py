@@ -8,7 +8,8 @@
 Stages (each reuses its finished artifacts in the workdir and resumes after interruption):
 1. supervised training of a tiny Qwen2-architecture policy on worked solutions (moderate accuracy,
    leaving RL room); 2. automatic Math-Shepherd step labels from that policy, then an ORM, a PRM and
-   an implicit PRM trained on them; 3. PPO with the same seeds and budgets for every reward variant;
+   an implicit PRM trained on them (the PRM's step score also reads the policy's likelihood of the
+   steps: reward_models.prm_likelihood below); 3. PPO with the same seeds and budgets for every reward variant;
    4. greedy evaluation on the held-out split; 5. results.json, results.md and plots.
 
 Choices and why (PPO hyperparameters start from the feasibility probe in the project notes; the
@@ -124,13 +125,15 @@ def get_config(arg=None):
     # The premise check before PPO: N samples of the initial policy per held-out problem, ranked
     # by the ORM and the PRM against maj@N (rl/eval/premise.py).
     c.premise = ml_collections.ConfigDict(dict(samples=16, temperature=1.0))
-    # How the budget is spent: estimated seconds per unit on the idle 2-core machine. Two
-    # fresh-clone runs of this default on two days' machines of that kind (the README's table):
-    # SFT 4.1 / 6.7 min for 800 steps, labels 2.8 / 4.0 min, the three reward models 3.0 / 4.2 min,
-    # the premise 1.4 / 2.2 min, then the 21 PPO runs (30 iterations each, with their greedy
-    # evaluation, one core each in `workers` processes side by side) 13.5 / 17.2 min: about 1.3 /
-    # 1.6 min per run per worker; 25.0 / 34.8 min in all. The progress bar counts these
-    # (rl/experiments/progress.py) and its ETA rescales them to the machine's measured pace.
+    # How the budget is spent: estimated seconds per unit on the idle 2-core machine. The
+    # fresh-clone run of this default in the README (the PRM with its likelihood term): SFT 5.1
+    # min for 800 steps, labels 3.2, the three reward models 4.8, the premise 2.6, then the 21 PPO
+    # runs (30 iterations each, with their greedy evaluation, one core each in `workers` processes
+    # side by side) 21.8 min, about 2.1 min per run per worker (iterations 2.9-3.5 s); 39.0 min in
+    # all, over the 30-minute target. The previous default took 25.0 / 28.7 / 34.8 min on three
+    # days' machines of that kind (PPO 13.5-17.2 min): the machine's pace alone moves the total by
+    # a third. The progress bar counts these (rl/experiments/progress.py) and its ETA rescales
+    # them to the machine's measured pace.
     c.budget = ml_collections.ConfigDict(
         dict(
             sft_step_s=0.4,
@@ -138,7 +141,7 @@ def get_config(arg=None):
             reward_model_s=70.0,
             premise_s=100.0,
             eval_s=20.0,
-            ppo_iteration_s=3.0,  # one core (a worker): measured 2.0-2.8 s, 30-token responses
+            ppo_iteration_s=3.0,  # one core (a worker): measured 2.0-3.5 s on different days
         )
     )
 

@@ -162,13 +162,10 @@ def reward_scores(
     ends = None
     if kind == "prm":
         ends = steps_lib.step_end_masks(tokenizer, gens.tokens, gens.response_mask, separator)
-    scores = scorer(
-        prompts.input_ids[rows],
-        prompts.attention_mask[rows],
-        gens.tokens,
-        gens.response_mask,
-        ends if getattr(scorer, "needs_step_ends", False) else None,
-    )
+    args = [prompts.input_ids[rows], prompts.attention_mask[rows], gens.tokens, gens.response_mask]
+    if getattr(scorer, "needs_step_ends", False):  # a LikelihoodPRM (RewardScorer)
+        args.append(ends)
+    scores = scorer(*args)
     if kind == "orm":
         return [float(x) for x in orm_scores(scores, gens.response_mask)], [None] * m, [None] * m
     steps = [s.astype(float).tolist() for s in prm_step_scores(scores, ends)]
