@@ -9,8 +9,9 @@ Stages (each reuses its finished artifacts in the workdir and resumes after inte
 1. supervised training of a tiny Qwen2-architecture policy on worked solutions (moderate accuracy,
    leaving RL room); 2. automatic Math-Shepherd step labels from that policy, then an ORM, a PRM and
    an implicit PRM trained on them (the PRM's step score also reads the policy's likelihood of the
-   steps: reward_models.prm_likelihood below); 3. PPO with the same seeds and budgets for every reward variant;
-   4. greedy evaluation on the held-out split; 5. results.json, results.md and plots.
+   steps: reward_models.prm_likelihood below); 3. PPO with the same seeds and budgets for every
+   reward variant; 4. greedy evaluation on the held-out split; 5. results.json, results.md and
+   plots.
 
 Choices and why (PPO hyperparameters start from the feasibility probe in the project notes; the
 changes below were made for the stated, measured reasons, not to move the table):
