@@ -130,11 +130,11 @@ def get_config(arg=None):
     # fresh-clone run of this default in the README (the PRM with its likelihood term): SFT 5.1
     # min for 800 steps, labels 3.2, the three reward models 4.8, the premise 2.6, then the 21 PPO
     # runs (30 iterations each, with their greedy evaluation, one core each in `workers` processes
-    # side by side) 21.8 min, about 2.1 min per run per worker (iterations 2.9-3.5 s); 39.0 min in
-    # all, over the 30-minute target. The previous default took 25.0 / 28.7 / 34.8 min on three
-    # days' machines of that kind (PPO 13.5-17.2 min): the machine's pace alone moves the total by
-    # a third. The progress bar counts these (rl/experiments/progress.py) and its ETA rescales
-    # them to the machine's measured pace.
+    # side by side) 21.8 min, about 2.1 min per run per worker (iterations 2.9-3.5 s); 37.8 min in
+    # all (39.0 with the venv's install), over the 30-minute target. The previous default took
+    # 25.0 / 28.7 / 34.8 min on three days' machines of that kind (PPO 13.5-17.2 min): the
+    # machine's pace alone moves the total by a third. The progress bar counts these
+    # (rl/experiments/progress.py) and its ETA rescales them to the machine's measured pace.
     c.budget = ml_collections.ConfigDict(
         dict(
             sft_step_s=0.4,
