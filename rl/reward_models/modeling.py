@@ -21,8 +21,8 @@ from flax import nnx
 from models.config import ModelConfig
 from models.decoder import CausalLM, Decoder
 from models.heads import RewardModel
+from models.likelihood_prm import token_logp
 from models.sharding import shard_model
-from rl.algo import losses as ppo
 
 HEADS = ("scalar", "two_class")
 
@@ -122,7 +122,6 @@ def head_logits(
 def sequence_logp(
     model: CausalLM, tokens_BxS: jax.Array, attention_mask_BxS: jax.Array
 ) -> jax.Array:
-    """log pi(tokens[t] | tokens[<t]) at every position t (0 at t = 0), aligned with the tokens."""
-    logits = model(tokens_BxS, attention_mask_BxS)
-    logp = ppo.token_logp(logits[:, :-1], tokens_BxS[:, 1:])
-    return jnp.concatenate([jnp.zeros_like(logp[:, :1]), logp], axis=1)
+    """log pi(tokens[t] | tokens[<t]) at every position t (0 at t = 0), aligned with the tokens
+    (``models.likelihood_prm.token_logp``, which a LikelihoodPRM's language model uses too)."""
+    return token_logp(model, tokens_BxS, attention_mask_BxS)

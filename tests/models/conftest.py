@@ -6,7 +6,26 @@ from flax import nnx
 from models import presets as model_presets
 from models.config import ModelConfig
 from models.decoder import CausalLM
+from rl.data.toy_tokenizer import toy_tokenizer
 from tests.models.hf_reference import build, jit_forward, make_hf_model
+
+
+@pytest.fixture(scope="session")
+def toy_tok():
+    return toy_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def toy_config(toy_tok) -> ModelConfig:
+    """One layer, sized to the toy tokenizer (the reward-model I/O tests' models)."""
+    values = model_presets.tiny(
+        vocab_size=len(toy_tok),
+        eos_token_id=toy_tok.eos_token_id,
+        pad_token_id=toy_tok.pad_token_id,
+        bos_token_id=None,
+        num_layers=1,
+    )
+    return ModelConfig.from_dict(values.to_dict())
 
 
 @pytest.fixture(scope="session")

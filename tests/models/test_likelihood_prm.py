@@ -10,49 +10,29 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from models import presets
-from models.config import ModelConfig
 from models.decoder import CausalLM
 from models.heads import RewardModel
 from models.likelihood_prm import LM_DIR, LikelihoodPRM
 from models.reward_io import META_FILE, load_reward_model, save_reward_model
-from rl.data.toy_tokenizer import toy_tokenizer
 from tests.models.hf_reference import jit_forward
+from tests.models.test_reward_io import prm_with_a_random_head
 
 WEIGHTS = (0.7, 2.5, -0.3)
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return toy_tokenizer()
+def parts(toy_config):
+    return prm_with_a_random_head(toy_config), CausalLM(toy_config, rngs=nnx.Rngs(1))
 
 
 @pytest.fixture(scope="module")
-def config(tok):
-    values = presets.tiny(
-        vocab_size=len(tok),
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=None,
-        num_layers=1,
-    )
-    return ModelConfig.from_dict(values.to_dict())
-
-
-@pytest.fixture(scope="module")
-def parts(config):
-    prm = RewardModel(config, "scalar", rngs=nnx.Rngs(0), sigmoid=True, head_bias=True)
-    out = prm.score.out
-    out.kernel[...] = jax.random.normal(jax.random.key(0), out.kernel.shape)
-    return prm, CausalLM(config, rngs=nnx.Rngs(1))
-
-
-@pytest.fixture(scope="module")
-def rows(config):
+def rows(toy_config):
     """Two rows: a left-padded 3- / 4-token prompt, then a response with steps ending at the
     marked positions (row 1 has padding after its response)."""
     s = 12
-    ids = np.asarray(jax.random.randint(jax.random.key(2), (2, s), 2, config.vocab_size), np.int32)
+    ids = np.asarray(
+        jax.random.randint(jax.random.key(2), (2, s), 2, toy_config.vocab_size), np.int32
+    )
     attention = np.ones((2, s), bool)
     attention[0, :2] = False
     attention[1, :1] = attention[1, 10:] = False
@@ -99,26 +79,26 @@ def test_step_scores_match_a_step_by_step_reference(parts, rows):
     assert np.abs(np.asarray(got)[ends] - head[ends]).min() > 1e-3  # the combination acts
 
 
-def test_a_plain_forward_is_refused_and_bad_parts_are_named(parts, config, rows):
+def test_a_plain_forward_is_refused_and_bad_parts_are_named(parts, toy_config, rows):
     prm, lm = parts
     with pytest.raises(TypeError, match="step_scores"):
         LikelihoodPRM(prm, lm, WEIGHTS)(*rows[:2])
-    two_class = RewardModel(config, "two_class", rngs=nnx.Rngs(0))
+    two_class = RewardModel(toy_config, "two_class", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="sigmoid scalar head"):
         LikelihoodPRM(two_class, lm, WEIGHTS)
     with pytest.raises(ValueError, match="3 finite numbers"):
         LikelihoodPRM(prm, lm, (1.0, float("nan"), 0.0))
     with pytest.raises(ValueError, match="3 finite numbers"):
         LikelihoodPRM(prm, lm, (1.0, 2.0))
-    other = CausalLM(config.replace(vocab_size=config.vocab_size + 1), rngs=nnx.Rngs(0))
+    other = CausalLM(toy_config.replace(vocab_size=toy_config.vocab_size + 1), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="vocab_size"):
         LikelihoodPRM(prm, other, WEIGHTS)
 
 
-def test_save_and_load_give_back_identical_step_scores(tmp_path, tok, parts, rows):
+def test_save_and_load_give_back_identical_step_scores(tmp_path, toy_tok, parts, rows):
     prm, lm = parts
     model = LikelihoodPRM(prm, lm, WEIGHTS)
-    save_reward_model(model, tmp_path / "prm", kind="prm", tokenizer=tok, metrics={"auc": 0.7})
+    save_reward_model(model, tmp_path / "prm", kind="prm", tokenizer=toy_tok, metrics={"auc": 0.7})
     info = json.loads((tmp_path / "prm" / META_FILE).read_text())
     assert info["likelihood"]["lm"] == LM_DIR and info["head"] == "scalar" and info["sigmoid"]
     np.testing.assert_allclose(info["likelihood"]["weights"], WEIGHTS, rtol=1e-6)

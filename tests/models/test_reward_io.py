@@ -9,50 +9,31 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from models import hf_io, presets
-from models.config import ModelConfig
+from models import hf_io
 from models.decoder import CausalLM
 from models.heads import RewardHead, RewardModel
 from models.reward_io import KINDS, META_FILE, load_reward_model, save_reward_model
-from rl.data.toy_tokenizer import toy_tokenizer
 from tests.models.hf_reference import jit_forward
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return toy_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def config(tok):
-    values = presets.tiny(
-        vocab_size=len(tok),
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=None,
-        num_layers=1,
-    )
-    return ModelConfig.from_dict(values.to_dict())
-
-
-@pytest.fixture(scope="module")
-def rows(config):
-    ids = np.asarray(jax.random.randint(jax.random.key(1), (4, 12), 2, config.vocab_size))
+def rows(toy_config):
+    ids = np.asarray(jax.random.randint(jax.random.key(1), (4, 12), 2, toy_config.vocab_size))
     mask = np.arange(12)[None, :] >= np.array([0, 3, 5, 1])[:, None]  # left-padded rows
     return np.where(mask, ids, 0).astype(np.int32), mask
 
 
-def prm_with_a_random_head(config):
+def prm_with_a_random_head(toy_config):
     """A PRM as the trainer makes one (sigmoid scalar head with a bias), its head not at zero."""
-    prm = RewardModel(config, "scalar", rngs=nnx.Rngs(0), sigmoid=True, head_bias=True)
+    prm = RewardModel(toy_config, "scalar", rngs=nnx.Rngs(0), sigmoid=True, head_bias=True)
     out = prm.score.out
     out.kernel[...] = jax.random.normal(jax.random.key(0), out.kernel.shape)
     return prm
 
 
-def test_saved_reward_models_reload_with_identical_scores(tmp_path, tok, config, rows):
-    prm = prm_with_a_random_head(config)
-    save_reward_model(prm, tmp_path / "prm", kind="prm", tokenizer=tok, step_separator="\n")
+def test_saved_reward_models_reload_with_identical_scores(tmp_path, toy_tok, toy_config, rows):
+    prm = prm_with_a_random_head(toy_config)
+    save_reward_model(prm, tmp_path / "prm", kind="prm", tokenizer=toy_tok, step_separator="\n")
     loaded, info = load_reward_model(tmp_path / "prm")
     assert info == {"kind": "prm", "head": "scalar", "sigmoid": True, "step_separator": "\n"}
     want = np.asarray(jit_forward(prm)(*rows))
@@ -63,11 +44,14 @@ def test_saved_reward_models_reload_with_identical_scores(tmp_path, tok, config,
     np.testing.assert_allclose(np.asarray(jit_forward(plain)(*rows)), want, atol=1e-6)
     text = "Q: 7+5\n7+5=12\n\\boxed{12}"
     reloaded = hf_io.load_tokenizer(tmp_path / "prm")
-    assert reloaded(text)["input_ids"] == tok(text)["input_ids"]
-    assert (reloaded.eos_token_id, reloaded.pad_token_id) == (tok.eos_token_id, tok.pad_token_id)
+    assert reloaded(text)["input_ids"] == toy_tok(text)["input_ids"]
+    assert (reloaded.eos_token_id, reloaded.pad_token_id) == (
+        toy_tok.eos_token_id,
+        toy_tok.pad_token_id,
+    )
 
-    reference = CausalLM(config, rngs=nnx.Rngs(4))
-    policy = CausalLM(config, rngs=nnx.Rngs(4))
+    reference = CausalLM(toy_config, rngs=nnx.Rngs(4))
+    policy = CausalLM(toy_config, rngs=nnx.Rngs(4))
     policy.backbone.norm.scale[...] = policy.backbone.norm.scale[...] * 1.1
     save_reward_model(policy, tmp_path / "implicit", kind="implicit_prm", beta=0.05)
     loaded, info = load_reward_model(tmp_path / "implicit")
@@ -77,8 +61,8 @@ def test_saved_reward_models_reload_with_identical_scores(tmp_path, tok, config,
     np.testing.assert_allclose(np.asarray(jit_forward(loaded)(*rows)), want, atol=1e-5)
 
 
-def test_metadata_file_and_kind_check(tmp_path, config):
-    prm = prm_with_a_random_head(config)
+def test_metadata_file_and_kind_check(tmp_path, toy_config):
+    prm = prm_with_a_random_head(toy_config)
     save_reward_model(prm, tmp_path, kind="orm", data_source="synthetic", eval={"auc": 0.5})
     info = json.loads((tmp_path / META_FILE).read_text())
     assert info == {
