@@ -69,6 +69,7 @@ def make_score_fn(
     temperature: float = 1.0,
     *,
     policy_logp: bool = True,
+    prm_lm_is_ref: bool = False,
 ):
     """``score(params, tokens_BxS, attention_mask_BxS, last_BxR) -> dict of [B, R] / [B] arrays``.
 
@@ -82,7 +83,18 @@ def make_score_fn(
     log-ratio to its reference is the implicit PRM; "implicit_ref" when that reference is not the
     PPO reference) when configured. Log-probs are of the distribution the sampler drew from
     (logits / ``temperature``), for the implicit PRM too (as verl's PRIME scores them).
+
+    ``prm_lm_is_ref``: a likelihood PRM's language model has the reference's parameters
+    (``rl.trainers.ppo_models.same_parameters``; the embedded default's PRM reads the SFT policy,
+    which is the reference) and ``temperature`` is 1, so its untempered log-probs ARE
+    ``ref_logp``, computed by the same program on the same inputs: the pass is left out (one
+    model's forward of four or five) and the values are bit-identical.
     """
+    if prm_lm_is_ref and temperature != 1.0:
+        raise ValueError(
+            "make_score_fn: prm_lm_is_ref needs temperature 1 (the likelihood PRM reads "
+            f"untempered log-probs), got temperature={temperature!r}"
+        )
     p = prompt_len
 
     def score(params, tokens_BxS, attention_mask_BxS, last_BxR):
@@ -112,9 +124,17 @@ def make_score_fn(
                 # Its head here, combined with its LM's untempered log-probs in `shape`, which
                 # has the step ends (models.likelihood_prm).
                 out["prm_scores"] = prm.head_scores(tokens_BxS, attention_mask_BxS)[:, p:]
-                out["prm_lm_logp"], _ = token_stats.response_token_stats(
-                    prm.lm, tokens_BxS, attention_mask_BxS, p, temperature=1.0, with_entropy=False
-                )
+                if prm_lm_is_ref:
+                    out["prm_lm_logp"] = out["ref_logp"]
+                else:
+                    out["prm_lm_logp"], _ = token_stats.response_token_stats(
+                        prm.lm,
+                        tokens_BxS,
+                        attention_mask_BxS,
+                        p,
+                        temperature=1.0,
+                        with_entropy=False,
+                    )
                 b = tokens_BxS.shape[0]
                 out["prm_likelihood_weights"] = jnp.broadcast_to(prm.weights[...], (b, 3))
             else:

@@ -15,8 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 from flax import nnx
 
+from models.likelihood_prm import LikelihoodPRM
 from models.reward_io import META_FILE
 from rl.algo import update as upd
 from rl.algo.prm_scorer import load_published_prm, uses_published_format
@@ -37,6 +40,30 @@ class PPOModels:
     published_prm: Any  # a models.prm.ProcessRewardModel scored outside the score program
     # reward.implicit_prm_online: the implicit PRM (and its own reference) trained, not frozen
     online_prm: OnlineImplicitPRM | None = None
+    # A likelihood PRM whose language model has the reference's parameters: scoring reuses the
+    # reference's log-probs for it (rl.algo.scoring.make_score_fn)
+    prm_lm_is_ref: bool = False
+
+
+def same_parameters(a: Any, b: Any) -> bool:
+    """Whether two models' states hold the same arrays at the same paths (shapes, dtypes and
+    every value equal), compared on the devices where they live: nothing is gathered to the
+    host, so it serves sharded models too."""
+    flat_a = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(a)[0]}
+    flat_b = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(b)[0]}
+    if flat_a.keys() != flat_b.keys():
+        return False
+    keys = sorted(flat_a)
+    if any(
+        jnp.shape(flat_a[k]) != jnp.shape(flat_b[k])
+        or jnp.result_type(flat_a[k]) != jnp.result_type(flat_b[k])
+        for k in keys
+    ):
+        return False
+    equal = jax.jit(
+        lambda xs, ys: jnp.all(jnp.stack([jnp.array_equal(x, y) for x, y in zip(xs, ys)]))
+    )
+    return bool(equal([flat_a[k] for k in keys], [flat_b[k] for k in keys]))
 
 
 def saved_implicit_beta(spec: ModelSpec) -> float | None:
@@ -90,6 +117,9 @@ def build_ppo_models(cfg: RLConfig, tokenizer: Any, mesh, rules) -> PPOModels:
     models, state, state_sharding = upd.init_train_state(
         policy, critic, policy_tx, critic_tx, mesh, rules
     )
+    prm_lm_is_ref = isinstance(frozen.get("prm"), LikelihoodPRM) and same_parameters(
+        nnx.state(frozen["prm"].lm), nnx.state(frozen["ref"])
+    )
     frozen_defs, frozen_params = {}, {}
     for name, model in frozen.items():
         frozen_defs[name], frozen_params[name] = nnx.split(model)
@@ -113,4 +143,5 @@ def build_ppo_models(cfg: RLConfig, tokenizer: Any, mesh, rules) -> PPOModels:
         frozen_params,
         published_prm,
         online_prm,
+        prm_lm_is_ref,
     )

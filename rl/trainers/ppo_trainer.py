@@ -145,6 +145,7 @@ class Trainer:
         self.frozen_defs, self.frozen_params = built.frozen_defs, built.frozen_params
         self.published_prm = built.published_prm
         self.online_prm = built.online_prm  # reward.implicit_prm_online (PRIME), else None
+        self.prm_lm_is_ref = built.prm_lm_is_ref
 
     def _build_functions(self):
         c, mesh = self.cfg, self.mesh
@@ -172,7 +173,13 @@ class Trainer:
         if self.models.critic is not None:
             graphdefs["critic"] = self.models.critic
         # Block by block (rollout.score_rows): memory set by the block, not by the rollout.
-        fn = make_score_fn(graphdefs, p, temperature, policy_logp=c.rollout.old_logp != "sampler")
+        fn = make_score_fn(
+            graphdefs,
+            p,
+            temperature,
+            policy_logp=c.rollout.old_logp != "sampler",
+            prm_lm_is_ref=self.prm_lm_is_ref and temperature == 1.0,
+        )
         score = row_chunked(fn, c.rollout.score_rows, (1, 2, 3))
         self.score_fn = jax.jit(score)
         self.shape_fn = jax.jit(make_shape_fn(c.reward, c.ppo, c.data.samples_per_prompt))

@@ -483,3 +483,26 @@ def test_a_likelihood_prm_is_scored_by_its_head_and_lm_and_combined_in_shaping(m
     assert float(metrics["reward/prm_raw"]) == pytest.approx(want, rel=1e-5)
     head_only = float(np.where(step_end, out["prm_scores"], 0.0).sum(1).mean())
     assert abs(want - head_only) > 1e-3
+
+
+def test_a_likelihood_prm_reading_the_reference_reuses_its_log_probs_bit_for_bit(models, rollout):
+    """prm_lm_is_ref (the LM has the reference's parameters, temperature 1): the LM's pass is
+    left out and its log-probs are the reference's, equal to a separate pass of the same model
+    to the last bit; at another temperature the reuse would be wrong, so it is refused."""
+    tokens, mask, response, last = rollout
+    head = _random(
+        lambda: RewardModel(CFG, "scalar", rngs=nnx.Rngs(0), sigmoid=True, head_bias=True), 6
+    )
+    parts = {"policy": models["policy"], "ref": models["ref"]}
+    parts["prm"] = LikelihoodPRM(head, models["ref"], (0.8, 2.0, 0.3))
+    graphdefs, params = {}, {}
+    for name, model in parts.items():
+        graphdefs[name], params[name] = nnx.split(model)
+    apart = jit(make_score_fn(graphdefs, P))(params, tokens, mask, last)
+    reused = jit(make_score_fn(graphdefs, P, prm_lm_is_ref=True))(params, tokens, mask, last)
+    assert set(apart) == set(reused)
+    for key in apart:
+        np.testing.assert_array_equal(np.asarray(reused[key]), np.asarray(apart[key]), err_msg=key)
+    np.testing.assert_array_equal(np.asarray(reused["prm_lm_logp"]), np.asarray(reused["ref_logp"]))
+    with pytest.raises(ValueError, match="prm_lm_is_ref needs temperature 1"):
+        make_score_fn(graphdefs, P, temperature=2.0, prm_lm_is_ref=True)
