@@ -60,7 +60,8 @@ from rl.rollout.tokenizer import stop_token_ids
 class EvalConfig:
     """What to evaluate. `samples` = k of pass@1 / maj@k (0: none); `best_of` = N of best-of-N
     (needs a reward model; 0: none); `max_prompt_len` None: the examples' longest prompt rounded up
-    to a multiple of 64 (one length bucket); `step_separator` None: the dataset's."""
+    to a multiple of 16 (one length bucket, rl.eval.problems); `step_separator` None: the
+    dataset's."""
 
     dataset: str
     max_new_tokens: int = 512

@@ -17,6 +17,10 @@ from rl.data import prompts as prompts_lib
 from rl.data.example import Example
 
 DATASET_SEPARATORS = {"toy": "\n"}  # Every other dataset: rewards.steps.DEFAULT_SEPARATOR.
+# Default prompt width: the longest prompt rounded up to this. One bucket per evaluation either
+# way; 16 keeps the padding every generated and scored row carries small (a toy prompt of 22
+# tokens is 32 wide, not 64).
+PROMPT_MULTIPLE = 16
 
 
 def default_step_separator(dataset: str) -> str:
@@ -27,11 +31,11 @@ def encode(
     examples: Sequence[Example], tokenizer: Any, dataset: str, max_prompt_len: int | None = None
 ) -> prompts_lib.PromptBatch:
     """The dataset's prompts, left-padded to `max_prompt_len` (None: the longest prompt rounded up
-    to a multiple of 64, one length bucket)."""
+    to a multiple of PROMPT_MULTIPLE, one length bucket)."""
     system = prompts_lib.system_prompt_for(dataset)
     if max_prompt_len is None:
         longest = max(prompts_lib.prompt_lengths(examples, tokenizer, system_prompt=system))
-        max_prompt_len = 64 * math.ceil(longest / 64)
+        max_prompt_len = PROMPT_MULTIPLE * math.ceil(longest / PROMPT_MULTIPLE)
     return prompts_lib.encode_prompts(examples, tokenizer, max_prompt_len, system_prompt=system)
 
 

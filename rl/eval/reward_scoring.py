@@ -72,11 +72,21 @@ class RewardScorer:
         response_MxR: np.ndarray,
         step_end_MxR: np.ndarray | None = None,
     ) -> np.ndarray:
-        """scores_MxR (fp32): the model's score at every response position. ``step_end_MxR``:
-        the responses' step ends, which a ``LikelihoodPRM`` needs (``needs_step_ends``)."""
+        """scores_MxR (fp32): the model's score at every response position (0 in columns past
+        the longest response). ``step_end_MxR``: the responses' step ends, which a
+        ``LikelihoodPRM`` needs (``needs_step_ends``)."""
         if self.needs_step_ends and step_end_MxR is None:
             raise ValueError("RewardScorer: a LikelihoodPRM needs step_end_MxR (its step ends)")
-        p = prompt_ids_MxP.shape[1]
+        r_full = tokens_MxR.shape[1]
+        # Only the columns some row uses: the longest prompt and the longest response, each
+        # rounded up to a multiple of WIDTH_MULTIPLE (a few compiled widths). Exact: positions
+        # come from the mask, the cut left columns are padding in every row and the cut right
+        # ones come after every row's response (causal attention: nothing before reads them).
+        p, r = _used_widths(prompt_mask_MxP, response_MxR)
+        prompt_ids_MxP, prompt_mask_MxP = prompt_ids_MxP[:, -p:], prompt_mask_MxP[:, -p:]
+        tokens_MxR, response_MxR = tokens_MxR[:, :r], response_MxR[:, :r]
+        if step_end_MxR is not None:
+            step_end_MxR = np.asarray(step_end_MxR)[:, :r]
         seq = np.concatenate([prompt_ids_MxP, tokens_MxR], axis=1).astype(np.int32)
         seq_mask = np.concatenate([prompt_mask_MxP.astype(bool), response_MxR], axis=1)
         arrays = [seq, seq_mask]
@@ -99,7 +109,21 @@ class RewardScorer:
                 with use_mesh(self.mesh, self.rules):
                     scores = self._forward(self.params, *args)
             out.append(np.asarray(jax.device_get(scores))[: min(c, m - start), p:])
-        return np.concatenate(out).astype(np.float32)
+        scores_MxR = np.concatenate(out).astype(np.float32)
+        return np.pad(scores_MxR, ((0, 0), (0, r_full - r)))  # 0 past every response
+
+
+WIDTH_MULTIPLE = 16
+
+
+def _used_widths(prompt_mask_MxP: np.ndarray, response_MxR: np.ndarray) -> tuple[int, int]:
+    """(prompt, response) columns that hold some row's real tokens (left-padded prompts,
+    responses real tokens first), each rounded up to ``WIDTH_MULTIPLE`` and at most the array's."""
+    p_full, r_full = prompt_mask_MxP.shape[1], response_MxR.shape[1]
+    longest_prompt = int(np.asarray(prompt_mask_MxP, bool).sum(axis=1).max(initial=0))
+    longest_response = int(np.asarray(response_MxR, bool).sum(axis=1).max(initial=0))
+    up = lambda n, full: min(full, WIDTH_MULTIPLE * max(1, -(-n // WIDTH_MULTIPLE)))  # noqa: E731
+    return up(longest_prompt, p_full), up(longest_response, r_full)
 
 
 def orm_scores(scores_MxR: np.ndarray, response_MxR: np.ndarray) -> np.ndarray:

@@ -29,17 +29,17 @@ def test_check_answers_asks_the_verifier_only_about_responses_with_an_answer():
     assert problems.check_answers(["a", "b"], ["1", "2"], never).tolist() == [False, False]
 
 
-def test_encode_pads_left_to_one_bucket_of_64():
+def test_encode_pads_left_to_one_bucket_of_16():
     tok = toy_tokenizer()  # one token per character; toy prompts are the question and "\n"
     short = Example(id="toy/test/0", question="1+2", answer="3")
     batch = problems.encode([short], tok, "toy")
-    assert batch.texts == ("1+2\n",) and batch.input_ids.shape == (1, 64)
-    np.testing.assert_array_equal(batch.attention_mask[0], [0] * 60 + [1] * 4)
-    assert batch.input_ids[0, :60].tolist() == [tok.pad_token_id] * 60
-    # 64 characters + "\n" = 65 tokens: the next multiple of 64; one bucket for the whole batch.
+    assert batch.texts == ("1+2\n",) and batch.input_ids.shape == (1, 16)
+    np.testing.assert_array_equal(batch.attention_mask[0], [0] * 12 + [1] * 4)
+    assert batch.input_ids[0, :12].tolist() == [tok.pad_token_id] * 12
+    # 64 characters + "\n" = 65 tokens: the next multiple of 16; one bucket for the whole batch.
     long = Example(id="toy/test/1", question="1+2=" * 16, answer="3")
     batch = problems.encode([short, long], tok, "toy")
-    assert batch.input_ids.shape == (2, 128)
+    assert batch.input_ids.shape == (2, 80)
     assert batch.attention_mask.sum(axis=1).tolist() == [4, 65]
     assert batch.ids == ("toy/test/0", "toy/test/1") and batch.answers == ("3", "3")
     # An explicit length is kept as given.

@@ -167,3 +167,36 @@ def test_a_published_prm_ranks_the_complete_steps_in_its_own_tokens(
     np.testing.assert_allclose(steps[1], want[1], atol=1e-6)
     assert score == [min(want[0]), min(want[1])]
     assert ret == pytest.approx([sum(want[0]), sum(want[1])])
+
+
+def test_the_scorer_reads_only_the_used_columns_and_scores_as_the_full_width(
+    toy_tok, prm, toy_examples
+):
+    """Prompts left-padded to 64 and responses padded 40 past the longest: the scorer cuts both
+    to the used widths rounded up to 16 (hand-computed), and its scores at every real response
+    position are the model's over the full-width rows; columns past every response are 0."""
+    prompts = encode(toy_examples[:3], toy_tok, "toy", max_prompt_len=64)
+    longest_prompt = int(prompts.attention_mask.sum(1).max())
+    r = 60
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(2, 12, size=(3, r)).astype(np.int32)
+    lengths = np.array([20, 7, 3])
+    mask = np.arange(r)[None] < lengths[:, None]
+    assert reward_scoring._used_widths(prompts.attention_mask, mask) == (
+        16 * -(-longest_prompt // 16),
+        32,
+    )
+    got = reward_scoring.RewardScorer(prm, chunk_rows=2)(
+        prompts.input_ids, prompts.attention_mask, tokens, mask
+    )
+    seq = np.concatenate([prompts.input_ids, tokens], 1)
+    seq_mask = np.concatenate([prompts.attention_mask.astype(bool), mask], 1)
+    graphdef, state = nnx.split(prm)
+    full = np.asarray(
+        jax.jit(lambda st, i, m: nnx.merge(graphdef, st)(i, m))(
+            state, jnp.asarray(seq), jnp.asarray(seq_mask)
+        )
+    )[:, 64:]
+    assert got.shape == (3, r)
+    np.testing.assert_allclose(got[mask], full[mask], rtol=1e-5, atol=1e-6)
+    assert not got[:, 32:].any()
