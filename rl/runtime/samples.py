@@ -10,6 +10,9 @@ rewrites the iterations it repeats instead of appending duplicates, and a ``gs:/
     for line in open("RUN/samples/000003.jsonl"): json.loads(line)
     # {"row": 0, "prompt_id": "toy/train/17", "answer": "42", "text": "...", "truncated": false,
     #  "success": 0.0, "pattern": 0.35, "outcome": 0.35}
+
+``rollout_text_stats`` reduces the same texts to the hacking diagnostics each iteration's metrics
+carry (steps per response, the fraction of steps that repeat an earlier one).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from rewards import steps as steps_lib
 from rl.runtime.distributed import is_main_process, run_path
 
 DIR = "samples"
@@ -47,3 +53,14 @@ def write_samples(
     path = sample_path(workdir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(line + "\n" for line in lines))
+
+
+def rollout_text_stats(texts: list[str], sep: str) -> dict[str, float]:
+    """Steps per response and the repeated-step fraction: the hacking diagnostics."""
+    per = [steps_lib.step_texts(t, sep) for t in texts]
+    return {
+        "rollout/steps_per_response": float(np.mean([len(s) for s in per])) if per else 0.0,
+        "rollout/repeated_step_fraction": (
+            float(np.mean([steps_lib.repeated_step_fraction(s) for s in per])) if per else 0.0
+        ),
+    }

@@ -36,7 +36,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 from models.hf_io import save_causal_lm
 from models.sharding import make_mesh, use_mesh
 from rewards import shaping
-from rewards import steps as steps_lib
 from rewards.verify import Verifier
 from rl import data as data_lib
 from rl.algo import buckets
@@ -58,7 +57,7 @@ from rl.runtime import distributed
 from rl.runtime.checkpoint import Checkpointer
 from rl.runtime.distributed import is_main_process, to_global, to_host
 from rl.runtime.metrics import MetricsWriter
-from rl.runtime.samples import write_samples
+from rl.runtime.samples import rollout_text_stats, write_samples
 from rl.runtime.verifier_watch import VerifierWatch
 from rl.trainers import implicit_prm_online
 from rl.trainers.ppo_models import build_ppo_models
@@ -72,17 +71,6 @@ class TooManyBadUpdates(RuntimeError):
 def _rows(x: np.ndarray, n: int) -> np.ndarray:
     """Each prompt row repeated for its n samples (rows b*n .. b*n+n-1 belong to prompt b)."""
     return np.repeat(np.asarray(x), n, axis=0)
-
-
-def rollout_text_stats(texts: list[str], sep: str) -> dict[str, float]:
-    """Steps per response and the repeated-step fraction: the hacking diagnostics."""
-    per = [steps_lib.step_texts(t, sep) for t in texts]
-    return {
-        "rollout/steps_per_response": float(np.mean([len(s) for s in per])) if per else 0.0,
-        "rollout/repeated_step_fraction": (
-            float(np.mean([steps_lib.repeated_step_fraction(s) for s in per])) if per else 0.0
-        ),
-    }
 
 
 class Trainer:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from rl.runtime.samples import sample_path, write_samples
+from rl.runtime.samples import rollout_text_stats, sample_path, write_samples
 
 COLUMNS = {"text": ["a", "b", "c"], "success": [1.0, 0.0, 0.5]}
 
@@ -32,3 +32,14 @@ def test_no_samples_when_off_and_unequal_columns_are_refused(tmp_path):
     assert not (tmp_path / "samples").exists()
     with pytest.raises(ValueError, match="unequal lengths"):
         write_samples(tmp_path, 1, 2, {"text": ["a"], "success": [1.0, 0.0]})
+
+
+def test_rollout_text_stats_counts_steps_and_repeats_per_response():
+    # "a / b / a": 3 steps, one a repeat (1/3); "c": 1 step, none; means 2 and 1/6.
+    stats = rollout_text_stats(["a\nb\na", "c"], "\n")
+    assert stats["rollout/steps_per_response"] == 2.0
+    assert stats["rollout/repeated_step_fraction"] == pytest.approx(1 / 6)
+    assert rollout_text_stats([], "\n") == {
+        "rollout/steps_per_response": 0.0,
+        "rollout/repeated_step_fraction": 0.0,
+    }
