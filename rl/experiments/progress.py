@@ -26,6 +26,15 @@ BUDGET_KEYS = (
 )
 
 
+def reward_model_kinds(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The reward models the pipeline trains: the ORM and the PRM always (the premise ranks
+    samples with both and every PPO run logs the PRM's return), the implicit PRM only when a
+    configured variant rewards with it (``implicit_prm_weight``). The plan counts these."""
+    rewards = cfg.get("variant_rewards") or {}
+    implicit = any((rewards.get(v) or {}).get("implicit_prm_weight") for v in cfg.variants)
+    return ("orm", "prm", "implicit_prm") if implicit else ("orm", "prm")
+
+
 def planned_seconds(cfg: ml_collections.ConfigDict) -> dict[str, float]:
     """Estimated wall seconds per stage of a pipeline config (each PPO run with its evaluation;
     runs side by side in ``config.workers`` processes count once per round)."""
@@ -41,7 +50,7 @@ def planned_seconds(cfg: ml_collections.ConfigDict) -> dict[str, float]:
     return {
         "sft": cfg.sft.steps * b.sft_step_s,
         "labels": b.labels_s,
-        "reward_models": 3 * b.reward_model_s,
+        "reward_models": len(reward_model_kinds(cfg)) * b.reward_model_s,
         "initial_eval": b.eval_s,
         "premise": b.premise_s,
         # Runs share out over config.workers processes, one core each (rl.experiments.workers);

@@ -3,7 +3,7 @@ modules, each reusing its finished artifacts and resuming when interrupted.
 
     DIR/tokenizer/                      the toy tokenizer (tokenizer.json)
     DIR/sft/policy/                     1. the supervised policy (Hugging Face directory)
-    DIR/reward_models/{orm,prm,implicit_prm}/   2. reward models trained on automatic labels
+    DIR/reward_models/{orm,prm}/        2. reward models on automatic labels (+ implicit_prm/)
     DIR/ppo/<variant>/seed<k>/          3. one ``rl.train`` run per variant and seed
     DIR/eval/*.json                     4. greedy evaluation on the held-out split
     DIR/results.json, results.md, *.png 5. the table and the curves
@@ -41,7 +41,7 @@ from rl.eval.outputs import jsonable
 from rl.eval.premise import PremiseSamples, premise_samples
 from rl.experiments import toy_report as report
 from rl.experiments import workers
-from rl.experiments.progress import PipelineProgress
+from rl.experiments.progress import PipelineProgress, reward_model_kinds
 from rl.reward_models import data as reward_data
 from rl.reward_models import evaluation as reward_evaluation
 from rl.reward_models import labels, modeling
@@ -187,7 +187,8 @@ class Pipeline:
     def stage_reward_models(self, policy_dir: Path) -> dict[str, Any]:
         out = self.wd / "reward_models"
         self.progress.stage("2/5 step labels")
-        if (info := _done(out)) is not None:
+        kinds = reward_model_kinds(self.cfg)  # a re-run asking for one more trains only that one
+        if (info := _done(out)) is not None and all((out / k / META_FILE).exists() for k in kinds):
             self.progress.advance(
                 self.progress.plan["labels"] + self.progress.plan["reward_models"]
             )
@@ -247,10 +248,11 @@ class Pipeline:
             "labelled_solutions": len(labelled),
             "solution_accuracy": float(np.mean([r.outcome for r in labelled])),
         }
-        for kind in ("orm", "prm", "implicit_prm"):
+        for kind in kinds:
             path = out / kind
             self.progress.stage("2/5 reward models", model=kind)
             if (path / META_FILE).exists():
+                info[kind] = json.loads((path / META_FILE).read_text()).get("metrics")
                 self.progress.advance(self.progress.budget.reward_model_s)
                 continue
             log(f"  training the {kind} ({rc.steps} steps)")
@@ -462,7 +464,6 @@ class Pipeline:
                 self.progress.advance(per_run + self.progress.budget.eval_s)
         todo = [job for job in jobs if job not in evals]
         self.progress.stage("3/5 PPO + 4/5 evaluation", runs=len(todo), workers=self.cfg.workers)
-
         finished_jobs = []
 
         def finished(job, result):
@@ -478,11 +479,9 @@ class Pipeline:
         if todo:
             args = (self.cfg, str(self.wd), str(policy_dir))
             evals.update(workers.run_jobs(ppo_job, args, todo, self.cfg.workers, finished))
-        for variant in self.cfg.variants:
-            per_seed = [evals[(variant, seed)] for seed in self.cfg.seeds]
-            results["variants"][variant] = report.summarize_seeds(
-                per_seed, self.cfg.seeds, RESULT_KEYS
-            )
+        for v in self.cfg.variants:
+            per_seed = [evals[(v, s)] for s in self.cfg.seeds]
+            results["variants"][v] = report.summarize_seeds(per_seed, self.cfg.seeds, RESULT_KEYS)
         report.write(self.wd, results, self.cfg)
         self.progress.close()
         log(f"5/5 done in {time.perf_counter() - t0:.0f} s: {self.wd / 'results.md'}")

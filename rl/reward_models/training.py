@@ -10,8 +10,12 @@
 its loss: ``rl.reward_models.modeling`` and ``rl.reward_models.losses``, on
 ``rl.reward_models.data.RewardArrays`` (prompt left-padded to P, response right-padded).
 
-The train step is one pure function ``(state, batch) -> (state, metrics)``, jitted once (fixed batch
-shape), the state donated, on the mesh when one is given. Losses are (sum, count) pairs
+The train step is one pure function ``(state, batch) -> (state, metrics)``, jitted, the state
+donated, on the mesh when one is given. Each batch is cut to the columns its rows use (the longest
+prompt and the longest response, each rounded up to ``COLUMN_MULTIPLE``): exact, since positions
+come from the attention mask and every loss is masked, and a few compiled widths instead of one;
+the toy default's ORM/PRM steps take 0.34 s instead of 0.43 (136 columns, of which its batches use
+about 112). Losses are (sum, count) pairs
 (``rl.algo.losses.Masked``); the step's loss is their ratio over the batch.
 """
 
@@ -106,6 +110,23 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation):
     return train_step
 
 
+COLUMN_MULTIPLE = 16
+
+
+def used_columns(attention_mask_BxS: np.ndarray, prompt_len: int) -> tuple[int, int]:
+    """[lo, hi): the columns of a batch that hold some row's real tokens (prompts left-padded to
+    ``prompt_len``, responses right-padded after it), the prompt part and the response part each
+    rounded up to ``COLUMN_MULTIPLE`` columns and kept inside the array."""
+    used = np.asarray(attention_mask_BxS, bool).any(axis=0)
+    cols = np.flatnonzero(used)
+    if cols.size == 0:
+        return 0, attention_mask_BxS.shape[1]
+    up = lambda n: COLUMN_MULTIPLE * -(-n // COLUMN_MULTIPLE)  # noqa: E731
+    lo = max(0, prompt_len - up(prompt_len - int(cols[0])))
+    hi = min(attention_mask_BxS.shape[1], prompt_len + up(int(cols[-1]) + 1 - prompt_len))
+    return lo, hi
+
+
 def _batch_logical_axes(x: np.ndarray) -> tuple:
     return ("batch",) + (None,) * (x.ndim - 1)
 
@@ -186,6 +207,7 @@ def train_reward_model(
             params=jax.device_put(params, state_sh.params),
             opt_state=jax.jit(tx.init, out_shardings=state_sh.opt_state)(params),
         )
+        # The batch's layout depends only on its rank (rows over the batch axes), not its width.
         batch_sh = {
             k: array_sharding(_batch_logical_axes(v), (cfg.batch_size,) + v.shape[1:], mesh, rules)
             for k, v in host.items()
@@ -196,6 +218,7 @@ def train_reward_model(
             out_shardings=(state_sh, replicated),
             donate_argnums=(0,),
         )
+    width = arrays.tokens.shape[1]
 
     history: list[dict[str, float]] = []
     pending = None  # (step, device metrics) logged after the next step is dispatched
@@ -213,7 +236,13 @@ def train_reward_model(
             log_fn(record)
 
     for i, rows in enumerate(_batches(len(arrays), cfg.batch_size, cfg.steps, cfg.seed), 1):
-        batch = {k: jax.device_put(v[rows], batch_sh[k]) for k, v in host.items()}
+        lo, hi = used_columns(host["attention_mask"][rows], arrays.prompt_len)
+        batch = {
+            k: jax.device_put(
+                v[rows][:, lo:hi] if v.ndim == 2 and v.shape[1] == width else v[rows], batch_sh[k]
+            )
+            for k, v in host.items()
+        }
         if mesh is None:
             state, metrics = jitted(state, batch)
         else:

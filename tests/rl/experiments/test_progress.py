@@ -5,13 +5,18 @@ import io
 import ml_collections
 import pytest
 
-from rl.experiments.progress import PipelineProgress, planned_seconds
+from rl.experiments.progress import PipelineProgress, planned_seconds, reward_model_kinds
 
 
 def _cfg(**budget):
     c = ml_collections.ConfigDict(
         dict(
             variants=("success_only", "prm_raw"),
+            variant_rewards=dict(
+                success_only=dict(),
+                prm_raw=dict(prm_weight=1.0),
+                implicit_prm=dict(implicit_prm_weight=1.0),
+            ),
             seeds=(0, 1, 2),
             sft=dict(steps=100),
             ppo=dict(train=dict(iterations=10)),
@@ -30,15 +35,24 @@ def _cfg(**budget):
 
 
 def test_plan_by_hand():
-    # 2 variants x 3 seeds = 6 runs of 10 iterations x 1.5 s, each with a 2 s evaluation.
+    # 2 variants x 3 seeds = 6 runs of 10 iterations x 1.5 s, each with a 2 s evaluation; two
+    # reward models (ORM, PRM) of 10 s.
     assert planned_seconds(_cfg()) == {
         "sft": 50.0,
         "labels": 30.0,
-        "reward_models": 30.0,
+        "reward_models": 20.0,
         "initial_eval": 2.0,
         "premise": 7.0,
         "ppo": 6 * (15.0 + 2.0),
     }
+
+
+def test_the_implicit_prm_is_trained_only_for_a_variant_that_rewards_with_it():
+    cfg = _cfg()
+    assert reward_model_kinds(cfg) == ("orm", "prm")
+    cfg.variants = ("success_only", "implicit_prm")
+    assert reward_model_kinds(cfg) == ("orm", "prm", "implicit_prm")
+    assert planned_seconds(cfg)["reward_models"] == 30.0
 
 
 def test_workers_share_out_the_ppo_runs():
@@ -58,7 +72,7 @@ def test_bad_budget_names_the_key():
 def test_the_bar_shows_stage_variant_seed_and_fills_to_its_total():
     out = io.StringIO()
     progress = PipelineProgress(_cfg(), file=out)
-    assert progress.bar.total == 50 + 30 + 30 + 2 + 7 + 102
+    assert progress.bar.total == 50 + 30 + 20 + 2 + 7 + 102
     progress.stage("3/5 PPO", variant="prm_raw", seed=2)
     progress.advance(15.0)
     progress.advance(0.4)  # fractions accumulate: the bar moves in whole estimated seconds

@@ -14,6 +14,7 @@ from configs import credit_study
 from configs import toy as toy_config
 from rl.config import RLConfig
 from rl.experiments import toy_pipeline
+from rl.experiments.progress import reward_model_kinds
 from rl.experiments.toy_pipeline import Pipeline
 
 
@@ -168,3 +169,14 @@ def test_the_credit_study_sets_estimator_and_refinement_per_variant(tmp_path, ar
             (1.0, 1.0) if scheme == "gae_l1" else (0.95, 0.95)
         ), variant
         assert run.ppo.critic_warmup_iterations == (warmup if scheme == "gae_l1" else 0)
+
+
+def test_the_default_trains_the_implicit_prm_only_when_asked():
+    """The paper's six variants need the ORM and the PRM; the smoke config (and a re-run with
+    --config.variants naming implicit_prm) trains the implicit PRM too."""
+    default = toy_config.get_config()
+    assert (
+        default.variants == toy_config.DEFAULT_VARIANTS and "implicit_prm" not in default.variants
+    )
+    assert reward_model_kinds(default) == ("orm", "prm")
+    assert reward_model_kinds(toy_config.get_config("smoke")) == ("orm", "prm", "implicit_prm")

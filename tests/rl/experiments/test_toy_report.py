@@ -66,7 +66,7 @@ def test_checks_hold_for_the_paper_pattern():
         ("prm_delta", _r(0.70, 4.5), "prm_delta steps / success_only steps within 1.2x"),  # 1/1.22
         (
             "prm_clip_delta",
-            _r(0.679, 5.5),
+            _r(0.669, 5.5),  # 0.031 below, the slack 0.03
             "prm_clip_delta accuracy no worse than success_only (within the noise)",
         ),
     ],
@@ -137,7 +137,7 @@ def test_write_puts_checks_in_json_and_markdown(tmp_path):
     assert [c["holds"] for c in saved["checks"]] == [False, False, True]
     md = (tmp_path / "results.md").read_text()
     assert "| prm_raw steps / success_only steps >= 1.5 | 1.09x | – | **no** |" in md
-    slack = "±0.020 (fixed slack (one seed: no spread measured))"
+    slack = "±0.030 (fixed slack (one seed: no spread measured))"
     assert (
         f"| prm_raw accuracy below success_only beyond the noise | -0.600 | {slack} | yes |" in md
     )

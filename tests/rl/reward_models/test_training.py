@@ -1,6 +1,7 @@
 """Reward-model training: a PRM learns synthetic step labels, the implicit PRM trains and its step
-rewards are the shaping function's, an ORM trains, the mesh run matches the single-device one, and
-the train config names its bad fields."""
+rewards are the shaping function's, an ORM trains, the mesh run matches the single-device one,
+batches cut to their used columns train exactly as the padded arrays would, and the train config
+names its bad fields."""
 
 import math
 
@@ -17,9 +18,10 @@ from models.sharding import make_mesh
 from rewards import shaping
 from rl.algo import losses as ppo
 from rl.config import ConfigError
-from rl.reward_models import evaluation, inference, modeling
+from rl.reward_models import data as rd
+from rl.reward_models import evaluation, inference, modeling, sources
 from rl.reward_models import training as rt
-from tests.rl.reward_models.toy_rm import per_step_by_hand, toy_arrays
+from tests.rl.reward_models.toy_rm import SPEC, per_step_by_hand, toy_arrays
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +142,35 @@ def test_mesh_training_matches_single_device(tok, model_config):
 def test_train_config_errors_name_the_field(bad, message):
     with pytest.raises(ConfigError, match=message):
         rt.RMTrainConfig(**bad).validate()
+
+
+def test_used_columns_by_hand():
+    # P = 24 of S = 136: prompts in columns 14..23 (10 tokens) and 18..23, responses up to column
+    # 80 (57 tokens): the prompt part rounds up to 16 columns, the response part to 64.
+    mask = np.zeros((2, 136), bool)
+    mask[0, 14:81] = True
+    mask[1, 18:40] = True
+    assert rt.used_columns(mask, 24) == (8, 88)
+    mask[1, 4:24] = True  # a 20-token prompt: 32 columns, more than the 24 there are
+    assert rt.used_columns(mask, 24) == (0, 88)
+    mask[0, :] = True  # a response to the last column
+    assert rt.used_columns(mask, 24) == (0, 136)
+    assert rt.used_columns(np.zeros((2, 136), bool), 24) == (0, 136)
+
+
+@pytest.mark.parametrize("kind", ["prm", "orm"])
+def test_training_does_not_depend_on_the_arrays_padding(tok, model_config, kind):
+    """The same rows encoded with 16 more prompt and 48 more response columns of padding train to
+    the same losses and parameters, bit for bit: each batch is cut to the columns its rows use
+    (prompts of at most 14 tokens in 16 columns, responses of at most 36 in 48, both times)."""
+    examples = sources.toy_step_labelled("train", 48, seed=5, spec=SPEC)
+    tight = rd.encode(examples, tok, max_prompt_len=16, max_response_len=48, sep="\n")
+    loose = rd.encode(examples, tok, max_prompt_len=32, max_response_len=96, sep="\n")
+    cfg = rt.RMTrainConfig(kind=kind, steps=3, batch_size=16, learning_rate=3e-3, log_every=1)
+    head = "two_class" if kind == "orm" else "scalar"
+    runs = [
+        rt.train_reward_model(modeling.new_reward_model(model_config, head=head, seed=3), a, cfg)
+        for a in (tight, loose)
+    ]
+    assert [h["loss"] for h in runs[0][1]] == [h["loss"] for h in runs[1][1]]
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(runs[0][0]), nnx.state(runs[1][0]))
