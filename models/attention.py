@@ -136,12 +136,22 @@ def _attend_lean_bwd(residuals, g_BxTxHxDh):
 attend_lean.defvjp(_attend_lean_fwd, _attend_lean_bwd)
 
 
-def causal_mask(attention_mask_BxT: jax.Array | None, batch: int, length: int) -> jax.Array:
-    """[B, T, T] bool: query t sees key s iff s <= t and s is a real (non-pad) token."""
+def causal_mask(
+    attention_mask_BxT: jax.Array | None,
+    batch: int,
+    length: int,
+    segment_ids_BxT: jax.Array | None = None,
+) -> jax.Array:
+    """[B, T, T] bool: query t sees key s iff s <= t and s is a real (non-pad) token, and, for rows
+    that pack several sequences (``segment_ids``: which sequence each token belongs to), only keys
+    of its own sequence."""
     causal_TxT = jnp.tril(jnp.ones((length, length), dtype=jnp.bool_))
-    if attention_mask_BxT is None:
-        return jnp.broadcast_to(causal_TxT, (batch, length, length))
-    return causal_TxT[None] & attention_mask_BxT.astype(jnp.bool_)[:, None, :]
+    mask = jnp.broadcast_to(causal_TxT, (batch, length, length))
+    if attention_mask_BxT is not None:
+        mask = mask & attention_mask_BxT.astype(jnp.bool_)[:, None, :]
+    if segment_ids_BxT is not None:
+        mask = mask & (segment_ids_BxT[:, :, None] == segment_ids_BxT[:, None, :])
+    return mask
 
 
 def cache_mask(valid_BxS: jax.Array, index: jax.Array, length: int) -> jax.Array:

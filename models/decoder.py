@@ -72,7 +72,10 @@ class Decoder(nnx.Module):
         input_ids_BxT: jax.Array,
         attention_mask_BxT: jax.Array | None = None,
         positions_BxT: jax.Array | None = None,
+        segment_ids_BxT: jax.Array | None = None,
     ) -> jax.Array:
+        """Final-normed hidden states. ``segment_ids_BxT``: rows packing several sequences, each
+        attending only within its own (pass each one's ``positions_BxT`` too)."""
         b, t = input_ids_BxT.shape
         if positions_BxT is None:
             positions_BxT = (
@@ -80,7 +83,7 @@ class Decoder(nnx.Module):
                 if attention_mask_BxT is None
                 else positions_from_mask(attention_mask_BxT)
             )
-        mask_BxTxT = causal_mask(attention_mask_BxT, b, t)
+        mask_BxTxT = causal_mask(attention_mask_BxT, b, t, segment_ids_BxT)
         x = constrain(self.embed_tokens(input_ids_BxT), _ACT)
         layer_fn = _layer_forward
         if self.config.remat:
@@ -139,9 +142,10 @@ class CausalLM(nnx.Module):
         input_ids_BxT: jax.Array,
         attention_mask_BxT: jax.Array | None = None,
         positions_BxT: jax.Array | None = None,
+        segment_ids_BxT: jax.Array | None = None,
     ) -> jax.Array:
         """Final-normed hidden states [B, T, D] (compute dtype), the input of any head."""
-        return self.backbone(input_ids_BxT, attention_mask_BxT, positions_BxT)
+        return self.backbone(input_ids_BxT, attention_mask_BxT, positions_BxT, segment_ids_BxT)
 
     def logits_from_hidden(self, hidden_BxTxD: jax.Array) -> jax.Array:
         if self.lm_head is None:
@@ -159,10 +163,11 @@ class CausalLM(nnx.Module):
         input_ids_BxT: jax.Array,
         attention_mask_BxT: jax.Array | None = None,
         positions_BxT: jax.Array | None = None,
+        segment_ids_BxT: jax.Array | None = None,
     ) -> jax.Array:
         """logits_BxTxV (fp32) of every position; pads get garbage that callers mask."""
         return self.logits_from_hidden(
-            self.hidden(input_ids_BxT, attention_mask_BxT, positions_BxT)
+            self.hidden(input_ids_BxT, attention_mask_BxT, positions_BxT, segment_ids_BxT)
         )
 
     def decode(

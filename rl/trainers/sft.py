@@ -8,9 +8,14 @@ Padding costs compute, so batches can be cut to their longest row rounded up to 
 tokens (one compile per distinct length, at most ``max_len / pad_multiple``) and grouped by length
 (``group_by_length``: batches are drawn from a pool of that many batches sorted by length, as
 transformers' ``group_by_length`` does), which on the toy task nearly halves the padded tokens.
-Cutting right padding never changes the loss: attention is causal and pads carry no target. The
-prompt text is formatted exactly as the PPO trainer formats it (``rl.data.prompts``), so the policy
-is trained on the distribution it will be prompted with.
+Cutting right padding never changes the loss: attention is causal and pads carry no target.
+``pack_width=W`` instead packs each batch's sequences into as few rows of W tokens as fit
+(first-fit decreasing; each sequence attends only within itself and its positions restart, so
+every token's loss is the one it has alone and the batch's loss is the same sum over the same
+targets): on the toy task the padded batches are 64% real tokens. W must hold several sequences
+(toy solutions average 66 tokens, so rows of 128 mostly hold one or two), and attention's work per
+token grows with W. The prompt text is formatted exactly as the PPO trainer formats it
+(``rl.data.prompts``), so the policy is trained on the distribution it will be prompted with.
 """
 
 from __future__ import annotations
@@ -69,7 +74,13 @@ def make_sft_step(graphdef, tx: optax.GradientTransformation):
 
     def loss_fn(params, batch):
         model = nnx.merge(graphdef, params)
-        logits = model(batch["tokens"], batch["attention_mask"])
+        # Packed rows (pack_batch) carry each token's sequence and position; plain rows derive them.
+        logits = model(
+            batch["tokens"],
+            batch["attention_mask"],
+            batch.get("positions"),
+            batch.get("segment_ids"),
+        )
         # Position t predicts token t+1.
         logp = ppo.token_logp(logits[:, :-1], batch["tokens"][:, 1:])
         nll = ppo.masked(-logp, batch["target_mask"][:, 1:])
@@ -107,6 +118,46 @@ def batch_indices(
     return pool[order[slot] * batch_size : (order[slot] + 1) * batch_size]
 
 
+# Packed batches have a multiple of this many rows. 1: a batch of 64 toy solutions packs into 17
+# to 19 rows of 256, so a run compiles a few shapes anyway, and rounding up would add empty rows.
+PACK_ROW_MULTIPLE = 1
+
+
+def pack_batch(
+    batch: dict[str, np.ndarray], width: int, row_multiple: int = PACK_ROW_MULTIPLE
+) -> dict[str, np.ndarray]:
+    """The right-padded rows of ``batch`` packed first-fit decreasing (longest first, each into the
+    first row with room) into rows of ``width`` tokens, plus ``segment_ids`` (1, 2, ... per
+    sequence of a row, 0 on pads) and ``positions`` (restarting at 0 for each sequence). Rows are
+    added, empty, up to a multiple of ``row_multiple``."""
+    lengths = batch["attention_mask"].sum(-1).astype(int)
+    if lengths.max(initial=0) > width:
+        raise ValueError(f"pack_batch: a {lengths.max()}-token row does not fit width={width}")
+    rows: list[list[int]] = []  # the sequences of each packed row
+    room: list[int] = []
+    for i in np.argsort(-lengths, kind="stable"):
+        k = next((r for r, free in enumerate(room) if free >= lengths[i]), len(rows))
+        if k == len(rows):
+            rows.append([])
+            room.append(width)
+        rows[k].append(int(i))
+        room[k] -= int(lengths[i])
+    n = -(-len(rows) // row_multiple) * row_multiple
+    out = {k: np.zeros((n, width), v.dtype) for k, v in batch.items()}
+    out["segment_ids"] = np.zeros((n, width), np.int32)
+    out["positions"] = np.zeros((n, width), np.int32)
+    for r, members in enumerate(rows):
+        at = 0
+        for seg, i in enumerate(members, 1):
+            m = lengths[i]
+            for key, value in batch.items():
+                out[key][r, at : at + m] = value[i, :m]
+            out["segment_ids"][r, at : at + m] = seg
+            out["positions"][r, at : at + m] = np.arange(m)
+            at += m
+    return out
+
+
 def train_sft(
     model: nnx.Module,
     tokenizer: Any,
@@ -127,6 +178,7 @@ def train_sft(
     encoded: dict[str, np.ndarray] | None = None,
     group_by_length: int = 0,
     pad_multiple: int = 0,
+    pack_width: int = 0,
 ) -> tuple[nnx.Module, Any, list[float]]:
     """Trains ``model`` in place for ``steps`` steps of ``batch_size`` examples drawn (with a fixed
     seed, by step) from ``examples``; returns the model, the optimizer state and the loss curve.
@@ -134,8 +186,9 @@ def train_sft(
     ``steps`` sizes the learning-rate schedule; ``start_step``, ``end_step`` and ``opt_state`` run a
     chunk of it and continue an earlier chunk exactly (the batch of step i depends only on
     (seed, i)), so callers can train in resumable chunks; pass ``encoded`` (``encode_sft``'s output)
-    to skip re-tokenizing the examples on every chunk. ``group_by_length`` / ``pad_multiple``: see
-    the module docstring (0 turns each off); batches still depend only on (seed, i).
+    to skip re-tokenizing the examples on every chunk. ``group_by_length`` / ``pad_multiple`` /
+    ``pack_width``: see the module docstring (0 turns each off); batches still depend only on
+    (seed, i). Packed rows are cut to the longest one rounded up to ``pad_multiple``, if given.
     """
     data = (
         encoded if encoded is not None else encode_sft(examples, tokenizer, max_len, system_prompt)
@@ -150,9 +203,12 @@ def train_sft(
     for i in range(start_step, end_step):
         idx = batch_indices(lengths, batch_size, seed, i, group_by_length)
         batch = {k: v[idx] for k, v in data.items()}
+        if pack_width:
+            batch = pack_batch(batch, pack_width)
         if pad_multiple:
-            width = data["tokens"].shape[1]
-            keep = min(width, -(-int(lengths[idx].max()) // pad_multiple) * pad_multiple)
+            width = batch["tokens"].shape[1]
+            longest = int(batch["attention_mask"].sum(-1).max())
+            keep = min(width, -(-longest // pad_multiple) * pad_multiple)
             batch = {k: v[:, :keep] for k, v in batch.items()}
         params, opt_state, loss = step_fn(params, opt_state, batch)
         if (i + 1) % log_every == 0 or i + 1 == end_step:

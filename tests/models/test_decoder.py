@@ -1,4 +1,5 @@
-"""CausalLM behaviour beyond HF equivalence: padding, remat, dtypes, parameter metadata."""
+"""CausalLM behaviour beyond HF equivalence: padding, packed rows, remat, dtypes, parameter
+metadata."""
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,21 @@ def test_left_padding_does_not_change_real_tokens(tiny_forward, tiny_config):
     alone = np.asarray(fwd(ids[1:, 4:]))
     assert np.abs(padded[1, 4:] - alone[0]).max() < 1e-5
     assert padded.dtype == np.float32 and padded.shape == (2, 10, tiny_config.vocab_size)
+
+
+def test_a_packed_row_gives_each_sequence_its_own_logits(tiny_forward, tiny_model, tiny_config):
+    """Two sequences in one row (segment ids 1 and 2, positions restarting, one pad): each token's
+    logits are those of its sequence run alone."""
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(1, tiny_config.vocab_size, (1, n)).astype(np.int32) for n in (5, 4))
+    ids = np.concatenate([a, b, np.zeros((1, 1), np.int32)], axis=1)
+    segments = np.array([[1] * 5 + [2] * 4 + [0]], np.int32)
+    positions = np.array([list(range(5)) + list(range(4)) + [0]], np.int32)
+    packed = jit_apply(tiny_model, lambda m, i, s, p: m(i, s > 0, p, s))(ids, segments, positions)
+    assert max_abs(packed[:, :5], tiny_forward(a)) < 1e-5
+    assert max_abs(packed[:, 5:9], tiny_forward(b)) < 1e-5
+    unpacked = tiny_forward(ids, segments > 0)  # without segments, b would attend to a
+    assert max_abs(unpacked[:, 5:9], tiny_forward(b)) > 1e-3
 
 
 def test_hidden_feeds_logits(tiny_model, tiny_forward, tiny_config):
