@@ -14,7 +14,8 @@ and PRM) and prints JSON:
   * ``likelihood_selectors``: within-problem AUC and best-of-N accuracy (among answered samples,
     as the premise picks) of scores that need no reward model: the initial policy's own summed,
     mean and minimum token log-probability of each sample (the sampler's untempered log-probs),
-    and the implicit PRM's outcome reward (beta x its summed log-ratio to the policy). They show
+    and, when the workdir has one, the implicit PRM's outcome reward (beta x its summed log-ratio
+    to the policy). They show
     whether the policy's samples carry a usable ranking signal at all, and whether reward-model
     training keeps it.
   * ``labels_by_position``: from ``labels.json``, per step position, the share of labelled
@@ -37,7 +38,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from configs import toy as toy_config  # noqa: E402
 from models import hf_io  # noqa: E402
-from models.reward_io import load_reward_model  # noqa: E402
+from models.reward_io import META_FILE, load_reward_model  # noqa: E402
 from rl.data import toy, toy_oracle  # noqa: E402
 from rl.eval.metrics import aggregate_prm, best_of_index  # noqa: E402
 from rl.eval.premise import premise_summary  # noqa: E402
@@ -101,15 +102,17 @@ def likelihood_selectors(pipeline: Pipeline, samples, wd: pathlib.Path) -> dict:
     e, n = correct.shape
     mask = gens.response_mask
     own = np.where(mask, gens.logp, 0.0)
-    pi, info = load_reward_model(wd / "reward_models" / "implicit_prm")
-    reference = hf_io.load_causal_lm(wd / "sft" / "policy")
-    ratio = response_logp(pi, pipeline, gens) - response_logp(reference, pipeline, gens)
     scores = {
         "policy_logp_sum": own.sum(1),
         "policy_logp_mean": own.sum(1) / np.maximum(mask.sum(1), 1),
         "policy_logp_min": np.where(mask, gens.logp, np.inf).min(1),
-        "implicit_prm_reward": info["beta"] * ratio.sum(1),
     }
+    implicit = wd / "reward_models" / "implicit_prm"
+    if (implicit / META_FILE).exists():  # trained when a variant used it (configs/toy.py)
+        pi, info = load_reward_model(implicit)
+        reference = hf_io.load_causal_lm(wd / "sft" / "policy")
+        ratio = response_logp(pi, pipeline, gens) - response_logp(reference, pipeline, gens)
+        scores["implicit_prm_reward"] = info["beta"] * ratio.sum(1)
     out = {}
     for name, v in scores.items():
         v = v.reshape(e, n)

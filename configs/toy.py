@@ -7,9 +7,10 @@
 
 Stages (each reuses its finished artifacts in the workdir and resumes after interruption):
 1. supervised training of a tiny Qwen2-architecture policy on worked solutions (moderate accuracy,
-   leaving RL room); 2. automatic Math-Shepherd step labels from that policy, then an ORM, a PRM and
-   an implicit PRM trained on them (the PRM's step score also reads the policy's likelihood of the
-   steps: reward_models.prm_likelihood below); 3. PPO with the same seeds and budgets for every
+   leaving RL room); 2. automatic Math-Shepherd step labels from that policy, then an ORM and a
+   PRM trained on them (the PRM's step score also reads the policy's likelihood of the steps:
+   reward_models.prm_likelihood below; an implicit PRM too when a variant rewards with it), and the
+   premise check (best-of-16 against maj@16); 3. PPO with the same seeds and budgets for every
    reward variant; 4. greedy evaluation on the held-out split; 5. results.json, results.md and
    plots.
 
@@ -96,6 +97,10 @@ def get_config(arg=None):
             seed=0,
         )
     )
+    # pack_width=256 packs each batch's solutions into rows of 256 tokens instead of padding each
+    # to the batch's longest (rl/trainers/sft.py; exact): 0.24 s per step instead of 0.28 on this
+    # machine. Off, because the README's figures were measured without it; it trains a policy
+    # that differs in float rounding, which SFT amplifies (see the README on reproducibility).
     c.sft = ml_collections.ConfigDict(
         dict(
             steps=800,
@@ -105,6 +110,7 @@ def get_config(arg=None):
             chunk=100,
             group_by_length=0,
             pad_multiple=16,
+            pack_width=0,
         )
     )
     c.labels = ml_collections.ConfigDict(
@@ -135,23 +141,29 @@ def get_config(arg=None):
     # The premise check before PPO: N samples of the initial policy per held-out problem, ranked
     # by the ORM and the PRM against maj@N (rl/eval/premise.py).
     c.premise = ml_collections.ConfigDict(dict(samples=16, temperature=1.0))
-    # How the budget is spent: estimated seconds per unit on the idle 2-core machine. The
-    # fresh-clone run of this default in the README (the PRM with its likelihood term): SFT 5.1
-    # min for 800 steps, labels 3.2, the three reward models 4.8, the premise 2.6, then the 21 PPO
-    # runs (30 iterations each, with their greedy evaluation, one core each in `workers` processes
-    # side by side) 21.8 min, about 2.1 min per run per worker (iterations 2.9-3.5 s); 37.8 min in
-    # all (39.0 with the venv's install), over the 30-minute target. The previous default took
-    # 25.0 / 28.7 / 34.8 min on three days' machines of that kind (PPO 13.5-17.2 min): the
-    # machine's pace alone moves the total by a third. The progress bar counts these
-    # (rl/experiments/progress.py) and its ETA rescales them to the machine's measured pace.
+    # How the budget is spent: estimated seconds per unit on the idle 2-core machine, from the
+    # README's fresh-clone run of this default (22.0 min in all, the venv's install included; the
+    # pipeline 21.1): SFT 4.6 min for 800 steps, labels 2.4, the ORM and the PRM 2.0 (the PRM's
+    # likelihood fit included), the initial evaluation 0.2, the premise 0.8, then the 18 PPO runs
+    # (30 iterations each, with their greedy evaluation, one core each in `workers` processes side
+    # by side) 11.0 min, 1.0-1.45 min per run per worker (iterations 1.7-2.4 s). Within the
+    # 30-minute target with room for a slower day's machine: the same update took 1.6-2.0 s per
+    # iteration on the machine of the run before (it is 55-65% of an iteration, here 1.1-1.5 s).
+    # What changed for it: the implicit-PRM variant left the default (above), 256 held-out
+    # problems, the PRM's language model reuses the reference's log-probs, reward-model batches
+    # and evaluations are cut to their used columns, labels complete longest-first. The progress
+    # bar counts these (rl/experiments/progress.py) and its ETA rescales them to the machine's
+    # measured pace.
     c.budget = ml_collections.ConfigDict(
         dict(
-            sft_step_s=0.4,
-            labels_s=200.0,
-            reward_model_s=70.0,
-            premise_s=100.0,
-            eval_s=20.0,
-            ppo_iteration_s=3.0,  # one core (a worker): measured 2.0-3.5 s on different days
+            sft_step_s=0.34,
+            labels_s=145.0,
+            reward_model_s=60.0,
+            premise_s=50.0,
+            eval_s=8.0,
+            # One core (a worker), with a run's start-up spread over its iterations: measured
+            # 1.7-2.4 s per iteration here, 2.0-3.5 s on other days.
+            ppo_iteration_s=2.3,
         )
     )
 

@@ -173,6 +173,7 @@ class Pipeline:
                 log_every=s.chunk,
                 encoded=encoded,
                 group_by_length=s.group_by_length,
+                pack_width=s.pack_width,
                 pad_multiple=s.pad_multiple,
             )
             ckpt.save(end, {"params": nnx.state(model), "opt": opt_state}, {"step": end})
