@@ -20,3 +20,21 @@ import jax  # noqa: E402
 assert jax.device_count() == 8, (
     f"tests/conftest.py must run before anything imports jax; got {jax.device_count()} devices"
 )
+
+# The longest tests (each a minute or more on 2 cores: whole runs in subprocesses) start first, so
+# that with two xdist workers stealing work (tests/run.sh: --dist worksteal) neither is left
+# running one of them alone at the end.
+SLOW_FIRST = (
+    "tests/rl/test_reproduce.py",
+    "tests/rl/runtime/test_multihost.py",
+    "tests/rl/test_faults.py",
+    "tests/rl/trainers/test_implicit_prm_online.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order

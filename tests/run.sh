@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source launch/venv.sh requirements.txt tests/requirements.txt
 # Two workers match the 2-core machines this suite is sized for; override with PYTEST_WORKERS.
-exec "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
+exec "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" --dist worksteal "$@"

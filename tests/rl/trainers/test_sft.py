@@ -166,7 +166,7 @@ def test_a_packed_batch_gives_the_same_loss_and_gradient(tok, examples):
 
 
 def test_packed_training_follows_padded_training(tok, examples):
-    kwargs = dict(steps=6, batch_size=8, learning_rate=3e-3, max_len=128, seed=0, log_every=1)
+    kwargs = dict(steps=3, batch_size=8, learning_rate=3e-3, max_len=128, seed=0, log_every=1)
     _, _, padded = sft.train_sft(_model(tok), tok, examples, warmup_steps=2, **kwargs)
     _, _, packed = sft.train_sft(
         _model(tok), tok, examples, warmup_steps=2, pack_width=256, pad_multiple=16, **kwargs
