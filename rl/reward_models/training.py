@@ -239,7 +239,7 @@ def train_reward_model(
         lo, hi = used_columns(host["attention_mask"][rows], arrays.prompt_len)
         batch = {
             k: jax.device_put(
-                v[rows][:, lo:hi] if v.ndim == 2 and v.shape[1] == width else v[rows], batch_sh[k]
+                v[rows, lo:hi] if v.ndim == 2 and v.shape[1] == width else v[rows], batch_sh[k]
             )
             for k, v in host.items()
         }
